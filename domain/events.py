@@ -1,0 +1,494 @@
+"""The case events. Past tense, immutable; ``apply`` only evolves state, never checks a rule.
+
+Every event carries the envelope ``actor``, ``command`` (idempotency key and request digest,
+or None), ``prev_hash`` and ``hash``; ``timestamp`` is the command's ``now`` (occurred_at).
+Data fields are JSON values (instants as ISO 8601 strings) so what is hashed is what is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.domain import Aggregate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from domain.case import Case
+
+
+def at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class CaseEvent(Aggregate.Event):
+    actor: dict
+    command: dict | None
+    prev_hash: str
+    hash: str
+
+    def mutate(self, aggregate: Case | None) -> Case:  # type: ignore[override]
+        if aggregate is None:
+            from domain.case import Case
+
+            aggregate = Case.__new__(Case)
+            aggregate.__base_init__(self.originator_id, self.originator_version, self.timestamp)
+            aggregate.blank()
+            self.apply(aggregate)
+        else:
+            super().mutate(aggregate)
+        aggregate.last_hash = self.hash
+        if self.command:
+            done = aggregate.commands.setdefault(self.command["key"], {"digest": self.command["digest"]})
+            done["version"] = self.originator_version
+            done["at"] = self.timestamp
+            if isinstance(self, AuthorizationSuperseded):
+                done["successor"] = self.successor_case_id
+        return aggregate
+
+    def apply(self, case: Case) -> None:  # pragma: no cover - every event overrides
+        pass
+
+    @property
+    def data(self) -> dict[str, Any]:
+        from domain.chain import stored_data
+
+        return stored_data(dict(vars(self)))
+
+
+# --- intake -------------------------------------------------------------------------------
+
+
+class DraftStarted(CaseEvent):
+    case_number: str
+    policy: str
+    policy_version: int
+    line_of_business: str
+    draft: dict
+    expires_at: str
+
+    def apply(self, case: Case) -> None:
+        case.case_number = self.case_number
+        case.policy = self.policy
+        case.policy_version = self.policy_version
+        case.line_of_business = self.line_of_business
+        case.draft = self.draft
+        case.draft_expires_at = at(self.expires_at)
+        case.status = "draft"
+
+
+class DraftExpired(CaseEvent):
+    expires_at: str
+
+    def apply(self, case: Case) -> None:
+        case.status = "cancelled"
+        case.draft_expires_at = None
+
+
+class CaseSubmitted(CaseEvent):
+    case_number: str
+    policy: str
+    policy_version: int
+    line_of_business: str
+    member: dict
+    ordering_provider: dict
+    site: dict
+    service: dict
+    urgent_requested: bool
+    urgent: bool
+    urgent_note: str | None
+    retro: bool
+    clinical: dict
+    documents: list
+    channel: str
+    received_at: str
+    decision_due_at: str
+    decision_warning_at: str
+    decision_target_at: str
+    predecessor_case_id: str | None
+
+    def apply(self, case: Case) -> None:
+        case.case_number = self.case_number
+        case.policy = self.policy
+        case.policy_version = self.policy_version
+        case.line_of_business = self.line_of_business
+        case.member = self.member
+        case.ordering_provider = self.ordering_provider
+        case.site = self.site
+        case.service = self.service
+        case.urgent_requested = self.urgent_requested
+        case.urgent = self.urgent
+        case.urgent_note = self.urgent_note
+        case.retro = self.retro
+        case.clinical = self.clinical
+        case.documents = list(self.documents)
+        case.channel = self.channel
+        case.received_at = at(self.received_at)
+        case.decision_due_at = at(self.decision_due_at)
+        case.decision_warning_at = at(self.decision_warning_at)
+        case.decision_target_at = at(self.decision_target_at)
+        case.predecessor_case_id = self.predecessor_case_id
+        case.draft = None
+        case.draft_expires_at = None
+        case.status = "pending"
+
+
+class CaseAutoApproved(CaseEvent):
+    rule: dict
+    lines: list
+    authorization_number: str
+    valid_from: str
+    valid_to: str
+
+    def apply(self, case: Case) -> None:
+        case.record_decision("approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        case.determined_at = self.timestamp
+        case.decided_by = "rules"
+
+
+# --- information and holds ------------------------------------------------------------------
+
+
+class CaseHeld(CaseEvent):
+    requested_items: list
+    due_at: str
+
+    def apply(self, case: Case) -> None:
+        case.status = "held"
+        case.hold = {"requested_items": list(self.requested_items), "due_at": self.due_at, "held_at": self.timestamp.isoformat()}
+        case.hold_due_at = at(self.due_at)
+        case.holds += 1
+
+
+class ClinicalUploaded(CaseEvent):
+    documents: list
+    notes: str | None
+    decision_target_at: str | None
+
+    def apply(self, case: Case) -> None:
+        case.documents.extend(self.documents)
+        case.uploads += 1
+        if self.decision_target_at:
+            case.decision_target_at = at(self.decision_target_at)
+
+
+class HoldReleased(CaseEvent):
+    reason: str
+    decision_target_at: str
+
+    def apply(self, case: Case) -> None:
+        case.status = "pending"
+        case.hold = None
+        case.hold_due_at = None
+        case.decision_target_at = at(self.decision_target_at)
+
+
+class HoldLapsed(CaseEvent):
+    due_at: str
+
+    def apply(self, case: Case) -> None:
+        case.status = "pending"
+        case.hold = None
+        case.hold_due_at = None
+        case.hold_lapsed = True
+
+
+# --- peer to peer ---------------------------------------------------------------------------
+
+
+class P2PScheduled(CaseEvent):
+    p2p_id: str
+    level: str
+    slot: str
+    reviewer: str
+    contact: dict
+    also_cases: list
+
+    def apply(self, case: Case) -> None:
+        case.p2ps[self.p2p_id] = {
+            "p2p_id": self.p2p_id,
+            "level": self.level,
+            "slot": self.slot,
+            "reviewer": self.reviewer,
+            "contact": self.contact,
+            "also_cases": list(self.also_cases),
+            "status": "scheduled",
+        }
+
+
+class P2PRescheduled(CaseEvent):
+    p2p_id: str
+    slot: str
+
+    def apply(self, case: Case) -> None:
+        case.p2ps[self.p2p_id] = {**case.p2ps[self.p2p_id], "slot": self.slot}
+
+
+class P2PCancelled(CaseEvent):
+    p2p_id: str
+    reason: str
+
+    def apply(self, case: Case) -> None:
+        case.p2ps[self.p2p_id] = {**case.p2ps[self.p2p_id], "status": "cancelled", "reason": self.reason}
+
+
+class P2PCompleted(CaseEvent):
+    p2p_id: str
+    outcome: str
+
+    def apply(self, case: Case) -> None:
+        case.p2ps[self.p2p_id] = {**case.p2ps[self.p2p_id], "status": "completed", "outcome": self.outcome}
+
+
+class P2PSlotMissed(CaseEvent):
+    """Scheduler: the slot passed and the call was neither completed nor cancelled."""
+
+    p2p_id: str
+    slot: str
+
+    def apply(self, case: Case) -> None:
+        case.p2ps[self.p2p_id] = {**case.p2ps[self.p2p_id], "status": "missed"}
+
+
+# --- the decision clock ---------------------------------------------------------------------
+
+
+class PreDenialNoticeGiven(CaseEvent):
+    channel: str
+    notes: str | None
+
+    def apply(self, case: Case) -> None:
+        case.pre_denial_notice_at = self.timestamp
+
+
+class DecisionTimeframeExtended(CaseEvent):
+    reason: str
+    days: int
+    decision_due_at: str
+    decision_warning_at: str
+
+    def apply(self, case: Case) -> None:
+        case.timeframe_extended = True
+        case.decision_due_at = at(self.decision_due_at)
+        case.decision_warning_at = at(self.decision_warning_at)
+        case.decision_due_soon = False
+
+
+class DecisionDueSoon(CaseEvent):
+    decision_due_at: str
+
+    def apply(self, case: Case) -> None:
+        case.decision_due_soon = True
+
+
+class DecisionOverdue(CaseEvent):
+    decision_due_at: str
+
+    def apply(self, case: Case) -> None:
+        case.decision_overdue = True
+
+
+# --- determinations ------------------------------------------------------------------------
+
+
+class CaseDetermined(CaseEvent):
+    outcome: str
+    lines: list
+    rationale: str | None
+    guidelines: list
+    technique: str | None
+    fractions: int | None
+    igrt: bool | None
+    site_of_care_redirect: bool
+    valid_from: str | None
+    valid_to: str | None
+    authorization_number: str | None
+    reviewer: dict
+    appeal_deadline: str | None
+    reconsideration_deadline: str | None
+    reconsideration_open: bool
+    alternative_deadline: str | None
+
+    def apply(self, case: Case) -> None:
+        case.record_decision(self.outcome, self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        case.determined_at = self.timestamp
+        case.decided_by = self.reviewer.get("id")
+        case.appeal_deadline = at(self.appeal_deadline)
+        case.reconsideration_open = self.reconsideration_open
+        case.reconsideration_deadline = at(self.reconsideration_deadline)
+        case.alternative_deadline = at(self.alternative_deadline)
+        case.approval_details = {"technique": self.technique, "fractions": self.fractions, "igrt": self.igrt}
+
+
+class AlternativeRecommendationAccepted(CaseEvent):
+    authorization_number: str
+    valid_from: str
+    valid_to: str
+
+    def apply(self, case: Case) -> None:
+        case.record_decision("approved", case.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        case.alternative_deadline = None
+        case.appeal_deadline = None
+        case.reconsideration_open = False
+        case.reconsideration_deadline = None
+
+
+class AlternativeRecommendationLapsed(CaseEvent):
+    deadline: str
+
+    def apply(self, case: Case) -> None:
+        case.alternative_deadline = None
+        case.alternative_lapsed = True
+
+
+class ReconsiderationRequested(CaseEvent):
+    reason: str
+    documents: list
+
+    def apply(self, case: Case) -> None:
+        case.reconsideration = {"requested_at": self.timestamp.isoformat(), "reason": self.reason, "outcome": None}
+        case.reconsideration_open = False
+        case.reconsideration_deadline = None
+        case.documents.extend(self.documents)
+
+
+class ReconsiderationDecided(CaseEvent):
+    outcome: str
+    lines: list
+    rationale: str | None
+    reviewer: dict
+    authorization_number: str | None
+    valid_from: str | None
+    valid_to: str | None
+
+    def apply(self, case: Case) -> None:
+        case.reconsideration = {**case.reconsideration, "outcome": self.outcome}
+        case.record_decision(self.outcome, self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+
+
+class ReconsiderationWindowClosed(CaseEvent):
+    deadline: str
+
+    def apply(self, case: Case) -> None:
+        case.reconsideration_open = False
+        case.reconsideration_deadline = None
+
+
+class AppealFiled(CaseEvent):
+    level: int
+    reason: str
+    filed_at: str
+
+    def apply(self, case: Case) -> None:
+        case.appeals.append({"level": self.level, "reason": self.reason, "filed_at": self.filed_at, "outcome": None})
+        case.appeal_deadline = None
+        case.reconsideration_open = False
+        case.reconsideration_deadline = None
+
+
+class AppealDecided(CaseEvent):
+    level: int
+    outcome: str
+    rationale: str | None
+    reviewer: dict
+    lines: list
+    authorization_number: str | None
+    valid_from: str | None
+    valid_to: str | None
+    next_appeal_deadline: str | None
+
+    def apply(self, case: Case) -> None:
+        case.appeals[self.level - 1] = {**case.appeals[self.level - 1], "outcome": self.outcome}
+        if self.outcome == "overturned":
+            case.record_decision("approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        elif self.outcome == "partially_overturned":
+            case.record_decision("partially_approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        case.appeal_deadline = at(self.next_appeal_deadline)
+
+
+class AppealWindowClosed(CaseEvent):
+    deadline: str
+
+    def apply(self, case: Case) -> None:
+        case.appeal_deadline = None
+        case.appeal_window_closed = True
+
+
+# --- the authorization after approval -------------------------------------------------------
+
+
+class AuthorizationUpdated(CaseEvent):
+    kind: str
+    changes: dict
+
+    def apply(self, case: Case) -> None:
+        case.apply_administrative_change(self.kind, self.changes)
+
+
+class AuthorizationExtended(CaseEvent):
+    previous_valid_to: str
+    valid_to: str
+
+    def apply(self, case: Case) -> None:
+        case.valid_to = at(self.valid_to)
+        case.authorization_extensions += 1
+
+
+class AuthorizationSuperseded(CaseEvent):
+    successor_case_id: str
+    kind: str
+    changes: dict
+
+    def apply(self, case: Case) -> None:
+        case.successor_case_id = self.successor_case_id
+
+
+class AuthorizationWithdrawn(CaseEvent):
+    reason: str
+    successor_case_id: str | None
+
+    def apply(self, case: Case) -> None:
+        case.status = "withdrawn"
+
+
+class AuthorizationExpired(CaseEvent):
+    valid_to: str
+
+    def apply(self, case: Case) -> None:
+        case.status = "expired"
+
+
+class CaseCancelled(CaseEvent):
+    reason: str
+
+    def apply(self, case: Case) -> None:
+        case.status = "cancelled"
+        case.hold = None
+        case.hold_due_at = None
+
+
+# --- correspondence -------------------------------------------------------------------------
+
+
+class LetterIssued(CaseEvent):
+    recipient: str
+    channel: str
+    letter_kind: str
+    address: dict
+
+    def apply(self, case: Case) -> None:
+        case.letters += 1
+
+
+EVENT_TYPES: dict[str, type[CaseEvent]] = {
+    cls.__name__: cls
+    for cls in (
+        DraftStarted, DraftExpired, CaseSubmitted, CaseAutoApproved, CaseHeld, ClinicalUploaded,
+        HoldReleased, HoldLapsed, P2PScheduled, P2PRescheduled, P2PCancelled, P2PCompleted,
+        P2PSlotMissed, PreDenialNoticeGiven, DecisionTimeframeExtended, DecisionDueSoon,
+        DecisionOverdue, CaseDetermined, AlternativeRecommendationAccepted,
+        AlternativeRecommendationLapsed, ReconsiderationRequested, ReconsiderationDecided,
+        ReconsiderationWindowClosed, AppealFiled, AppealDecided, AppealWindowClosed,
+        AuthorizationUpdated, AuthorizationExtended, AuthorizationSuperseded,
+        AuthorizationWithdrawn, AuthorizationExpired, CaseCancelled, LetterIssued,
+    )
+}

@@ -1,0 +1,369 @@
+"""The application service: one method per command; each loads, makes one domain call, saves.
+
+Idempotency: a command given a key records ``{"key", "digest"}`` on its events. A retry
+with the same key and body finds them and answers as the first call did, recording
+nothing; the same key with another body is refused. A creation's case id is derived from
+its key, so even a crash between the save and the answer cannot create a second case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+import orjson
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Transcoder
+
+from domain.case import Case, Context, _intake
+from domain.chain import ChainWalker, stored_data
+from domain.errors import CaseNotFound, IdempotencyConflict, InvalidInput, FieldError, VersionConflict
+from domain.events import CaseEvent
+from domain.views import case_view
+from infra.registry import Registry
+from infra.transcoder import OrjsonTranscoder
+
+KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/idempotency")
+SCHEDULER = {"kind": "scheduler", "id": "scheduler"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    view: dict
+    created: bool = False
+
+
+def digest_of(name: str, case_id: Any, body: Any) -> str:
+    payload = orjson.dumps({"command": name, "case_id": str(case_id) if case_id else None, "body": body},
+                           option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def event_record(event: CaseEvent) -> dict:
+    """An event as readers see it (history, CLI, Kafka ``data``)."""
+    return {
+        "case_id": str(event.originator_id),
+        "version": event.originator_version,
+        "type": type(event).__name__,
+        "occurred_at": event.timestamp.isoformat(),
+        "actor": event.actor,
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+class CaseLog(Application):
+    name = "caselog"
+
+    def __init__(self, env: dict, *, clock: Any, registry: Registry):
+        self.clock = clock
+        self.registry = registry
+        super().__init__(env)
+
+    def construct_transcoder(self) -> Transcoder:
+        return OrjsonTranscoder()
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    @staticmethod
+    def _scoped(actor: dict, key: str | None) -> str | None:
+        return f"{actor.get('kind')}:{actor.get('id')}:{key}" if key else None
+
+    def load(self, case_id: Any, version: int | None = None) -> Case:
+        try:
+            uid = case_id if isinstance(case_id, UUID) else UUID(str(case_id))
+        except ValueError:
+            raise CaseNotFound(f"no case {case_id!r}") from None
+        try:
+            return self.repository.get(uid, version=version)
+        except AggregateNotFoundError:
+            raise CaseNotFound(f"no case {case_id}") from None
+
+    def exists(self, case_id: UUID) -> bool:
+        return case_id in self.repository
+
+    def _save(self, *cases: Case) -> None:
+        try:
+            self.save(*cases)
+        except IntegrityError:
+            raise VersionConflict("the case changed while this command ran; reload it and try again") from None
+
+    def _earlier_answer(self, case: Case, scoped: str, digest: str, *, created: bool = False) -> Answer | None:
+        done = case.commands.get(scoped)
+        if done is None:
+            return None
+        if done["digest"] != digest:
+            raise IdempotencyConflict("this Idempotency-Key was used with another request")
+        target = self.load(done["successor"]) if done.get("successor") else case
+        then = self.load(target.id, version=target.commands[scoped]["version"])
+        return Answer(case_view(then, done["at"]), created or bool(done.get("successor")))
+
+    def _check_key(self, scoped: str | None, digest: str, case_id: UUID | None) -> None:
+        if scoped is None:
+            return
+        known = self.registry.find_key(scoped)
+        if known and (known[0] != digest or (case_id is not None and known[1] != str(case_id))):
+            raise IdempotencyConflict("this Idempotency-Key was used with another request")
+
+    def _change(
+        self, name: str, case_id: Any, body: dict, actor: dict, key: str | None, expected_version: int | None,
+        decide: Callable[[Case, Context], Iterable[Case] | None],
+        answer: Callable[[Case, list[Case], datetime], Answer] | None = None,
+    ) -> Answer:
+        case = self.load(case_id)
+        scoped = self._scoped(actor, key)
+        digest = digest_of(name, case.id, body)
+        if scoped:
+            self._check_key(scoped, digest, case.id)
+            earlier = self._earlier_answer(case, scoped, digest)
+            if earlier:
+                return earlier
+        if expected_version is not None and case.version != expected_version:
+            raise VersionConflict(f"expected version {expected_version}, the case is at version {case.version}")
+        ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
+        others = list(decide(case, ctx) or [])
+        self._save(case, *others)
+        if scoped:
+            self.registry.remember_key(scoped, digest, str(case.id))
+        if answer is not None:
+            return answer(case, others, ctx.now)
+        return Answer(case_view(case, ctx.now))
+
+    def _create(self, name: str, body: dict, actor: dict, key: str | None, build: Callable[[Context, UUID, str], Case]) -> Answer:
+        scoped = self._scoped(actor, key)
+        digest = digest_of(name, None, body)
+        case_id = uuid5(KEY_NAMESPACE, scoped) if scoped else uuid4()
+        if scoped:
+            self._check_key(scoped, digest, None)
+            if self.exists(case_id):
+                earlier = self._earlier_answer(self.load(case_id), scoped, digest, created=True)
+                if earlier:
+                    return earlier
+        ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
+        build(ctx, case_id, "0000000000")  # validate first: a refused request takes no case number
+        case = build(ctx, case_id, self.registry.case_number(str(case_id)))
+        self._save(case)
+        if scoped:
+            self.registry.remember_key(scoped, digest, str(case_id))
+        return Answer(case_view(case, ctx.now), True)
+
+    # ---- intake ---------------------------------------------------------------------------
+
+    def submit(self, request: dict, *, actor: dict, key: str | None = None) -> Answer:
+        return self._create(
+            "submit", request, actor, key,
+            lambda ctx, case_id, number: Case.submit(ctx, case_id=case_id, case_number=number, request=request),
+        )
+
+    def start_draft(self, request: dict, *, actor: dict, key: str | None = None) -> Answer:
+        return self._create(
+            "start_draft", request, actor, key,
+            lambda ctx, case_id, number: Case.start_draft(
+                ctx, case_id=case_id, case_number=number, policy=request.get("policy"),
+                line_of_business=request.get("line_of_business"), draft=request,
+            ),
+        )
+
+    def submit_draft(self, case_id, request: dict, *, actor: dict, key: str | None = None, expected_version: int | None = None) -> Answer:
+        return self._change("submit_draft", case_id, request, actor, key, expected_version, lambda c, ctx: c.submit_draft(ctx, request))
+
+    def cancel(self, case_id, reason: str, *, actor: dict, key=None, expected_version=None) -> Answer:
+        return self._change("cancel", case_id, {"reason": reason}, actor, key, expected_version, lambda c, ctx: c.cancel(ctx, reason))
+
+    # ---- holds, clinical, P2P --------------------------------------------------------------
+
+    def place_hold(self, case_id, requested_items: list[str], due_at: datetime | str | None = None, *, actor: dict, key=None, expected_version=None) -> Answer:
+        body = {"requested_items": requested_items, "due_at": due_at}
+        return self._change("place_hold", case_id, body, actor, key, expected_version, lambda c, ctx: c.place_hold(ctx, requested_items, due_at))
+
+    def upload_clinical(self, case_id, documents: list[dict], notes: str | None = None, *, actor: dict, key=None, expected_version=None) -> Answer:
+        body = {"documents": documents, "notes": notes}
+        return self._change("upload_clinical", case_id, body, actor, key, expected_version, lambda c, ctx: c.upload_clinical(ctx, documents, notes))
+
+    def schedule_p2p(self, case_id, *, level: str, slot, reviewer: str, contact: dict, also_cases: list[str] = (), actor: dict, key=None, expected_version=None, p2p_id: str | None = None) -> Answer:
+        body = {"level": level, "slot": slot, "reviewer": reviewer, "contact": contact, "also_cases": list(also_cases)}
+        p2p_id = p2p_id or (str(uuid5(KEY_NAMESPACE, f"p2p:{self._scoped(actor, key)}")) if key else str(uuid4()))
+
+        def decide(case: Case, ctx: Context) -> list[Case]:
+            others = [self.load(other) for other in also_cases if str(other) != str(case.id)]
+            case.schedule_p2p(ctx, p2p_id=p2p_id, level=level, slot=slot, reviewer=reviewer, contact=contact, also_cases=[str(o.id) for o in others])
+            for other in others:
+                other.schedule_p2p(ctx, p2p_id=p2p_id, level=level, slot=slot, reviewer=reviewer, contact=contact, also_cases=[str(case.id)] + [str(o.id) for o in others if o is not other])
+            return others
+
+        return self._change("schedule_p2p", case_id, body, actor, key, expected_version, decide)
+
+    def _p2p_cases(self, case: Case, p2p_id: str) -> list[Case]:
+        p2p = case.p2ps.get(p2p_id) or {}
+        return [self.load(other) for other in p2p.get("also_cases", [])]
+
+    def reschedule_p2p(self, case_id, p2p_id: str, slot, *, actor: dict, key=None, expected_version=None) -> Answer:
+        def decide(case: Case, ctx: Context) -> list[Case]:
+            others = [o for o in self._p2p_cases(case, p2p_id) if o.p2ps.get(p2p_id, {}).get("status") == "scheduled"]
+            for c in [case, *others]:
+                c.reschedule_p2p(ctx, p2p_id, slot)
+            return others
+
+        return self._change("reschedule_p2p", case_id, {"p2p_id": p2p_id, "slot": slot}, actor, key, expected_version, decide)
+
+    def cancel_p2p(self, case_id, p2p_id: str, reason: str, *, actor: dict, key=None, expected_version=None) -> Answer:
+        def decide(case: Case, ctx: Context) -> list[Case]:
+            others = [o for o in self._p2p_cases(case, p2p_id) if o.p2ps.get(p2p_id, {}).get("status") == "scheduled"]
+            for c in [case, *others]:
+                c.cancel_p2p(ctx, p2p_id, reason)
+            return others
+
+        return self._change("cancel_p2p", case_id, {"p2p_id": p2p_id, "reason": reason}, actor, key, expected_version, decide)
+
+    def complete_p2p(self, case_id, p2p_id: str, outcome: str, *, actor: dict, key=None, expected_version=None) -> Answer:
+        def decide(case: Case, ctx: Context) -> list[Case]:
+            others = [o for o in self._p2p_cases(case, p2p_id) if o.p2ps.get(p2p_id, {}).get("status") == "scheduled"]
+            for c in [case, *others]:
+                c.complete_p2p(ctx, p2p_id, outcome)
+            return others
+
+        return self._change("complete_p2p", case_id, {"p2p_id": p2p_id, "outcome": outcome}, actor, key, expected_version, decide)
+
+    # ---- decision clock and determination -------------------------------------------------
+
+    def give_pre_denial_notice(self, case_id, channel: str, notes: str | None = None, *, actor: dict, key=None, expected_version=None) -> Answer:
+        return self._change("pre_denial_notice", case_id, {"channel": channel, "notes": notes}, actor, key, expected_version,
+                            lambda c, ctx: c.give_pre_denial_notice(ctx, channel, notes))
+
+    def extend_timeframe(self, case_id, reason: str, days: int, *, actor: dict, key=None, expected_version=None) -> Answer:
+        return self._change("extend_timeframe", case_id, {"reason": reason, "days": days}, actor, key, expected_version,
+                            lambda c, ctx: c.extend_timeframe(ctx, reason, days))
+
+    def determine(self, case_id, *, actor: dict, key=None, expected_version=None, **decision: Any) -> Answer:
+        def decide(case: Case, ctx: Context) -> list[Case]:
+            case.determine(ctx, **decision)
+            return self._withdraw_predecessor(case, ctx)
+
+        return self._change("determine", case_id, decision, actor, key, expected_version, decide)
+
+    def _withdraw_predecessor(self, case: Case, ctx: Context) -> list[Case]:
+        """When a successor (clinical change) is approved, its original is withdrawn, atomically."""
+        if case.predecessor_case_id and case.status in ("approved", "partially_approved"):
+            original = self.load(case.predecessor_case_id)
+            if original.status in ("approved", "partially_approved") and original.successor_case_id == str(case.id):
+                original.withdraw(ctx, "superseded by the approved successor authorization", successor_case_id=str(case.id))
+                return [original]
+        return []
+
+    def accept_alternative(self, case_id, *, actor: dict, key=None, expected_version=None) -> Answer:
+        return self._change("accept_alternative", case_id, {}, actor, key, expected_version, lambda c, ctx: c.accept_alternative(ctx))
+
+    def request_reconsideration(self, case_id, reason: str, documents: list[dict] | None = None, *, actor: dict, key=None, expected_version=None) -> Answer:
+        return self._change("request_reconsideration", case_id, {"reason": reason, "documents": documents}, actor, key, expected_version,
+                            lambda c, ctx: c.request_reconsideration(ctx, reason, documents))
+
+    def decide_reconsideration(self, case_id, *, actor: dict, key=None, expected_version=None, **decision: Any) -> Answer:
+        def decide(case: Case, ctx: Context) -> list[Case]:
+            case.decide_reconsideration(ctx, **decision)
+            return self._withdraw_predecessor(case, ctx)
+
+        return self._change("decide_reconsideration", case_id, decision, actor, key, expected_version, decide)
+
+    def file_appeal(self, case_id, reason: str, filed_at=None, *, actor: dict, key=None, expected_version=None) -> Answer:
+        return self._change("file_appeal", case_id, {"reason": reason, "filed_at": filed_at}, actor, key, expected_version,
+                            lambda c, ctx: c.file_appeal(ctx, reason, filed_at))
+
+    def decide_appeal(self, case_id, level: int, *, actor: dict, key=None, expected_version=None, **decision: Any) -> Answer:
+        def decide(case: Case, ctx: Context) -> list[Case]:
+            case.decide_appeal(ctx, level=level, **decision)
+            return self._withdraw_predecessor(case, ctx)
+
+        return self._change("decide_appeal", case_id, {"level": level, **decision}, actor, key, expected_version, decide)
+
+    # ---- the authorization ----------------------------------------------------------------
+
+    def update_authorization(self, case_id, kind: str, changes: dict, *, actor: dict, key=None, expected_version=None) -> Answer:
+        """Administrative kinds change the authorization in place (200); clinical kinds open a
+        linked successor case (201, the successor's view)."""
+
+        def decide(case: Case, ctx: Context) -> list[Case]:
+            if not case.row.update_is_clinical(kind):
+                case.update_authorization_in_place(ctx, kind, changes)
+                return []
+            successor_id = uuid5(KEY_NAMESPACE, f"successor:{ctx.command['key']}") if ctx.command else uuid4()
+            request = case.supersede(ctx, kind=kind, changes=changes, successor_case_id=str(successor_id))
+            _intake(ctx, "0000000000", request, str(case.id))  # validate before taking a case number
+            number = self.registry.case_number(str(successor_id))
+            return [Case.submit(ctx, case_id=successor_id, case_number=number, request=request, predecessor_case_id=str(case.id))]
+
+        def answer(case: Case, successors: list[Case], now: datetime) -> Answer:
+            return Answer(case_view(successors[0], now), True) if successors else Answer(case_view(case, now))
+
+        return self._change("update_authorization", case_id, {"kind": kind, "changes": changes}, actor, key, expected_version, decide, answer)
+
+    def extend_authorization(self, case_id, valid_to, *, actor: dict, key=None, expected_version=None) -> Answer:
+        return self._change("extend_authorization", case_id, {"valid_to": valid_to}, actor, key, expected_version,
+                            lambda c, ctx: c.extend_authorization(ctx, valid_to))
+
+    def withdraw(self, case_id, reason: str, *, actor: dict, key=None, expected_version=None) -> Answer:
+        return self._change("withdraw", case_id, {"reason": reason}, actor, key, expected_version, lambda c, ctx: c.withdraw(ctx, reason))
+
+    # ---- deadlines (called by the scheduler) ----------------------------------------------
+
+    DEADLINES: dict[str, str] = {
+        "hold_due": "lapse_hold",
+        "decision_warning": "warn_decision_due",
+        "decision_due": "mark_decision_overdue",
+        "appeal_window": "close_appeal_window",
+        "reconsideration_window": "close_reconsideration_window",
+        "authorization_expiry": "expire_authorization",
+        "alternative_lapse": "lapse_alternative",
+        "draft_expiry": "expire_draft",
+        "p2p_slot": "miss_p2p",
+    }
+
+    def fire_deadline(self, kind: str, case_id, instant: datetime, p2p_id: str | None = None) -> Answer:
+        """Turn a due instant into its event. A second firing is refused by the aggregate
+        (the deadline is disarmed once its event is recorded), so it records nothing."""
+        method = self.DEADLINES[kind]
+        args = (p2p_id, instant) if kind == "p2p_slot" else (instant,)
+        return self._change(f"deadline:{kind}", case_id, {"instant": instant, "p2p_id": p2p_id}, SCHEDULER, None, None,
+                            lambda c, ctx: getattr(c, method)(ctx, *args))
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def view(self, case_id, now: datetime | None = None) -> dict:
+        return case_view(self.load(case_id), now or self.clock.now())
+
+    def history(self, case_id, as_of: datetime | None = None) -> dict:
+        case = self.load(case_id)
+        events = [e for e in self.events.get(case.id) if as_of is None or e.timestamp <= as_of]
+        if not events:
+            raise CaseNotFound(f"case {case_id} had no events by {as_of.isoformat()}")
+        then = self.load(case.id, version=events[-1].originator_version)
+        return {"events": [event_record(e) for e in events], "case": case_view(then, as_of or self.clock.now())}
+
+    def stored_events(self, batch: int = 1000, start: int = 1) -> Iterator[tuple[int, str, int, str, dict]]:
+        """(position, case_id, version, type, stored state) in store order, in bounded memory."""
+        while True:
+            rows = self.recorder.select_notifications(start, batch)
+            for n in rows:
+                state = orjson.loads(n.state)
+                yield n.id, str(n.originator_id), n.originator_version, n.topic.rsplit(":", 1)[-1], state
+            if len(rows) < batch:
+                return
+            start = rows[-1].id + 1
+
+    def verify(self, progress: Callable[[int], None] | None = None) -> ChainWalker:
+        """Walk every case's chain in store order; raises ChainBreak at the first break."""
+        walker = ChainWalker()
+        for position, case_id, version, type_name, state in self.stored_events():
+            walker.feed(case_id, version, type_name, state)
+            if progress and walker.events % 1000 == 0:
+                progress(walker.events)
+        return walker
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+
+__all__ = ["Answer", "CaseLog", "SCHEDULER", "digest_of", "event_record", "stored_data", "InvalidInput", "FieldError"]

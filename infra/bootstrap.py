@@ -1,0 +1,71 @@
+"""The composition root: settings in, a wired system out. Nothing else builds stores,
+clocks or the application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+from infra.application import CaseLog
+from infra.clock import ManualClock, SystemClock
+from infra.database import Database
+from infra.registry import Registry
+from infra.settings import Settings
+
+
+def event_store_env(settings: Settings) -> dict[str, str]:
+    if settings.uses_postgres:
+        info = conninfo_to_dict(settings.database_url)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
+            "POSTGRES_HOST": str(info.get("host") or "localhost"),
+            "POSTGRES_PORT": str(info.get("port") or "5432"),
+            "POSTGRES_USER": str(info.get("user") or "postgres"),
+            "POSTGRES_PASSWORD": str(info.get("password") or ""),
+            "POSTGRES_POOL_SIZE": "5",
+            "POSTGRES_MAX_OVERFLOW": "5",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "CREATE_TABLE": "y",
+        }
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(settings.sqlite_path),
+        "SQLITE_LOCK_TIMEOUT": "30",
+        "CREATE_TABLE": "y",
+    }
+
+
+def make_clock(settings: Settings) -> Any:
+    if settings.clock == "manual":
+        start = datetime.fromisoformat(settings.clock_start.replace("Z", "+00:00")) if settings.clock_start else None
+        return ManualClock(start)
+    if settings.clock != "system":
+        raise ValueError(f"CASELOG_CLOCK must be 'system' or 'manual', not {settings.clock!r}")
+    return SystemClock()
+
+
+@dataclass
+class System:
+    settings: Settings
+    clock: Any
+    db: Database
+    registry: Registry
+    app: CaseLog
+
+    def close(self) -> None:
+        self.app.close()
+        self.db.close()
+
+
+def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
+    settings = settings or Settings.from_env()
+    clock = clock or make_clock(settings)
+    db = Database(settings)
+    registry = Registry(db)
+    app = CaseLog(event_store_env(settings), clock=clock, registry=registry)
+    return System(settings=settings, clock=clock, db=db, registry=registry, app=app)

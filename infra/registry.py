@@ -1,0 +1,40 @@
+"""Case numbers and idempotency keys: the two facts that span cases.
+
+Case numbers come from a sequence (10 digits, never reused). An idempotency key is also
+recorded on the events its command produced, so a crash between saving and registering
+never lets a retry record twice; this table catches a key reused on another case.
+"""
+
+from __future__ import annotations
+
+from infra.database import Database
+
+CASE_NUMBER_BASE = 1_000_000_000
+
+
+class Registry:
+    def __init__(self, db: Database):
+        self.db = db
+        with db.transaction() as cur:
+            cur.execute(f"CREATE TABLE IF NOT EXISTS caselog_case_numbers (n {db.autoincrement}, case_id TEXT NOT NULL UNIQUE)")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS caselog_idempotency (key TEXT PRIMARY KEY, digest TEXT NOT NULL, case_id TEXT NOT NULL)"
+            )
+
+    def case_number(self, case_id: str) -> str:
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO caselog_case_numbers (case_id) VALUES (?) ON CONFLICT (case_id) DO NOTHING", (case_id,))
+            row = cur.execute("SELECT n FROM caselog_case_numbers WHERE case_id = ?", (case_id,)).fetchone()
+        return str(CASE_NUMBER_BASE + int(row[0]))
+
+    def find_key(self, key: str) -> tuple[str, str] | None:
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT digest, case_id FROM caselog_idempotency WHERE key = ?", (key,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def remember_key(self, key: str, digest: str, case_id: str) -> None:
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT INTO caselog_idempotency (key, digest, case_id) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, digest, case_id),
+            )

@@ -1,0 +1,43 @@
+"""Every ``CASELOG_*`` setting, read once from the environment by the composition root."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./caselog-data")
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+    topic: str = "caselog.case-events"
+    topic_partitions: int = 6
+    deployment: str = "default"
+    clock: str = "system"
+    clock_start: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            data_dir=Path(env.get("CASELOG_DATA_DIR") or "./caselog-data"),
+            database_url=env.get("CASELOG_DATABASE_URL") or None,
+            kafka_bootstrap=env.get("CASELOG_KAFKA_BOOTSTRAP") or None,
+            topic=env.get("CASELOG_TOPIC") or "caselog.case-events",
+            topic_partitions=int(env.get("CASELOG_TOPIC_PARTITIONS") or 6),
+            deployment=env.get("CASELOG_DEPLOYMENT") or "default",
+            clock=(env.get("CASELOG_CLOCK") or "system").lower(),
+            clock_start=env.get("CASELOG_CLOCK_START") or None,
+        )
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "caselog.db"
