@@ -60,6 +60,8 @@ def case_view(case: Case, now: datetime) -> dict:
         "draft_expires_at": iso(case.draft_expires_at),
         "valid_from": iso(case.valid_from),
         "valid_to": iso(case.valid_to),
+        "valid_from_date": case.calendar.local_date(case.valid_from).isoformat() if case.valid_from and case.policy else None,
+        "valid_to_date": case.calendar.local_date(case.valid_to).isoformat() if case.valid_to and case.policy else None,
         "outcome": case.outcome,
         "lines": case.lines,
         "determined_at": iso(case.determined_at),

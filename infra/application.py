@@ -245,10 +245,10 @@ class CaseLog(Application):
 
         return self._change("determine", case_id, decision, actor, key, expected_version, decide)
 
-    def _withdraw_predecessor(self, case: Case, ctx: Context) -> list[Case]:
+    def _withdraw_predecessor(self, case: Case, ctx: Context, original: Case | None = None) -> list[Case]:
         """When a successor (clinical change) is approved, its original is withdrawn, atomically."""
         if case.predecessor_case_id and case.status in ("approved", "partially_approved"):
-            original = self.load(case.predecessor_case_id)
+            original = original or self.load(case.predecessor_case_id)
             if original.status in ("approved", "partially_approved") and original.successor_case_id == str(case.id):
                 original.withdraw(ctx, "superseded by the approved successor authorization", successor_case_id=str(case.id))
                 return [original]
@@ -293,7 +293,9 @@ class CaseLog(Application):
             request = case.supersede(ctx, kind=kind, changes=changes, successor_case_id=str(successor_id))
             _intake(ctx, "0000000000", request, str(case.id))  # validate before taking a case number
             number = self.registry.case_number(str(successor_id))
-            return [Case.submit(ctx, case_id=successor_id, case_number=number, request=request, predecessor_case_id=str(case.id))]
+            successor = Case.submit(ctx, case_id=successor_id, case_number=number, request=request, predecessor_case_id=str(case.id))
+            self._withdraw_predecessor(successor, ctx, original=case)  # approved by rules at once
+            return [successor]
 
         def answer(case: Case, successors: list[Case], now: datetime) -> Answer:
             return Answer(case_view(successors[0], now), True) if successors else Answer(case_view(case, now))

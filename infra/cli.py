@@ -1,0 +1,262 @@
+"""The ``caselog`` command line. Exit 0 on success, 2 on bad usage or bad input (the reason
+on stderr, nothing recorded), 1 on failure (including a broken hash chain)."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from domain.chain import ChainBreak
+from domain.errors import DomainError, InvalidInput
+from infra import requests as rq
+from infra.bootstrap import System, bootstrap
+
+cli = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="caselog: event-sourced lifecycle of prior-authorization cases. Settings come from CASELOG_* variables "
+    "(CASELOG_DATA_DIR, default ./caselog-data; CASELOG_DATABASE_URL for PostgreSQL).",
+)
+err = Console(stderr=True)
+
+
+class Failure(Exception):
+    """Exit 1 with this reason."""
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def handled(fn: Callable) -> Callable:
+    """Map refusals to exit 2 and failures to exit 1, always with the reason on stderr."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InvalidInput as exc:
+            err.print(f"[bold red]refused[/] ({exc.rule}): {exc.title}", highlight=False)
+            for e in exc.errors:
+                err.print(f"  {e.field}: {e.message}", highlight=False, markup=False)
+            raise typer.Exit(2) from None
+        except DomainError as exc:
+            err.print(f"[bold red]refused[/] ({exc.rule}): ", end="", highlight=False)
+            err.print(exc.detail, highlight=False, markup=False)
+            raise typer.Exit(2) from None
+        except Failure as exc:
+            err.print(f"[bold red]failed[/]: ", end="")
+            err.print(str(exc), highlight=False, markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _system() -> System:
+    return bootstrap()
+
+
+def _read_json(path: str) -> Any:
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(rq.FieldError("file", f"cannot read {path}: {exc.strerror}")) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(rq.FieldError("file", f"{path} is not valid JSON: {exc}")) from None
+
+
+def _instant(field: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(rq.FieldError(field, f"{value!r} is not an ISO 8601 instant")) from None
+    if instant.tzinfo is None:
+        raise InvalidInput(rq.FieldError(field, "an instant must carry a time zone"))
+    return instant
+
+
+def _actor(role: str, sub: str | None, credential: str | None) -> dict:
+    actor = {"kind": role, "id": sub or getpass.getuser()}
+    if credential:
+        actor["credential"] = credential.upper()
+    return actor
+
+
+RoleOpt = typer.Option("admin", "--role", help="actor kind recorded on the events (provider, reviewer, admin...)")
+SubOpt = typer.Option(None, "--sub", help="actor id (default: your login name)")
+CredOpt = typer.Option(None, "--credential", help="reviewer credential: MD or DO may deny, RN may not")
+KeyOpt = typer.Option(None, "--key", help="idempotency key: a retry with the same key and body records nothing")
+
+
+@cli.command()
+@handled
+def submit(
+    file: str = typer.Argument(..., help="JSON request body (the POST /cases shape); - reads stdin"),
+    role: str = typer.Option("provider", "--role"),
+    sub: Optional[str] = SubOpt,
+    key: Optional[str] = KeyOpt,
+) -> None:
+    """Submit a prior-authorization request from a JSON file and print the case view."""
+    body = rq.parse(rq.SubmitCase, _read_json(file))
+    system = _system()
+    try:
+        answer = system.app.submit(body, actor=_actor(role, sub or body["ordering_provider"]["npi"], None), key=key)
+    finally:
+        system.close()
+    _emit(answer.view)
+
+
+def _p2p(body: dict) -> str:
+    p2p = body.pop("p2p_id", None)
+    if not p2p:
+        raise InvalidInput(rq.FieldError("p2p_id", "name the P2P (p2p_id in the body)"))
+    return p2p
+
+
+# action name -> (body model, call on the application)
+ACTIONS: dict[str, tuple[type, Callable[..., Any]]] = {
+    "hold": (rq.Hold, lambda app, c, b, **kw: app.place_hold(c, b["requested_items"], b["due_at"], **kw)),
+    "clinical": (rq.Clinical, lambda app, c, b, **kw: app.upload_clinical(c, b["documents"], b["notes"], **kw)),
+    "p2p": (rq.ScheduleP2P, lambda app, c, b, **kw: app.schedule_p2p(c, **b, **kw)),
+    "p2p-reschedule": (rq.RescheduleP2P, lambda app, c, b, p2p, **kw: app.reschedule_p2p(c, p2p, b["slot"], **kw)),
+    "p2p-cancel": (rq.Reason, lambda app, c, b, p2p, **kw: app.cancel_p2p(c, p2p, b["reason"], **kw)),
+    "p2p-complete": (rq.CompleteP2P, lambda app, c, b, p2p, **kw: app.complete_p2p(c, p2p, b["outcome"], **kw)),
+    "pre-denial-notice": (rq.PreDenialNotice, lambda app, c, b, **kw: app.give_pre_denial_notice(c, b["channel"], b["notes"], **kw)),
+    "extension-of-timeframe": (rq.ExtendTimeframe, lambda app, c, b, **kw: app.extend_timeframe(c, b["reason"], b["days"], **kw)),
+    "determination": (rq.Determination, lambda app, c, b, **kw: app.determine(c, **b, **kw)),
+    "alternative-accept": (rq.Empty, lambda app, c, b, **kw: app.accept_alternative(c, **kw)),
+    "reconsideration": (rq.ReconsiderationRequest, lambda app, c, b, **kw: app.request_reconsideration(c, b["reason"], b["documents"], **kw)),
+    "reconsideration-decision": (rq.ReconsiderationDecision, lambda app, c, b, **kw: app.decide_reconsideration(c, **b, **kw)),
+    "appeal": (rq.AppealRequest, lambda app, c, b, **kw: app.file_appeal(c, b["reason"], b["filed_at"], **kw)),
+    "authorization-update": (rq.AuthorizationUpdate, lambda app, c, b, **kw: app.update_authorization(c, b["kind"], b["changes"], **kw)),
+    "authorization-extension": (rq.AuthorizationExtension, lambda app, c, b, **kw: app.extend_authorization(c, b["valid_to"], **kw)),
+    "withdrawal": (rq.Reason, lambda app, c, b, **kw: app.withdraw(c, b["reason"], **kw)),
+    "cancel": (rq.Reason, lambda app, c, b, **kw: app.cancel(c, b["reason"], **kw)),
+}
+P2P_ACTIONS = {"p2p-reschedule", "p2p-cancel", "p2p-complete"}
+
+
+@cli.command()
+@handled
+def act(
+    case: str = typer.Argument(..., help="case id"),
+    action: str = typer.Argument(..., help=f"one of: {', '.join(ACTIONS)}, appeal-decision"),
+    file: str = typer.Argument("-", help="JSON body (the shape of the matching HTTP write); - reads stdin"),
+    role: str = RoleOpt,
+    sub: Optional[str] = SubOpt,
+    credential: Optional[str] = CredOpt,
+    key: Optional[str] = KeyOpt,
+    if_match: Optional[int] = typer.Option(None, "--if-match", help="refuse unless the case is at this version"),
+    p2p: Optional[str] = typer.Option(None, "--p2p", help="the P2P id, for p2p-reschedule/cancel/complete"),
+    level: Optional[int] = typer.Option(None, "--level", help="the appeal level, for appeal-decision"),
+) -> None:
+    """Run one command on a case (hold, clinical, p2p, determination, appeal...) and print the case view."""
+    raw = {} if action == "alternative-accept" and file == "-" and sys.stdin.isatty() else _read_json(file)
+    kw = {"actor": _actor(role, sub, credential), "key": key, "expected_version": if_match}
+    if action == "appeal-decision":
+        if level is None:
+            raise InvalidInput(rq.FieldError("--level", "appeal-decision needs --level N"))
+        body = rq.parse(rq.AppealDecision, raw)
+        call = lambda app: app.decide_appeal(case, level, **body, **kw)  # noqa: E731
+    elif action in ACTIONS:
+        model, fn = ACTIONS[action]
+        body = rq.parse(model, raw)
+        if action in P2P_ACTIONS:
+            if not p2p:
+                raise InvalidInput(rq.FieldError("--p2p", f"{action} needs --p2p ID"))
+            call = lambda app: fn(app, case, body, p2p, **kw)  # noqa: E731
+        else:
+            call = lambda app: fn(app, case, body, **kw)  # noqa: E731
+    else:
+        raise InvalidInput(rq.FieldError("action", f"unknown action {action!r}; one of {', '.join([*ACTIONS, 'appeal-decision'])}"))
+    system = _system()
+    try:
+        answer = call(system.app)
+    finally:
+        system.close()
+    _emit(answer.view)
+
+
+@cli.command()
+@handled
+def show(case: str = typer.Argument(..., help="case id")) -> None:
+    """Print a case view as it stands now."""
+    system = _system()
+    try:
+        _emit(system.app.view(case))
+    finally:
+        system.close()
+
+
+@cli.command()
+@handled
+def history(
+    case: str = typer.Argument(..., help="case id"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="ISO 8601 instant: the history and case as they stood then"),
+) -> None:
+    """Print a case's events in order and the case view (as of an instant when given)."""
+    instant = _instant("--as-of", as_of)
+    system = _system()
+    try:
+        _emit(system.app.history(case, instant))
+    finally:
+        system.close()
+
+
+@cli.command()
+@handled
+def verify() -> None:
+    """Walk every case's SHA-256 hash chain. Exit 1 naming the first broken case and version."""
+    system = _system()
+    try:
+        total = system.app.max_position()
+        with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("verify", total=total)
+            try:
+                walker = system.app.verify(progress=lambda n: bar.update(task, completed=n))
+            except ChainBreak as exc:
+                raise Failure(f"hash chain broken: case {exc.case_id} version {exc.version}: {exc.reason}") from None
+    finally:
+        system.close()
+    print(f"ok: {walker.events} events in {walker.cases} cases, every chain intact")
+
+
+@cli.command()
+@handled
+def demo(
+    quiet: bool = typer.Option(False, "--quiet", help="print only the summary"),
+) -> None:
+    """Drive a realistic mixed workload through all five policies (every lifecycle path) on the
+    configured store, and print what happened. Uses its own manual clock in the past year."""
+    from infra.clock import ManualClock
+    from infra.demo import demo_clock_start, run_demo
+
+    system = bootstrap(clock=ManualClock(demo_clock_start()))
+    try:
+        lines = run_demo(system)
+    finally:
+        system.close()
+    for line in lines if not quiet else lines[-3:]:
+        print(line)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
