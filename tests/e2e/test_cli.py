@@ -1,0 +1,131 @@
+"""The CLI as users run it: real processes, real stores, exit statuses and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.bootstrap import bootstrap
+from infra.samples import later, request, document
+from datetime import datetime, timezone
+
+TODAY = datetime.now(timezone.utc)  # the CLI runs on the system clock
+from tests.support import MEDONC, WELLSENSE, recorded
+
+
+def caselog(settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CASELOG_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+    env.pop("CASELOG_DATABASE_URL", None)
+    if settings.database_url:
+        env["CASELOG_DATABASE_URL"] = settings.database_url
+    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def store_state(settings):
+    s = bootstrap(settings)
+    try:
+        return recorded(s)
+    finally:
+        s.close()
+
+
+def write(tmp_path: Path, name: str, body) -> str:
+    path = tmp_path / name
+    path.write_text(body if isinstance(body, str) else json.dumps(body))
+    return str(path)
+
+
+def test_demo_drives_every_policy_and_verify_passes(store):
+    out = caselog(store, "demo")
+    assert out.returncode == 0, out.stderr
+    for policy in ("healthspring-ma/radiation-oncology", "aetna-bh-il/radiology", "aetna-bh-il/msk",
+                   "cigna-commercial/medical-oncology", "wellsense-ma-nh/msk", "cigna-commercial/dme"):
+        assert policy in out.stdout
+    assert "every hash chain intact" in out.stdout
+    verify = caselog(store, "verify")
+    assert verify.returncode == 0 and verify.stdout.startswith("ok:")
+
+
+def test_submit_then_history_as_of(store, tmp_path):
+    body = request(WELLSENSE, date_of_service=later(TODAY, 10))
+    out = caselog(store, "submit", write(tmp_path, "req.json", body))
+    assert out.returncode == 0, out.stderr
+    view = json.loads(out.stdout)
+    assert view["status"] == "pending" and len(view["case_number"]) == 10
+    hist = caselog(store, "history", view["case_id"], "--as-of", "2000-01-01T00:00:00Z")
+    assert hist.returncode == 2 and "no events" in hist.stderr
+    hist = caselog(store, "history", view["case_id"])
+    assert [e["type"] for e in json.loads(hist.stdout)["events"]] == ["CaseSubmitted"]
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    good = request(WELLSENSE, date_of_service=later(TODAY, 400))
+    bad_npi = json.loads(json.dumps(good)); bad_npi["ordering_provider"]["npi"] = "1234567890"
+    bad_icd = json.loads(json.dumps(good)); bad_icd["service"]["diagnoses"] = ["M5.451"]
+    big = json.loads(json.dumps(good)); big["documents"] = [document("mri.pdf", size=30 * 1024 * 1024)]
+    return {
+        "malformed JSON": (write(tmp_path, "broken.json", '{"policy": "wellsense-ma-nh/msk",'), "not valid JSON"),
+        "unknown policy": (write(tmp_path, "policy.json", {**good, "policy": "acme/dental"}), "unknown policy"),
+        "bad NPI": (write(tmp_path, "npi.json", bad_npi), "not a valid NPI"),
+        "ICD-10 typo": (write(tmp_path, "icd.json", bad_icd), "not an ICD-10-CM code"),
+        "30 MB document": (write(tmp_path, "big.json", big), "at most 25 MB"),
+    }
+
+
+def test_bad_input_exits_2_with_the_reason_and_records_nothing(store, tmp_path):
+    before = store_state(store)
+    for what, (path, reason) in _bad_inputs(tmp_path).items():
+        out = caselog(store, "submit", path)
+        assert out.returncode == 2, f"{what}: {out.returncode} {out.stderr}"
+        assert reason in out.stderr, f"{what}: {out.stderr}"
+    assert store_state(store) == before
+
+
+def test_denial_by_a_non_physician_exits_2_and_records_nothing(store, tmp_path):
+    body = request(MEDONC, date_of_service=later(TODAY, 10))
+    case_id = json.loads(caselog(store, "submit", write(tmp_path, "r.json", body)).stdout)["case_id"]
+    denial = write(tmp_path, "deny.json", {"outcome": "denied", "rationale": "not indicated", "guidelines": ["NCCN"]})
+    before = store_state(store)
+    out = caselog(store, "act", case_id, "determination", denial, "--role", "reviewer", "--sub", "nurse", "--credential", "RN")
+    assert out.returncode == 2 and "physician" in out.stderr
+    assert store_state(store) == before
+    out = caselog(store, "act", case_id, "determination", denial, "--role", "reviewer", "--sub", "dr", "--credential", "MD")
+    assert out.returncode == 0 and json.loads(out.stdout)["status"] == "denied"
+
+
+def test_unknown_action_and_bad_usage_exit_2(store):
+    assert caselog(store, "act", "x", "dance", "-", stdin="{}").returncode == 2
+    assert caselog(store, "history").returncode == 2
+    assert caselog(store, "no-such-command").returncode == 2
+
+
+def test_every_command_explains_itself():
+    for cmd in ("submit", "act", "show", "history", "verify", "demo"):
+        out = subprocess.run([sys.executable, "-m", "infra.cli", cmd, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_tampering_with_a_stored_event_makes_verify_exit_1_naming_the_case(tmp_path):
+    from infra.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    ids = []
+    for days in (10, 11):
+        body = request(WELLSENSE, date_of_service=later(TODAY, days))
+        ids.append(json.loads(caselog(settings, "submit", write(tmp_path, f"r{days}.json", body)).stdout)["case_id"])
+    assert caselog(settings, "verify").returncode == 0
+    victim = ids[1].replace("-", "")
+    with sqlite3.connect(tmp_path / "caselog.db") as conn:
+        state = conn.execute("SELECT state FROM stored_events WHERE originator_id = ?", (victim,)).fetchone()[0]
+        altered = bytes(state).replace(b"Rivera", b"Rivers")
+        assert altered != bytes(state)
+        conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ?", (altered, victim))
+    out = caselog(settings, "verify")
+    assert out.returncode == 1
+    assert victim in out.stderr.replace("-", "") and "version 1" in out.stderr
