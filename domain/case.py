@@ -880,6 +880,32 @@ def _check_administrative_changes(kind: str, changes: dict, case: Case) -> dict:
     return {"from_code": frm, "to_code": to}
 
 
+def check_applies(row: PolicyRow, pos: str, dos: date, *, observation: bool = False, clinical: dict | None = None) -> None:
+    """Raise NotApplicable, with the reason, where prior authorization does not apply."""
+    clinical = clinical or {}
+    if pos in row.excluded_places_of_service:
+        raise NotApplicable("place-of-service-excluded", row.excluded_places_of_service[pos])
+    if row.allowed_places_of_service is not None and pos not in row.allowed_places_of_service:
+        raise NotApplicable("place-of-service-excluded", f"{row.program} covers place of service {', '.join(sorted(row.allowed_places_of_service))} only (home based)")
+    if observation and row.observation_excluded:
+        raise NotApplicable("observation-excluded", "23-hour observation services do not require prior authorization")
+    for flag, reason in row.excluded_clinical_flags.items():
+        if clinical.get(flag):
+            raise NotApplicable(f"{flag.replace('_', '-')}-excluded", reason)
+    if row.earliest_date_of_service and dos < row.earliest_date_of_service:
+        raise NotApplicable("date-of-service-before-program", f"{row.program} covers dates of service from {row.earliest_date_of_service.isoformat()}")
+
+
+def requirement(policy_id: str, place_of_service: str, date_of_service: date, *, observation: bool = False, today: date) -> dict:
+    """Whether prior authorization applies to a service, and why not (GET /requirements)."""
+    try:
+        row = policy_in_force(policy_id, today)
+        check_applies(row, place_of_service, date_of_service, observation=observation)
+    except NotApplicable as exc:
+        return {"required": False, "reason": exc.detail, "rule": exc.rule}
+    return {"required": True, "reason": f"{row.program} ({row.plan}) requires prior authorization for this service", "rule": None}
+
+
 def _intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: str | None) -> dict:
     """Validate a submission and compute its clocks: the CaseSubmitted data."""
     now = ctx.now
@@ -922,18 +948,7 @@ def _intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: 
     diagnoses = [check_icd10(f"service.diagnoses[{i}]", d) for i, d in enumerate(_need(service.get("diagnoses"), "service.diagnoses"))]
     observation = bool(service.get("observation", False))
     clinical = dict(request.get("clinical") or {})
-    # --- does prior authorization apply?
-    if pos in row.excluded_places_of_service:
-        raise NotApplicable("place-of-service-excluded", row.excluded_places_of_service[pos])
-    if row.allowed_places_of_service is not None and pos not in row.allowed_places_of_service:
-        raise NotApplicable("place-of-service-excluded", f"{row.program} covers place of service {', '.join(sorted(row.allowed_places_of_service))} only (home based)")
-    if observation and row.observation_excluded:
-        raise NotApplicable("observation-excluded", "23-hour observation services do not require prior authorization")
-    for flag, reason in row.excluded_clinical_flags.items():
-        if clinical.get(flag):
-            raise NotApplicable(f"{flag.replace('_', '-')}-excluded", reason)
-    if row.earliest_date_of_service and dos < row.earliest_date_of_service:
-        raise NotApplicable("date-of-service-before-program", f"{row.program} covers dates of service from {row.earliest_date_of_service.isoformat()}")
+    check_applies(row, pos, dos, observation=observation, clinical=clinical)
     # --- retrospective requests
     received_day = cal.local_date(received)
     retro = dos < received_day

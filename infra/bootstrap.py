@@ -10,10 +10,25 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from infra.application import CaseLog
+from infra.auth import Access
 from infra.clock import ManualClock, SystemClock
+from infra.documents import DocumentStore
 from infra.database import Database
 from infra.registry import Registry
 from infra.settings import Settings
+from projections.certification import CertificationSummary
+from projections.lookup import AuthorizationLookup
+from projections.metrics import PriorAuthorizationMetrics
+from projections.review_queue import ReviewQueue
+from projections.runner import ProjectionRunner
+from projections.worklist import Worklist
+from scheduler.deadlines import Deadlines
+from scheduler.service import DeadlineScheduler
+
+
+def projections() -> list:
+    """Every read model, in one place (the embedded runner and the Kafka workers use this)."""
+    return [Worklist(), CertificationSummary(), AuthorizationLookup(), ReviewQueue(), PriorAuthorizationMetrics(), Deadlines()]
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:
@@ -56,10 +71,25 @@ class System:
     db: Database
     registry: Registry
     app: CaseLog
+    runner: ProjectionRunner
+    scheduler: DeadlineScheduler
+    access: Access
+    documents: DocumentStore
 
     def close(self) -> None:
+        self.scheduler.stop()
         self.app.close()
         self.db.close()
+
+    def advance_clock(self, delta=None, to: datetime | None = None) -> int:
+        """Move the manual clock and fire everything that became due, in due order."""
+        if not getattr(self.clock, "manual", False):
+            raise RuntimeError("only the manual clock can be moved")
+        if to is not None:
+            self.clock.set(to)
+        else:
+            self.clock.advance(delta)
+        return self.scheduler.fire_due()
 
 
 def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
@@ -68,4 +98,7 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     db = Database(settings)
     registry = Registry(db)
     app = CaseLog(event_store_env(settings), clock=clock, registry=registry)
-    return System(settings=settings, clock=clock, db=db, registry=registry, app=app)
+    runner = ProjectionRunner(db, app.recorder, projections())
+    return System(settings=settings, clock=clock, db=db, registry=registry, app=app, runner=runner,
+                  scheduler=DeadlineScheduler(app, runner), access=Access(db),
+                  documents=DocumentStore(settings.data_dir / "documents"))

@@ -254,6 +254,126 @@ def demo(
         print(line)
 
 
+@cli.command()
+@handled
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on"),
+    port: int = typer.Option(8000, "--port", help="port to listen on"),
+) -> None:
+    """Run the whole embedded system: HTTP API, dashboard, projections, scheduler."""
+    import uvicorn
+
+    from infra.api import create_app
+    from infra.auth import load_secret
+
+    system = _system()
+    load_secret(system.settings.data_dir)
+    err.print(f"caselog serving on http://{host}:{port} (store: {system.settings.database_url and 'postgresql' or system.settings.sqlite_path}); "
+              f"dashboard at /dashboard, API docs at /docs; mint a token with `caselog token --role ops --sub you`", highlight=False)
+    try:
+        uvicorn.run(create_app(system, background=True), host=host, port=port, log_level="warning")
+    finally:
+        system.close()
+
+
+@cli.command()
+@handled
+def token(
+    role: str = typer.Option(..., "--role", help="provider, reviewer, auditor, ops or admin"),
+    sub: str = typer.Option(..., "--sub", help="the user id"),
+    npi: list[str] = typer.Option([], "--npi", help="a provider's NPI (repeatable)"),
+    credential: Optional[str] = typer.Option(None, "--credential", help="MD, DO or RN (reviewers)"),
+    email: Optional[str] = typer.Option(None, "--email"),
+    ttl_hours: float = typer.Option(12, "--ttl-hours", help="validity in hours"),
+) -> None:
+    """Print a bearer token signed with this deployment's secret (alone on stdout)."""
+    from domain.validation import check_npi
+    from infra.auth import ROLES, load_secret, mint
+
+    if role not in ROLES:
+        raise InvalidInput(rq.FieldError("--role", f"one of {', '.join(ROLES)}"))
+    for n in npi:
+        check_npi("--npi", n)
+    if credential and credential.upper() not in ("MD", "DO", "RN", "NP", "PA"):
+        raise InvalidInput(rq.FieldError("--credential", "MD, DO, RN, NP or PA"))
+    from infra.settings import Settings
+
+    secret = load_secret(Settings.from_env().data_dir)
+    print(mint(secret, role=role, sub=sub, npis=npi, credential=credential, email=email, ttl_seconds=int(ttl_hours * 3600)))
+
+
+@cli.command()
+@handled
+def replay(
+    projection: list[str] = typer.Option([], "--projection", help="rebuild only this projection (repeatable)"),
+    source: str = typer.Option("store", "--source", help="store (kafka arrives with the Kafka relay)"),
+) -> None:
+    """Drop and rebuild projections from the event store, in batches, with a progress bar."""
+    if source != "store":
+        raise InvalidInput(rq.FieldError("--source", "only 'store' is available in this build"))
+    system = _system()
+    try:
+        try:
+            names = [p.name for p in system.runner.by_name(projection)]
+        except KeyError as exc:
+            raise InvalidInput(rq.FieldError("--projection", str(exc.args[0]))) from None
+        total = system.app.max_position()
+        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("replay", total=total)
+            done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n))
+    finally:
+        system.close()
+    print(f"rebuilt {', '.join(names)} from {done} events")
+
+
+@cli.command()
+@handled
+def scheduler(
+    once: bool = typer.Option(False, "--once", help="fire what is due now and exit"),
+) -> None:
+    """Run the deadline scheduler alone. One instance is active per store (PostgreSQL advisory
+    lock, or a file lock beside SQLite); others wait to take over."""
+    import signal
+    import time
+
+    from scheduler.service import Leadership
+
+    system = _system()
+    leader = Leadership(system.db)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    try:
+        while not leader.try_acquire():
+            if once or stopping:
+                err.print("another scheduler is active; exiting")
+                return
+            time.sleep(1)
+        if once:
+            print(f"fired {system.scheduler.fire_due()} deadline events")
+            return
+        err.print("scheduler active")
+        system.scheduler.start()
+        while not stopping:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        leader.release()
+        system.close()
+
+
+@cli.command("audit-report")
+@handled
+def audit_report(case: str = typer.Option(..., "--case", help="case id")) -> None:
+    """List every read of a case: who, when, what."""
+    system = _system()
+    try:
+        system.app.load(case)
+        _emit({"case_id": case, "reads": system.access.reads(case)})
+    finally:
+        system.close()
+
+
 def main() -> None:
     cli()
 

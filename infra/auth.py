@@ -1,0 +1,116 @@
+"""Bearer tokens (HS256 JWT, PyJWT) signed with the deployment's secret, and who may see what.
+
+The secret lives in ``CASELOG_DATA_DIR/secret.key`` (created on first use by ``caselog serve``
+or ``caselog token``) unless ``CASELOG_SECRET`` is set, so both point at the same one."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+
+from infra.database import Database
+
+ROLES = ("provider", "reviewer", "auditor", "ops", "admin")
+ISSUER = "caselog"
+
+
+def load_secret(data_dir: Path) -> str:
+    env = os.environ.get("CASELOG_SECRET")
+    if env:
+        return env
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secret.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: str
+    sub: str
+    npis: frozenset[str] = field(default_factory=frozenset)
+    credential: str | None = None
+    email: str | None = None
+
+    @property
+    def actor(self) -> dict:
+        actor = {"kind": self.role, "id": self.sub}
+        if self.credential:
+            actor["credential"] = self.credential
+        return actor
+
+
+def mint(secret: str, *, role: str, sub: str, npis: list[str] = (), credential: str | None = None, email: str | None = None,
+         ttl_seconds: int = 12 * 3600) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    now = int(time.time())
+    claims = {"iss": ISSUER, "role": role, "sub": sub, "npis": list(npis), "iat": now, "exp": now + ttl_seconds}
+    if credential:
+        claims["credential"] = credential.upper()
+    if email:
+        claims["email"] = email
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify(secret: str, token: str) -> Principal:
+    """Raises jwt.InvalidTokenError on a bad, expired or foreign token."""
+    claims = jwt.decode(token, secret, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "sub", "iss"]})
+    if claims.get("role") not in ROLES:
+        raise jwt.InvalidTokenError("unknown role")
+    return Principal(role=claims["role"], sub=str(claims["sub"]), npis=frozenset(map(str, claims.get("npis") or [])),
+                     credential=claims.get("credential"), email=claims.get("email"))
+
+
+class Access:
+    """Worklists shared between users, and the record of every read of a case."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        with db.transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS caselog_worklist_access (owner TEXT NOT NULL, npi TEXT NOT NULL,"
+                        " user_id TEXT NOT NULL, email TEXT NOT NULL, granted_at TEXT NOT NULL, PRIMARY KEY (owner, npi, user_id))")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS caselog_case_reads (id {db.autoincrement}, at TEXT NOT NULL, who_kind TEXT NOT NULL,"
+                        " who_id TEXT NOT NULL, case_id TEXT NOT NULL, what TEXT NOT NULL)")
+            cur.execute("CREATE INDEX IF NOT EXISTS caselog_case_reads_case ON caselog_case_reads (case_id, at)")
+
+    def visible_npis(self, who: Principal) -> set[str] | None:
+        """None: every case. Otherwise the ordering-provider NPIs this user may see."""
+        if who.role != "provider":
+            return None
+        with self.db.transaction() as cur:
+            shared = cur.execute("SELECT npi FROM caselog_worklist_access WHERE user_id = ?", (who.sub,)).fetchall()
+        return set(who.npis) | {r[0] for r in shared}
+
+    def share(self, owner: Principal, user_id: str, email: str, at: str) -> None:
+        with self.db.transaction() as cur:
+            for npi in sorted(owner.npis):
+                cur.execute("INSERT INTO caselog_worklist_access (owner, npi, user_id, email, granted_at) VALUES (?, ?, ?, ?, ?)"
+                            " ON CONFLICT (owner, npi, user_id) DO UPDATE SET email = excluded.email", (owner.sub, npi, user_id, email, at))
+
+    def revoke(self, owner: Principal, user_id: str) -> int:
+        with self.db.transaction() as cur:
+            return cur.execute("DELETE FROM caselog_worklist_access WHERE owner = ? AND user_id = ?", (owner.sub, user_id)).rowcount
+
+    def shares(self, owner: Principal) -> list[dict]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT DISTINCT user_id, email, granted_at FROM caselog_worklist_access WHERE owner = ? ORDER BY user_id", (owner.sub,)).fetchall()
+        return [{"user_id": r[0], "email": r[1], "granted_at": r[2]} for r in rows]
+
+    def record_read(self, who: Principal, case_id: str, what: str, at: str) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO caselog_case_reads (at, who_kind, who_id, case_id, what) VALUES (?, ?, ?, ?, ?)",
+                        (at, who.role, who.sub, case_id, what))
+
+    def reads(self, case_id: str) -> list[dict]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT at, who_kind, who_id, what FROM caselog_case_reads WHERE case_id = ? ORDER BY id", (case_id,)).fetchall()
+        return [{"at": r[0], "who": {"kind": r[1], "id": r[2]}, "what": r[3]} for r in rows]

@@ -1,0 +1,55 @@
+"""Authorization lookup: by authorization number and NPI, or by member id, DOB and last name."""
+
+from __future__ import annotations
+
+from infra.database import Cursor
+from projections.base import Projection, update, upsert
+from projections.facts import authorization_after, status_after
+from projections.records import EventRecord
+
+
+class AuthorizationLookup(Projection):
+    name = "authorization_lookup"
+    tables = ("authorization_lookup",)
+    schema = (
+        "CREATE TABLE IF NOT EXISTS authorization_lookup (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL,"
+        " authorization_number TEXT, ordering_npi TEXT NOT NULL, site_npi TEXT NOT NULL, member_id TEXT NOT NULL,"
+        " member_dob TEXT NOT NULL, member_last_lc TEXT NOT NULL, status TEXT NOT NULL, approved_at TEXT, service TEXT NOT NULL,"
+        " site_name TEXT NOT NULL, expiration_date TEXT, last_updated TEXT NOT NULL, correspondence_count INTEGER NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS lookup_authorization ON authorization_lookup (authorization_number)",
+        "CREATE INDEX IF NOT EXISTS lookup_member ON authorization_lookup (member_id, member_dob)",
+    )
+
+    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+        d, case_id, at = event["data"], event["case_id"], event["occurred_at"]
+        match event["type"]:
+            case "CaseSubmitted":
+                upsert(cur, "authorization_lookup", ["case_id"], {
+                    "case_id": case_id, "case_number": d["case_number"], "authorization_number": None,
+                    "ordering_npi": d["ordering_provider"]["npi"], "site_npi": d["site"]["npi"],
+                    "member_id": d["member"]["id"], "member_dob": d["member"]["dob"],
+                    "member_last_lc": d["member"]["last_name"].lower(), "status": "pending", "approved_at": None,
+                    "service": ", ".join(p["code"] for p in d["service"]["procedures"]), "site_name": d["site"]["name"],
+                    "expiration_date": None, "last_updated": at, "correspondence_count": 0,
+                })
+                return
+            case "LetterIssued":
+                cur.execute("UPDATE authorization_lookup SET correspondence_count = correspondence_count + 1, last_updated = ? WHERE case_id = ?", (at, case_id))
+                return
+            case "AuthorizationExtended":
+                update(cur, "authorization_lookup", case_id, expiration_date=d["valid_to"])
+            case "AuthorizationUpdated" if d["kind"] == "site":
+                changes = d["changes"]
+                if "name" in changes:
+                    update(cur, "authorization_lookup", case_id, site_name=changes["name"])
+                if "npi" in changes:
+                    update(cur, "authorization_lookup", case_id, site_npi=changes["npi"])
+            case _:
+                pass
+        status = status_after(event)
+        if status and event["type"] != "DraftStarted":
+            update(cur, "authorization_lookup", case_id, status=status)
+        granted = authorization_after(event)
+        if granted:
+            update(cur, "authorization_lookup", case_id, authorization_number=granted[0], expiration_date=granted[2], approved_at=at)
+        cur.execute("UPDATE authorization_lookup SET last_updated = ? WHERE case_id = ?", (at, case_id))

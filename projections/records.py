@@ -1,0 +1,39 @@
+"""The one shape every projection reads, whether the event came from the store's
+notification log or from a Kafka CloudEvent: the same ``event_record`` readers see."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+import orjson
+
+from domain.chain import stored_data
+
+
+class EventRecord(TypedDict):
+    position: int
+    case_id: str
+    version: int
+    type: str
+    occurred_at: str
+    actor: dict
+    data: dict[str, Any]
+    hash: str
+
+
+def from_stored(position: int, case_id: str, version: int, topic: str, state: bytes | dict) -> EventRecord:
+    if not isinstance(state, dict):
+        state = orjson.loads(state)
+    cid = str(case_id)
+    if len(cid) == 32:  # SQLite keeps UUIDs as hex
+        cid = f"{cid[:8]}-{cid[8:12]}-{cid[12:16]}-{cid[16:20]}-{cid[20:]}"
+    return {
+        "position": position,
+        "case_id": cid,
+        "version": version,
+        "type": topic.rsplit(":", 1)[-1],
+        "occurred_at": state["timestamp"] if isinstance(state["timestamp"], str) else state["timestamp"].isoformat(),
+        "actor": state.get("actor") or {},
+        "data": stored_data(state),
+        "hash": state.get("hash", ""),
+    }

@@ -1,0 +1,41 @@
+"""The review queue: open cases, urgent first, then by decision due instant."""
+
+from __future__ import annotations
+
+from infra.database import Cursor
+from projections.base import Projection, update, upsert
+from projections.facts import status_after
+from projections.records import EventRecord
+
+OPEN = ("pending", "held")
+
+
+class ReviewQueue(Projection):
+    name = "review_queue"
+    tables = ("review_queue",)
+    schema = (
+        "CREATE TABLE IF NOT EXISTS review_queue (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, status TEXT NOT NULL,"
+        " urgent INTEGER NOT NULL, policy TEXT NOT NULL, received_at TEXT NOT NULL, decision_due_at TEXT NOT NULL,"
+        " decision_warning_at TEXT NOT NULL, hold_due_at TEXT)",
+        "CREATE INDEX IF NOT EXISTS review_queue_order ON review_queue (urgent, decision_due_at)",
+    )
+
+    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+        d, case_id = event["data"], event["case_id"]
+        match event["type"]:
+            case "CaseSubmitted":
+                upsert(cur, "review_queue", ["case_id"], {
+                    "case_id": case_id, "case_number": d["case_number"], "status": "pending", "urgent": int(d["urgent"]),
+                    "policy": d["policy"], "received_at": d["received_at"], "decision_due_at": d["decision_due_at"],
+                    "decision_warning_at": d["decision_warning_at"], "hold_due_at": None,
+                })
+            case "CaseHeld":
+                update(cur, "review_queue", case_id, status="held", hold_due_at=d["due_at"])
+            case "HoldReleased" | "HoldLapsed":
+                update(cur, "review_queue", case_id, status="pending", hold_due_at=None)
+            case "DecisionTimeframeExtended":
+                update(cur, "review_queue", case_id, decision_due_at=d["decision_due_at"], decision_warning_at=d["decision_warning_at"])
+            case _:
+                status = status_after(event)
+                if status and status not in OPEN:
+                    cur.execute("DELETE FROM review_queue WHERE case_id = ?", (case_id,))

@@ -1,0 +1,93 @@
+"""Keeps projections up to date from the store's notification log (SQLite has no
+subscription, so it polls), each batch in one transaction per projection together with
+that projection's tracking position. Safe to run from several threads or processes: the
+position is re-read inside the transaction (FOR UPDATE on PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Iterable, Sequence
+
+from infra.database import Cursor, Database
+from projections.base import Projection
+from projections.records import EventRecord, from_stored
+
+TRACKING = "CREATE TABLE IF NOT EXISTS caselog_tracking (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+
+
+class ProjectionRunner:
+    def __init__(self, db: Database, recorder, projections: Sequence[Projection], batch: int = 500):
+        self.db = db
+        self.recorder = recorder
+        self.projections = list(projections)
+        self.batch = batch
+        self._lock = threading.Lock()
+        with db.transaction() as cur:
+            cur.execute(TRACKING)
+            for p in self.projections:
+                p.create(cur)
+                cur.execute("INSERT INTO caselog_tracking (projection, position) VALUES (?, 0) ON CONFLICT (projection) DO NOTHING", (p.name,))
+
+    def by_name(self, names: Iterable[str] | None) -> list[Projection]:
+        if not names:
+            return self.projections
+        known = {p.name: p for p in self.projections}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise KeyError(f"unknown projection {', '.join(unknown)}; known: {', '.join(known)}")
+        return [known[n] for n in names]
+
+    def position(self, name: str) -> int:
+        with self.db.transaction() as cur:
+            row = cur.execute("SELECT position FROM caselog_tracking WHERE projection = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _tracked(self, cur: Cursor, name: str) -> int:
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+        return int(cur.execute(f"SELECT position FROM caselog_tracking WHERE projection = ?{lock}", (name,)).fetchone()[0])
+
+    def apply(self, projection: Projection, events: Sequence[EventRecord]) -> int:
+        """Apply a batch to one projection with its tracking row, in one transaction."""
+        if not events:
+            return 0
+        with self.db.transaction() as cur:
+            tracked = self._tracked(cur, projection.name)
+            fresh = [e for e in events if e["position"] > tracked]
+            for event in fresh:
+                projection.process_event(cur, event)
+            if fresh:
+                cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ?", (fresh[-1]["position"], projection.name))
+        return len(fresh)
+
+    def catch_up(self, names: Iterable[str] | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Process every event recorded since the slowest projection's position."""
+        chosen = self.by_name(names)
+        with self._lock:
+            positions = {p.name: self.position(p.name) for p in chosen}
+            start = min(positions.values()) + 1 if positions else 1
+            done = 0
+            while True:
+                rows = self.recorder.select_notifications(start, self.batch)
+                if not rows:
+                    return done
+                events = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in rows]
+                for p in chosen:
+                    self.apply(p, [e for e in events if e["position"] > positions[p.name]])
+                    positions[p.name] = max(positions[p.name], events[-1]["position"])
+                done += len(events)
+                if progress:
+                    progress(done)
+                if len(rows) < self.batch:
+                    return done
+                start = rows[-1].id + 1
+
+    def rebuild(self, names: Iterable[str] | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Drop and rebuild projections from the store, in batches (bounded memory)."""
+        chosen = self.by_name(names)
+        with self._lock:
+            with self.db.transaction() as cur:
+                for p in chosen:
+                    p.drop(cur)
+                    p.create(cur)
+                    cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (p.name,))
+        return self.catch_up([p.name for p in chosen], progress)

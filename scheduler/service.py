@@ -1,0 +1,136 @@
+"""Turns due instants into events, exactly once, even across crashes.
+
+The deadlines live in the store (the ``deadlines`` projection). APScheduler 3 only wakes us
+up: one date job per upcoming deadline, id ``case:{id}:{kind}:{instant}``, with
+``misfire_grace_time=None`` (its default of 1 s silently drops a late job) and
+``coalesce=True``. Every wake-up fires *everything* due, in due order, through the
+application; the aggregate refuses a second firing, so a double wake-up or two racing
+schedulers record nothing twice. On start, whatever became due while we were down fires
+at once, in due order. With the manual clock there is no timer: advancing the clock calls
+``fire_due``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from domain.errors import RuleViolation, VersionConflict
+from projections.runner import ProjectionRunner
+from scheduler.deadlines import due
+
+log = logging.getLogger("caselog.scheduler")
+UTC = timezone.utc
+ADVISORY_LOCK_KEY = 0x43A5E106  # "caselog scheduler"
+
+
+class DeadlineScheduler:
+    def __init__(self, app: Any, runner: ProjectionRunner, *, horizon: timedelta = timedelta(minutes=10), sync_seconds: float = 0.5):
+        self.app = app
+        self.runner = runner
+        self.db = runner.db
+        self.clock = app.clock
+        self.horizon = horizon
+        self.sync_seconds = sync_seconds
+        self.fired = 0
+        self._fire_lock = threading.Lock()
+        self._timer = None
+
+    # ---- firing ----------------------------------------------------------------------------
+
+    def fire_due(self) -> int:
+        """Fire every deadline due at the clock's now, in due order; returns how many events."""
+        with self._fire_lock:
+            attempted: set[tuple[str, str, str, str]] = set()
+            recorded = 0
+            while True:
+                self.runner.catch_up(["deadlines"])
+                now = self.clock.now()
+                with self.db.transaction() as cur:
+                    rows = [r for r in due(cur, now.isoformat()) if tuple(r[1:]) not in attempted]
+                if not rows:
+                    self.fired += recorded
+                    return recorded
+                for fire_at, case_id, kind, instant, p2p_id in rows:
+                    attempted.add((case_id, kind, instant, p2p_id))
+                    try:
+                        self.app.fire_deadline(kind, case_id, datetime.fromisoformat(instant), p2p_id or None)
+                        recorded += 1
+                    except (RuleViolation, VersionConflict) as exc:
+                        # already fired (by us before a crash, or by a racing scheduler) or made moot
+                        log.debug("deadline %s %s %s not fired: %s", kind, case_id, instant, exc)
+
+    # ---- timing (real clock) ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Fire what became due while down, then keep APScheduler jobs for upcoming deadlines."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.fire_due()
+        self._timer = BackgroundScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
+        self._timer.add_job(self.sync, "interval", seconds=self.sync_seconds, id="sync", next_run_time=datetime.now(UTC))
+        self._timer.start()
+
+    def sync(self) -> None:
+        """Catch up the deadline projection and add a date job per deadline in the horizon."""
+        self.runner.catch_up(["deadlines"])
+        until = (self.clock.now() + self.horizon).isoformat()
+        with self.db.transaction() as cur:
+            rows = due(cur, until, limit=10_000)
+        for fire_at, case_id, kind, instant, p2p_id in rows:
+            job_id = f"case:{case_id}:{kind}:{instant}" + (f":{p2p_id}" if p2p_id else "")
+            if self._timer.get_job(job_id) is None:
+                self._timer.add_job(self._wake, "date", run_date=datetime.fromisoformat(fire_at), id=job_id,
+                                    misfire_grace_time=None, coalesce=True, replace_existing=True)
+
+    def _wake(self) -> None:
+        try:
+            self.fire_due()
+        except Exception:  # noqa: BLE001 - a failed wake-up is retried by the next one
+            log.exception("firing deadlines failed; the next wake-up retries")
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.shutdown(wait=True)
+            self._timer = None
+
+
+class Leadership:
+    """One active scheduler per store: a PostgreSQL advisory lock, or a file lock next to the
+    SQLite store. Held for the life of the process; others wait for it."""
+
+    def __init__(self, db: Any):
+        self.db = db
+        self._conn = None
+        self._file = None
+
+    def try_acquire(self) -> bool:
+        if self.db.dialect == "postgres":
+            import psycopg
+
+            if self._conn is None:
+                self._conn = psycopg.connect(self.db.settings.database_url, autocommit=True)
+            return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()[0])
+        path = self.db.settings.data_dir / "scheduler.lock"
+        self._file = self._file or open(path, "a+")  # noqa: SIM115 - held for the process lifetime
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
