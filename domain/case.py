@@ -680,7 +680,8 @@ class Case(Aggregate):
         docs = check_documents("documents", documents or [], urgent=self.urgent)
         self._trigger(ctx, ev.ReconsiderationRequested, reason=reason, documents=docs)
 
-    def decide_reconsideration(self, ctx: Context, *, outcome: str, lines: list[dict] | None = None, rationale: str | None = None, guidelines: list[str] | None = None) -> None:
+    def decide_reconsideration(self, ctx: Context, *, outcome: str, lines: list[dict] | None = None, rationale: str | None = None,
+                               guidelines: list[str] | None = None, valid_to: date | str | None = None) -> None:
         if self.reconsideration is None or self.reconsideration.get("outcome") is not None:
             raise RuleViolation("no-reconsideration-open", "there is no reconsideration waiting for a decision")
         if outcome not in ("approved", "partially_approved", "denied"):
@@ -691,7 +692,7 @@ class Case(Aggregate):
         decided = self._decide_lines(outcome, lines)
         start = end = None
         if outcome != "denied":
-            start, end = self._validity(ctx, decided, None, None, False)
+            start, end = self._validity(ctx, decided, None, valid_to, False)
         self._trigger(
             ctx, ev.ReconsiderationDecided, outcome=outcome, lines=decided, rationale=rationale, reviewer=_reviewer(ctx),
             authorization_number=self._authorization_number() if outcome != "denied" else None, valid_from=iso(start), valid_to=iso(end),
@@ -722,7 +723,8 @@ class Case(Aggregate):
             raise RuleViolation("appeal-window-closed", "the appeal window has closed")
         self._trigger(ctx, ev.AppealFiled, level=level, reason=reason, filed_at=iso(filed))
 
-    def decide_appeal(self, ctx: Context, *, level: int, outcome: str, rationale: str | None = None, lines: list[dict] | None = None) -> None:
+    def decide_appeal(self, ctx: Context, *, level: int, outcome: str, rationale: str | None = None, lines: list[dict] | None = None,
+                      valid_to: date | str | None = None) -> None:
         appeal = self.open_appeal
         if appeal is None or appeal["level"] != level:
             raise RuleViolation("no-appeal-open", f"appeal level {level} is not waiting for a decision")
@@ -737,7 +739,7 @@ class Case(Aggregate):
         elif outcome == "overturned":
             decided = self._decide_lines("approved", None)
         if outcome != "upheld":
-            start, end = self._validity(ctx, decided, None, None, False)
+            start, end = self._validity(ctx, decided, None, valid_to, False)
             number = self._authorization_number()
         if outcome != "overturned" and level < self.row.appeal_levels:
             window = self.row.appeal_window_days.get(self.line_of_business)

@@ -159,6 +159,7 @@ class ReconsiderationDecision(Body):
     lines: list[Line] = []
     rationale: Text | None = None
     guidelines: list[Text] = []
+    valid_to: Text | None = Field(default=None, description="ISO date; required where the program states the treatment span")
 
 
 class AppealRequest(Body):
@@ -170,6 +171,7 @@ class AppealDecision(Body):
     outcome: Literal["upheld", "overturned", "partially_overturned"]
     rationale: Text | None = None
     lines: list[Line] = []
+    valid_to: Text | None = Field(default=None, description="ISO date; required where the program states the treatment span")
 
 
 class AuthorizationUpdate(Body):
