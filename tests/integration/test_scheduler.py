@@ -1,0 +1,257 @@
+"""Every deadline kind becomes its event exactly once, on the manual clock; crashes and
+racing schedulers neither lose nor double one."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from infra.bootstrap import bootstrap
+from infra.clock import ManualClock
+from tests.conftest import START
+from tests.support import DME, MD, MEDONC, PROVIDER, RADONC, WELLSENSE, at, deny, document, event_types, later, pre_denial, refused, request, submit
+
+UTC = timezone.utc
+
+
+def armed(system, case_id: str) -> dict[str, str]:
+    system.runner.catch_up(["deadlines"])
+    with system.db.transaction() as cur:
+        return {k: v for k, v in cur.execute("SELECT kind, instant FROM deadlines WHERE case_id = ?", (case_id,)).fetchall()}
+
+
+def test_healthspring_hold_lapses_after_its_due_instant_and_goes_on_to_determination(system, app):
+    cid = submit(app, RADONC)["case_id"]
+    due = at(app.place_hold(cid, ["treatment plan"], actor=MD).view, "hold_due_at")
+    assert "hold_due" in armed(system, cid)
+    system.advance_clock(to=due - timedelta(seconds=1))
+    assert app.view(cid)["status"] == "held"
+    assert system.advance_clock(timedelta(seconds=1)) == 1
+    assert app.view(cid)["status"] == "pending" and "hold_due" not in armed(system, cid)
+    assert app.determine(cid, actor=MD, outcome="approved", technique="IMRT", fractions=5, igrt=True, valid_to="2026-05-01").view["status"] == "approved"
+
+
+def test_an_upload_before_the_due_instant_disarms_the_lapse(system, app):
+    cid = submit(app, RADONC)["case_id"]
+    due = at(app.place_hold(cid, ["plan"], actor=MD).view, "hold_due_at")
+    app.upload_clinical(cid, [document("plan.pdf", seed=cid)], actor=PROVIDER)
+    assert "hold_due" not in armed(system, cid)
+    system.advance_clock(to=due + timedelta(hours=1))
+    assert "HoldLapsed" not in event_types(app, cid)
+
+
+def test_decision_clock_warns_at_75_percent_and_breaches_at_the_due_instant_unless_determined(system, app):
+    open_case = submit(app, WELLSENSE)
+    decided = submit(app, WELLSENSE)["case_id"]
+    app.determine(decided, actor=MD, outcome="approved")
+    warning, due = at(open_case, "decision_warning_at"), at(open_case, "decision_due_at")
+    assert warning == at(open_case, "received_at") + (due - at(open_case, "received_at")) * 3 / 4
+    system.advance_clock(to=warning)
+    assert event_types(app, open_case["case_id"])[-1] == "DecisionDueSoon"
+    system.advance_clock(to=due)
+    assert event_types(app, open_case["case_id"])[-1] == "DecisionOverdue"
+    assert not {"DecisionDueSoon", "DecisionOverdue"} & set(event_types(app, decided))
+
+
+def test_an_extended_decision_clock_is_re_armed(system, app):
+    view = submit(app, MEDONC)
+    cid = view["case_id"]
+    app.extend_timeframe(cid, "matters_beyond_reviewer_control", 15, actor=MD)
+    system.advance_clock(to=at(view, "decision_due_at") + timedelta(hours=1))
+    assert "DecisionOverdue" not in event_types(app, cid)
+    system.advance_clock(to=at(view, "decision_due_at") + timedelta(days=15))
+    assert event_types(app, cid).count("DecisionOverdue") == 1
+
+
+def test_cigna_commercial_appeal_window_closes_after_180_days_and_a_later_appeal_is_refused(system, app, clock):
+    cid = submit(app, MEDONC, days_ahead=1)["case_id"]
+    view = deny(app, cid)
+    system.advance_clock(to=clock.now() + timedelta(days=179))
+    assert "AppealWindowClosed" not in event_types(app, cid)
+    system.advance_clock(to=at(view, "appeal_deadline"))
+    assert "AppealWindowClosed" in event_types(app, cid)
+    refused(system, lambda: app.file_appeal(cid, "late", actor=PROVIDER), "appeal-window-closed")
+
+
+def test_medical_oncology_reconsideration_window_closes_at_the_end_of_the_date_of_service(system, app, clock):
+    cid = submit(app, MEDONC, days_ahead=2)["case_id"]
+    view = deny(app, cid)
+    system.advance_clock(to=at(view, "reconsideration_deadline"))
+    assert "ReconsiderationWindowClosed" in event_types(app, cid)
+    refused(system, lambda: app.request_reconsideration(cid, "late", actor=PROVIDER), "reconsideration-window-closed")
+
+
+def test_an_msk_approval_expires_180_days_after_review(system, app, clock):
+    cid = submit(app, WELLSENSE)["case_id"]
+    view = app.determine(cid, actor=MD, outcome="approved").view
+    system.advance_clock(to=clock.now() + timedelta(days=180))
+    assert app.view(cid)["status"] == "approved"
+    system.advance_clock(to=at(view, "valid_to"))
+    assert app.view(cid)["status"] == "expired"
+
+
+def test_dme_alternative_recommendation_lapses_after_60_business_days(system, app):
+    cid = submit(app, DME)["case_id"]
+    view = app.determine(cid, actor=MD, outcome="alternative_recommended", rationale="APAP", guidelines=["DME 12"]).view
+    system.advance_clock(to=at(view, "alternative_deadline"))
+    assert "AlternativeRecommendationLapsed" in event_types(app, cid)
+
+
+def test_a_draft_expires_at_the_end_of_the_day(system, app, clock):
+    draft = app.start_draft({"policy": DME, "line_of_business": "commercial"}, actor=PROVIDER).view
+    system.advance_clock(to=at(draft, "draft_expires_at"))
+    assert app.view(draft["case_id"])["status"] == "cancelled"
+
+
+def test_a_p2p_slot_that_passed_without_completion_is_recorded_missed(system, app, clock):
+    cid = submit(app, DME)["case_id"]
+    app.place_hold(cid, ["notes"], actor=MD)
+    slot = clock.now() + timedelta(hours=3)
+    app.schedule_p2p(cid, level="pre_decision", slot=slot.isoformat(), reviewer="Dr R", contact={"name": "O", "phone": "1"}, actor=PROVIDER)
+    system.advance_clock(to=slot + timedelta(minutes=59))
+    assert "P2PSlotMissed" not in event_types(app, cid)
+    system.advance_clock(timedelta(minutes=1))
+    assert app.view(cid)["p2ps"][0]["status"] == "missed"
+
+
+def test_everything_due_fires_in_due_order_and_a_second_pass_records_nothing(system, app, clock):
+    a = submit(app, RADONC)["case_id"]
+    b = submit(app, RADONC, urgent=True)["case_id"]
+    app.place_hold(a, ["plan"], actor=MD)
+    system.advance_clock(timedelta(days=30))
+    fired = [(e["occurred_at"], e["type"], e["case_id"]) for c in (a, b) for e in app.history(c)["events"] if e["actor"]["kind"] == "scheduler"]
+    assert len(fired) == 5  # a: hold lapse, warning, breach; b: warning, breach
+    before = app.max_position()
+    assert system.scheduler.fire_due() == 0 and app.max_position() == before
+
+
+def test_the_scheduler_fires_on_the_real_clock_within_a_second(tmp_path):
+    from infra.settings import Settings
+
+    system = bootstrap(Settings(data_dir=tmp_path))
+    try:
+        body = request(DME, date_of_service=later(datetime.now(UTC), 5))
+        cid = system.app.submit(body, actor=PROVIDER).view["case_id"]
+        due = datetime.now(UTC) + timedelta(seconds=2)
+        system.app.place_hold(cid, ["notes"], due.isoformat(), actor=MD)
+        system.scheduler.start()
+        deadline = time.monotonic() + 10
+        while "HoldLapsed" not in event_types(system.app, cid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lapsed = [e for e in system.app.history(cid)["events"] if e["type"] == "HoldLapsed"]
+        assert lapsed, "the hold never lapsed"
+        assert datetime.fromisoformat(lapsed[0]["occurred_at"]) - due < timedelta(seconds=1)
+    finally:
+        system.close()
+
+
+# ---- crashes and races, with real processes --------------------------------------------------
+
+
+def arm_many(system, cases: int) -> set[str]:
+    """Each held case arms three deadlines: hold due, decision warning, decision due."""
+    ids = set()
+    for i in range(cases):
+        body = request(DME, date_of_service=later(START, 5), member_no=i, documents=[])
+        cid = system.app.submit(body, actor=PROVIDER).view["case_id"]
+        system.app.place_hold(cid, ["notes"], actor=MD)
+        ids.add(cid)
+    system.runner.catch_up(["deadlines"])
+    return ids
+
+
+def scheduler_process(settings, clock_start: datetime, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "CASELOG_DATA_DIR": str(settings.data_dir), "CASELOG_CLOCK": "manual",
+           "CASELOG_CLOCK_START": clock_start.isoformat()}
+    env.pop("CASELOG_DATABASE_URL", None)
+    if settings.database_url:
+        env["CASELOG_DATABASE_URL"] = settings.database_url
+    return subprocess.Popen([sys.executable, "-m", "infra.cli", "scheduler", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def deadline_events(system) -> collections.Counter:
+    counts: collections.Counter = collections.Counter()
+    for _, case_id, _, type_name, state in system.app.stored_events():
+        if state["actor"]["kind"] == "scheduler":
+            counts[(case_id, type_name)] += 1
+    return counts
+
+
+def wait_for_progress(system, start: int, grow: int, timeout: float = 60) -> None:
+    limit = time.monotonic() + timeout
+    while system.app.max_position() < start + grow:
+        assert time.monotonic() < limit, "the scheduler made no progress"
+        time.sleep(0.05)
+
+
+def test_10000_deadlines_survive_a_sigkill_each_recorded_exactly_once(store, clock):
+    system = bootstrap(store, clock=clock)
+    try:
+        ids = arm_many(system, 3334)
+        with system.db.transaction() as cur:
+            assert cur.execute("SELECT COUNT(*) FROM deadlines").fetchone()[0] >= 10_000
+        start = system.app.max_position()
+        past_all = START + timedelta(days=30)
+        proc = scheduler_process(store, past_all)
+        wait_for_progress(system, start, 500)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert system.app.max_position() < start + 10_002, "killed too late to test anything"
+        again = scheduler_process(store, past_all, "--once")
+        out, err = again.communicate(timeout=600)
+        assert again.returncode == 0, err
+        counts = deadline_events(system)
+        kinds = collections.Counter(t for (_, t) in counts)
+        assert kinds == {"HoldLapsed": len(ids), "DecisionDueSoon": len(ids), "DecisionOverdue": len(ids)}
+        assert set(counts.values()) == {1}
+        system.app.verify()
+    finally:
+        system.close()
+
+
+def test_two_schedulers_racing_fire_each_deadline_once(store, clock):
+    system = bootstrap(store, clock=clock)
+    try:
+        ids = arm_many(system, 300)
+        later_clock = ManualClock(START + timedelta(days=30))
+        peers = [bootstrap(store, clock=later_clock) for _ in range(2)]
+        threads = [threading.Thread(target=p.scheduler.fire_due) for p in peers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for p in peers:
+            p.close()
+        counts = deadline_events(system)
+        assert len(counts) == 3 * len(ids) and set(counts.values()) == {1}
+    finally:
+        system.close()
+
+
+def test_a_standby_scheduler_takes_over_when_the_active_one_is_killed(store, clock):
+    system = bootstrap(store, clock=clock)
+    try:
+        ids = arm_many(system, 600)
+        start = system.app.max_position()
+        past_all = START + timedelta(days=30)
+        active = scheduler_process(store, past_all)
+        wait_for_progress(system, start, 50)
+        standby = scheduler_process(store, past_all)
+        time.sleep(0.5)
+        active.send_signal(signal.SIGKILL)
+        active.wait()
+        limit = time.monotonic() + 120
+        while sum(deadline_events(system).values()) < 3 * len(ids) and time.monotonic() < limit:
+            time.sleep(0.2)
+        standby.send_signal(signal.SIGTERM)
+        standby.wait(timeout=30)
+        counts = deadline_events(system)
+        assert len(counts) == 3 * len(ids) and set(counts.values()) == {1}
+    finally:
+        system.close()
