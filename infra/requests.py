@@ -7,14 +7,53 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
 
 from domain.errors import FieldError, InvalidInput
 
 Text = str
+INT64 = 2**63 - 1
 
 
-class Body(BaseModel):
+def json_safe(value: Any, path: str = "body") -> None:
+    """Refuse what the store cannot keep exactly: lone surrogates, integers beyond 64 bits,
+    non-finite numbers (JSON has none)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{path}: text must be valid Unicode (no lone surrogates)") from None
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not -INT64 - 1 <= value <= INT64:
+            raise ValueError(f"{path}: integers must fit in 64 bits")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{path}: numbers must be finite")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            json_safe(k, path)
+            json_safe(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            json_safe(v, f"{path}[{i}]")
+    elif isinstance(value, BaseModel):
+        json_safe(value.__dict__, path)
+        if value.model_extra:
+            json_safe(value.model_extra, path)
+
+
+class JsonSafe(BaseModel):
+    @model_validator(mode="after")
+    def _json_safe(self):
+        json_safe(self.__dict__, type(self).__name__)
+        if self.model_extra:
+            json_safe(self.model_extra, type(self).__name__)
+        return self
+
+
+class Body(JsonSafe):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -43,8 +82,8 @@ class Site(Body):
 
 class Procedure(Body):
     code: Text
-    units: StrictInt = 1
-    modifiers: list[Text] = []
+    units: StrictInt = Field(default=1, ge=1, le=100_000)
+    modifiers: list[Text] = Field(default=[], max_length=10)
 
 
 class Service(Body):
@@ -58,11 +97,26 @@ class Document(Body):
     document_id: Text | None = None
     name: Text
     media_type: Text | None = None
-    size: StrictInt
+    size: StrictInt = Field(ge=0, le=2**40)
     sha256: Text
 
 
+SUBMIT_EXAMPLE = {
+    "policy": "cigna-commercial/dme",
+    "line_of_business": "commercial",
+    "member": {"id": "M00001234", "first_name": "Alex", "last_name": "Rivera", "dob": "1958-04-02"},
+    "ordering_provider": {"npi": "1234567893", "tin": "123456789", "name": "Dr. Jane Doe", "phone": "555-555-0100",
+                          "fax": "555-555-0101", "notify_by_email": True},
+    "site": {"npi": "1555555550", "tin": "987654321", "name": "HomeCare Medical Supply", "place_of_service": "12"},
+    "service": {"date_of_service": "2026-12-15", "procedures": [{"code": "E0601", "units": 1, "modifiers": []}], "diagnoses": ["G47.33"]},
+    "urgent": False,
+    "clinical": {"ahi": 22},
+    "documents": [],
+}
+
+
 class SubmitCase(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SUBMIT_EXAMPLE]})
     policy: Text
     line_of_business: Literal["medicare", "medicaid", "duals", "commercial"]
     member: Member
@@ -76,7 +130,7 @@ class SubmitCase(Body):
     channel: Literal["portal", "phone", "fax"] = "portal"
 
 
-class StartDraft(BaseModel):
+class StartDraft(JsonSafe):
     model_config = ConfigDict(extra="allow")
     policy: Text
     line_of_business: Literal["medicare", "medicaid", "duals", "commercial"]
@@ -125,13 +179,13 @@ class PreDenialNotice(Body):
 
 class ExtendTimeframe(Body):
     reason: Text
-    days: StrictInt
+    days: StrictInt = Field(ge=-1000, le=1000)
 
 
 class Line(Body):
     code: Text
-    units_requested: StrictInt | None = None
-    units_approved: StrictInt | None = None
+    units_requested: StrictInt | None = Field(default=None, ge=0, le=100_000)
+    units_approved: StrictInt | None = Field(default=None, ge=-100_000, le=100_000)
     decision: Literal["approved", "partially_approved", "denied"] | None = None
     rental: Literal["days", "months"] | None = None
 
@@ -144,7 +198,7 @@ class Determination(Body):
     valid_from: Text | None = None
     valid_to: Text | None = None
     technique: Text | None = None
-    fractions: StrictInt | None = None
+    fractions: StrictInt | None = Field(default=None, ge=-1000, le=1000)
     igrt: StrictBool | None = None
     site_of_care_redirect: StrictBool = False
 
