@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/caselog serve
+
+demo: $(STAMP)
 	$(BIN)/caselog demo
 
 test: $(STAMP)

@@ -443,17 +443,30 @@ def start_background(system: System, api: FastAPI) -> None:
             except Exception:  # noqa: BLE001 - retried on the next poll
                 pass
 
+    from scheduler.service import Leadership
+
+    leader = Leadership(system.db)
+
+    def lead() -> None:
+        """Run the scheduler here once no other process holds the store's scheduler lock."""
+        while not stop.is_set():
+            if leader.try_acquire():
+                system.scheduler.start()
+                return
+            stop.wait(5.0)
+
     @api.on_event("startup")
     def _start() -> None:
         system.runner.catch_up()
         threading.Thread(target=poll, name="projections", daemon=True).start()
         if not getattr(system.clock, "manual", False):
-            system.scheduler.start()
+            threading.Thread(target=lead, name="scheduler-leadership", daemon=True).start()
 
     @api.on_event("shutdown")
     def _stop() -> None:
         stop.set()
         system.scheduler.stop()
+        leader.release()
 
 
 __all__ = ["create_app", "Response"]

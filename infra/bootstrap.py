@@ -4,7 +4,7 @@ clocks or the application."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
@@ -100,5 +100,5 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     app = CaseLog(event_store_env(settings), clock=clock, registry=registry)
     runner = ProjectionRunner(db, app.recorder, projections())
     return System(settings=settings, clock=clock, db=db, registry=registry, app=app, runner=runner,
-                  scheduler=DeadlineScheduler(app, runner), access=Access(db),
+                  scheduler=DeadlineScheduler(app, runner, horizon=timedelta(seconds=settings.scheduler_horizon_seconds)), access=Access(db),
                   documents=DocumentStore(settings.data_dir / "documents"))

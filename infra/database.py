@@ -23,6 +23,10 @@ class Cursor:
         self._raw.execute(sql, tuple(params))
         return self
 
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if self._dialect == "postgres":
             sql = sql.replace("?", "%s")
@@ -58,6 +62,8 @@ class Database:
             conn = sqlite3.connect(str(self.settings.sqlite_path), timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MB of page cache: projections update several indexes per event
+            conn.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints while projections write
             self._local.conn = conn
         return conn
 

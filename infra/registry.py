@@ -27,6 +27,17 @@ class Registry:
             row = cur.execute("SELECT n FROM caselog_case_numbers WHERE case_id = ?", (case_id,)).fetchone()
         return str(CASE_NUMBER_BASE + int(row[0]))
 
+    def case_numbers(self, case_ids: list[str]) -> dict[str, str]:
+        """Case numbers for many cases in one transaction (bulk loads)."""
+        with self.db.transaction() as cur:
+            cur.executemany("INSERT INTO caselog_case_numbers (case_id) VALUES (?) ON CONFLICT (case_id) DO NOTHING", [(c,) for c in case_ids])
+            numbers = {}
+            for i in range(0, len(case_ids), 500):
+                chunk = case_ids[i:i + 500]
+                rows = cur.execute(f"SELECT case_id, n FROM caselog_case_numbers WHERE case_id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+                numbers.update({r[0]: str(CASE_NUMBER_BASE + int(r[1])) for r in rows})
+        return numbers
+
     def find_key(self, key: str) -> tuple[str, str] | None:
         with self.db.transaction() as cur:
             row = cur.execute("SELECT digest, case_id FROM caselog_idempotency WHERE key = ?", (key,)).fetchone()

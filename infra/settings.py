@@ -18,6 +18,7 @@ class Settings:
     deployment: str = "default"
     clock: str = "system"
     clock_start: str | None = None
+    scheduler_horizon_seconds: float = 600.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -32,6 +33,7 @@ class Settings:
             deployment=env.get("CASELOG_DEPLOYMENT") or "default",
             clock=(env.get("CASELOG_CLOCK") or "system").lower(),
             clock_start=env.get("CASELOG_CLOCK_START") or None,
+            scheduler_horizon_seconds=float(env.get("CASELOG_SCHEDULER_HORIZON_SECONDS") or 600),
         )
 
     @property

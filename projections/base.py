@@ -6,6 +6,7 @@ doubles a row."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Sequence
 
 from infra.database import Cursor
@@ -17,9 +18,15 @@ class Projection:
     tables: tuple[str, ...] = ()
     schema: tuple[str, ...] = ()  # CREATE TABLE / CREATE INDEX statements
 
-    def create(self, cur: Cursor) -> None:
+    def create(self, cur: Cursor, *, indexes: bool = True) -> None:
         for statement in self.schema:
-            cur.execute(statement)
+            if indexes or not statement.startswith("CREATE INDEX"):
+                cur.execute(statement)
+
+    def create_indexes(self, cur: Cursor) -> None:
+        for statement in self.schema:
+            if statement.startswith("CREATE INDEX"):
+                cur.execute(statement)
 
     def drop(self, cur: Cursor) -> None:
         for table in self.tables:
@@ -29,16 +36,23 @@ class Projection:
         raise NotImplementedError
 
 
-def upsert(cur: Cursor, table: str, keys: Sequence[str], row: dict[str, Any]) -> None:
-    cols = list(row)
+@lru_cache(maxsize=512)
+def _upsert_sql(table: str, keys: tuple[str, ...], cols: tuple[str, ...]) -> str:
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in keys)
-    sql = (
+    return (
         f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
         f"ON CONFLICT ({', '.join(keys)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
     )
-    cur.execute(sql, [row[c] for c in cols])
+
+
+@lru_cache(maxsize=512)
+def _update_sql(table: str, cols: tuple[str, ...]) -> str:
+    return f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in cols)} WHERE case_id = ?"
+
+
+def upsert(cur: Cursor, table: str, keys: Sequence[str], row: dict[str, Any]) -> None:
+    cur.execute(_upsert_sql(table, tuple(keys), tuple(row)), list(row.values()))
 
 
 def update(cur: Cursor, table: str, case_id: str, **values: Any) -> None:
-    sets = ", ".join(f"{c} = ?" for c in values)
-    cur.execute(f"UPDATE {table} SET {sets} WHERE case_id = ?", [*values.values(), case_id])
+    cur.execute(_update_sql(table, tuple(values)), [*values.values(), case_id])

@@ -36,17 +36,21 @@ class CertificationSummary(Projection):
                     "procedure_code": codes[0], "service_description": f"{row.program}: {', '.join(codes)}",
                     "site_name": d["site"]["name"], "expiration_date": None, "correspondence_count": 0,
                 })
+                return
             case "LetterIssued":
                 cur.execute("UPDATE certification_summary SET correspondence_count = correspondence_count + 1 WHERE case_id = ?", (case_id,))
+                return
             case "AuthorizationExtended":
-                update(cur, "certification_summary", case_id, expiration_date=d["valid_to"])
+                changes = {"expiration_date": d["valid_to"]}
             case "AuthorizationUpdated" if d["kind"] == "site" and "name" in d["changes"]:
-                update(cur, "certification_summary", case_id, site_name=d["changes"]["name"])
+                changes = {"site_name": d["changes"]["name"]}
             case _:
-                pass
+                changes = {}
         status = status_after(event)
-        if status and event["type"] not in ("DraftStarted", "CaseSubmitted"):
-            update(cur, "certification_summary", case_id, status=status)
+        if status and event["type"] != "DraftStarted":
+            changes["status"] = status
         granted = authorization_after(event)
         if granted:
-            update(cur, "certification_summary", case_id, authorization_number=granted[0], expiration_date=granted[2])
+            changes.update(authorization_number=granted[0], expiration_date=granted[2])
+        if changes:
+            update(cur, "certification_summary", case_id, **changes)

@@ -37,19 +37,16 @@ class AuthorizationLookup(Projection):
                 cur.execute("UPDATE authorization_lookup SET correspondence_count = correspondence_count + 1, last_updated = ? WHERE case_id = ?", (at, case_id))
                 return
             case "AuthorizationExtended":
-                update(cur, "authorization_lookup", case_id, expiration_date=d["valid_to"])
+                changes = {"expiration_date": d["valid_to"]}
             case "AuthorizationUpdated" if d["kind"] == "site":
-                changes = d["changes"]
-                if "name" in changes:
-                    update(cur, "authorization_lookup", case_id, site_name=changes["name"])
-                if "npi" in changes:
-                    update(cur, "authorization_lookup", case_id, site_npi=changes["npi"])
+                site = {"name": "site_name", "npi": "site_npi"}
+                changes = {column: d["changes"][key] for key, column in site.items() if key in d["changes"]}
             case _:
-                pass
+                changes = {}
         status = status_after(event)
         if status and event["type"] != "DraftStarted":
-            update(cur, "authorization_lookup", case_id, status=status)
+            changes["status"] = status
         granted = authorization_after(event)
         if granted:
-            update(cur, "authorization_lookup", case_id, authorization_number=granted[0], expiration_date=granted[2], approved_at=at)
-        cur.execute("UPDATE authorization_lookup SET last_updated = ? WHERE case_id = ?", (at, case_id))
+            changes.update(authorization_number=granted[0], expiration_date=granted[2], approved_at=at)
+        update(cur, "authorization_lookup", case_id, **changes, last_updated=at)

@@ -33,7 +33,7 @@ class PriorAuthorizationMetrics(Projection):
             case "CaseDetermined" | "CaseAutoApproved":
                 outcome = d.get("outcome", "approved")
                 update(cur, "pa_requests", case_id, decided_at=at, outcome=outcome, final_outcome=outcome)
-            case "LetterIssued" if d["letter_kind"].startswith("determination_") or d["letter_kind"] == "approval":
+            case "LetterIssued" if d["recipient"] == "provider" and (d["letter_kind"].startswith("determination_") or d["letter_kind"] == "approval"):
                 cur.execute("UPDATE pa_requests SET notified_at = ? WHERE case_id = ? AND notified_at IS NULL AND decided_at IS NOT NULL", (at, case_id))
             case "AlternativeRecommendationAccepted":
                 update(cur, "pa_requests", case_id, final_outcome="approved")

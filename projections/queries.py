@@ -48,9 +48,12 @@ def worklist(db: Database, *, npis: set[str] | None = None, status: str | None =
     if q:
         needle = q.strip()
         low = needle.lower()
-        where.append("(case_number = ? OR authorization_number = ? OR member_id = ? OR provider_npi = ?"
-                     " OR (member_last_lc >= ? AND member_last_lc < ?) OR (member_first_lc >= ? AND member_first_lc < ?)"
-                     " OR (provider_name_lc >= ? AND provider_name_lc < ?))")
+        # one indexed lookup per searchable column, unioned (an OR across columns would scan)
+        where.append("case_id IN (SELECT case_id FROM worklist WHERE case_number = ? UNION SELECT case_id FROM worklist WHERE authorization_number = ?"
+                     " UNION SELECT case_id FROM worklist WHERE member_id = ? UNION SELECT case_id FROM worklist WHERE provider_npi = ?"
+                     " UNION SELECT case_id FROM worklist WHERE member_last_lc >= ? AND member_last_lc < ?"
+                     " UNION SELECT case_id FROM worklist WHERE member_first_lc >= ? AND member_first_lc < ?"
+                     " UNION SELECT case_id FROM worklist WHERE provider_name_lc >= ? AND provider_name_lc < ?)")
         params += [needle, needle, needle, needle, low, low + "\uffff", low, low + "\uffff", low, low + "\uffff"]
     column = WORKLIST_SORTS.get(sort.lstrip("-"))
     if column is None:
@@ -58,7 +61,10 @@ def worklist(db: Database, *, npis: set[str] | None = None, status: str | None =
     direction = "DESC" if sort.startswith("-") else "ASC"
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     with db.transaction() as cur:
-        total = cur.execute(f"SELECT COUNT(*) FROM worklist{clause}", params).fetchone()[0]
+        if q or npis is not None:
+            total = cur.execute(f"SELECT COUNT(*) FROM worklist{clause}", params).fetchone()[0]
+        else:
+            total = _counted(cur, status)
         rows = cur.execute(
             "SELECT case_id, case_number, authorization_number, member_name, member_id, bucket, submitted_at, end_date,"
             " procedure_code, provider_name, provider_npi, site_name, insurer, status"
@@ -69,6 +75,16 @@ def worklist(db: Database, *, npis: set[str] | None = None, status: str | None =
             "procedure", "ordering_provider", "ordering_provider_npi", "site", "insurer", "case_status")
     items = [{**dict(zip(keys, r)), "request_id": r[1], "authorization_id": r[2]} for r in rows]
     return {"items": items, "total": total}
+
+
+def _counted(cur, status: str | None) -> int:
+    """The total of an unscoped worklist page from the per-bucket counters (no scan)."""
+    sql = "SELECT COALESCE(SUM(n), 0) FROM worklist_counts WHERE scope = '*'"
+    params: list[Any] = []
+    if status and status != "All":
+        sql += " AND bucket = ?"
+        params.append(status)
+    return int(cur.execute(sql, params).fetchone()[0])
 
 
 def certification_summary(db: Database, *, npis: set[str] | None = None, authorization_number: str | None = None,

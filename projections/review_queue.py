@@ -17,7 +17,7 @@ class ReviewQueue(Projection):
         "CREATE TABLE IF NOT EXISTS review_queue (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, status TEXT NOT NULL,"
         " urgent INTEGER NOT NULL, policy TEXT NOT NULL, received_at TEXT NOT NULL, decision_due_at TEXT NOT NULL,"
         " decision_warning_at TEXT NOT NULL, hold_due_at TEXT)",
-        "CREATE INDEX IF NOT EXISTS review_queue_order ON review_queue (urgent, decision_due_at)",
+        "CREATE INDEX IF NOT EXISTS review_queue_urgent_due ON review_queue (urgent DESC, decision_due_at ASC, case_id)",
     )
 
     def process_event(self, cur: Cursor, event: EventRecord) -> None:

@@ -9,17 +9,29 @@ from projections.facts import STATUS_BUCKETS, authorization_after, member_name, 
 from projections.records import EventRecord
 
 
+def count(cur: Cursor, moves: list[tuple[str, int]]) -> None:
+    """Keep per-bucket totals of every case, so an unscoped page needs no COUNT(*) over the whole
+    table (a provider's pages count their own rows through the NPI index)."""
+    cur.executemany(
+        "INSERT INTO worklist_counts (scope, bucket, n) VALUES ('*', ?, ?) ON CONFLICT (scope, bucket) DO UPDATE SET n = worklist_counts.n + excluded.n",
+        moves,
+    )
+
+
 class Worklist(Projection):
     name = "worklist"
-    tables = ("worklist",)
+    tables = ("worklist", "worklist_counts")
     schema = (
         "CREATE TABLE IF NOT EXISTS worklist (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, authorization_number TEXT,"
         " member_id TEXT NOT NULL, member_name TEXT NOT NULL, member_last_lc TEXT NOT NULL, member_first_lc TEXT NOT NULL,"
         " status TEXT NOT NULL, bucket TEXT NOT NULL, submitted_at TEXT NOT NULL, end_date TEXT, procedure_code TEXT NOT NULL,"
         " provider_npi TEXT NOT NULL, provider_name TEXT NOT NULL, provider_name_lc TEXT NOT NULL, site_name TEXT NOT NULL,"
         " insurer TEXT NOT NULL, policy TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS worklist_counts (scope TEXT NOT NULL, bucket TEXT NOT NULL, n BIGINT NOT NULL,"
+        " PRIMARY KEY (scope, bucket))",
         "CREATE INDEX IF NOT EXISTS worklist_npi_submitted ON worklist (provider_npi, submitted_at)",
         "CREATE INDEX IF NOT EXISTS worklist_submitted ON worklist (submitted_at)",
+        "CREATE INDEX IF NOT EXISTS worklist_bucket_submitted ON worklist (bucket, submitted_at)",
         "CREATE INDEX IF NOT EXISTS worklist_case_number ON worklist (case_number)",
         "CREATE INDEX IF NOT EXISTS worklist_authorization ON worklist (authorization_number)",
         "CREATE INDEX IF NOT EXISTS worklist_member_id ON worklist (member_id)",
@@ -41,18 +53,26 @@ class Worklist(Projection):
                     "provider_name": d["ordering_provider"]["name"], "provider_name_lc": d["ordering_provider"]["name"].lower(),
                     "site_name": d["site"]["name"], "insurer": row.plan, "policy": d["policy"], "updated_at": at,
                 })
-            case "AuthorizationExtended":
-                update(cur, "worklist", case_id, end_date=d["valid_to"], updated_at=at)
-            case "AuthorizationUpdated" if d["kind"] == "site" and "name" in d["changes"]:
-                update(cur, "worklist", case_id, site_name=d["changes"]["name"], updated_at=at)
+                count(cur, [("Pending", 1)])
+                return
             case "AuthorizationUpdated" if d["kind"] == "code_correction":
                 cur.execute("UPDATE worklist SET procedure_code = ?, updated_at = ? WHERE case_id = ? AND procedure_code = ?",
                             (d["changes"]["to_code"], at, case_id, d["changes"]["from_code"]))
+                return
+            case "AuthorizationExtended":
+                changes = {"end_date": d["valid_to"]}
+            case "AuthorizationUpdated" if d["kind"] == "site" and "name" in d["changes"]:
+                changes = {"site_name": d["changes"]["name"]}
             case _:
-                pass
+                changes = {}
         status = status_after(event)
-        if status and event["type"] not in ("DraftStarted", "CaseSubmitted"):
-            update(cur, "worklist", case_id, status=status, bucket=STATUS_BUCKETS[status], updated_at=at)
+        if status and event["type"] != "DraftStarted":
+            changes.update(status=status, bucket=STATUS_BUCKETS[status])
+            before = cur.execute("SELECT bucket FROM worklist WHERE case_id = ?", (case_id,)).fetchone()
+            if before and before[0] != changes["bucket"]:
+                count(cur, [(before[0], -1), (changes["bucket"], 1)])
         granted = authorization_after(event)
         if granted:
-            update(cur, "worklist", case_id, authorization_number=granted[0], end_date=granted[2])
+            changes.update(authorization_number=granted[0], end_date=granted[2])
+        if changes:
+            update(cur, "worklist", case_id, **changes, updated_at=at)

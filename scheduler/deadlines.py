@@ -30,6 +30,22 @@ def disarm(cur: Cursor, case_id: str, kind: str, p2p_id: str = "") -> None:
     cur.execute("DELETE FROM deadlines WHERE case_id = ? AND kind = ? AND p2p_id = ?", (case_id, kind, p2p_id))
 
 
+def rearm(cur: Cursor, case_id: str, instants: dict[str, str | None], clear: tuple[str, ...] = ()) -> None:
+    """Disarm ``clear`` and every kind whose instant is None, arm the others: few statements."""
+    gone = [k for k in clear if k not in instants] + [k for k, v in instants.items() if not v]
+    if gone:
+        cur.execute(f"DELETE FROM deadlines WHERE case_id = ? AND p2p_id = '' AND kind IN ({', '.join('?' for _ in gone)})", (case_id, *gone))
+    arm_many(cur, case_id, {k: v for k, v in instants.items() if v})
+
+
+def arm_many(cur: Cursor, case_id: str, instants: dict[str, str]) -> None:
+    cur.executemany(
+        "INSERT INTO deadlines (case_id, kind, p2p_id, instant, fire_at) VALUES (?, ?, '', ?, ?) "
+        "ON CONFLICT (case_id, kind, p2p_id) DO UPDATE SET instant = excluded.instant, fire_at = excluded.fire_at",
+        [(case_id, kind, instant, instant) for kind, instant in instants.items()],
+    )
+
+
 def _after_slot(slot: str) -> str:
     return (datetime.fromisoformat(slot) + P2P_MISSED_AFTER).isoformat()
 
@@ -51,9 +67,9 @@ class Deadlines(Projection):
             case "DraftExpired":
                 disarm(cur, c, "draft_expiry")
             case "CaseSubmitted":
-                disarm(cur, c, "draft_expiry")
-                arm(cur, c, "decision_warning", d["decision_warning_at"])
-                arm(cur, c, "decision_due", d["decision_due_at"])
+                if event["version"] > 1:
+                    disarm(cur, c, "draft_expiry")
+                arm_many(cur, c, {"decision_warning": d["decision_warning_at"], "decision_due": d["decision_due_at"]})
             case "CaseHeld":
                 arm(cur, c, "hold_due", d["due_at"])
             case "HoldReleased" | "HoldLapsed":
@@ -66,12 +82,9 @@ class Deadlines(Projection):
             case "DecisionOverdue":
                 disarm(cur, c, "decision_due")
             case "CaseDetermined" | "CaseAutoApproved":
-                for kind in ("decision_warning", "decision_due", "hold_due"):
-                    disarm(cur, c, kind)
-                arm(cur, c, "appeal_window", d.get("appeal_deadline"))
-                arm(cur, c, "reconsideration_window", d.get("reconsideration_deadline"))
-                arm(cur, c, "alternative_lapse", d.get("alternative_deadline"))
-                arm(cur, c, "authorization_expiry", d.get("valid_to"))
+                rearm(cur, c, {"appeal_window": d.get("appeal_deadline"), "reconsideration_window": d.get("reconsideration_deadline"),
+                               "alternative_lapse": d.get("alternative_deadline"), "authorization_expiry": d.get("valid_to")},
+                      clear=("decision_warning", "decision_due", "hold_due"))
             case "AlternativeRecommendationAccepted":
                 for kind in ("alternative_lapse", "appeal_window", "reconsideration_window"):
                     disarm(cur, c, kind)

@@ -129,3 +129,34 @@ def test_tampering_with_a_stored_event_makes_verify_exit_1_naming_the_case(tmp_p
     out = caselog(settings, "verify")
     assert out.returncode == 1
     assert victim in out.stderr.replace("-", "") and "version 1" in out.stderr
+
+
+def test_replay_rebuilds_projections_and_audit_report_lists_reads(store, tmp_path):
+    from infra.auth import Principal
+
+    body = request(WELLSENSE, date_of_service=later(TODAY, 10))
+    case_id = json.loads(caselog(store, "submit", write(tmp_path, "r.json", body)).stdout)["case_id"]
+    out = caselog(store, "replay")
+    assert out.returncode == 0 and "rebuilt worklist" in out.stdout, out.stderr
+    assert caselog(store, "replay", "--projection", "nope").returncode == 2
+    s = bootstrap(store)
+    try:
+        s.access.record_read(Principal(role="auditor", sub="a-1"), case_id, "case", TODAY.isoformat())
+        with s.db.transaction() as cur:
+            assert cur.execute("SELECT COUNT(*) FROM worklist").fetchone()[0] == 1
+    finally:
+        s.close()
+    report = caselog(store, "audit-report", "--case", case_id)
+    assert report.returncode == 0
+    assert json.loads(report.stdout)["reads"][0]["who"] == {"kind": "auditor", "id": "a-1"}
+    assert caselog(store, "audit-report", "--case", "no-such-case").returncode == 2
+
+
+def test_token_is_printed_alone_and_bad_roles_exit_2(tmp_path):
+    from infra.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    out = caselog(settings, "token", "--role", "reviewer", "--sub", "dr", "--credential", "MD")
+    assert out.returncode == 0 and out.stdout.count(".") == 2 and len(out.stdout.strip().split()) == 1
+    assert caselog(settings, "token", "--role", "king", "--sub", "x").returncode == 2
+    assert caselog(settings, "token", "--role", "provider", "--sub", "x", "--npi", "1234567890").returncode == 2

@@ -227,3 +227,24 @@ def test_certification_summary_lookup_queue_metrics_requirements_dashboard(api):
     page = api.client.get("/dashboard", headers=api.as_("ops"))
     assert page.status_code == 200 and "Review queue" in page.text
     problem(api.get("/dashboard", who="provider"), 403)
+
+
+def test_the_clock_endpoint_exists_only_with_the_manual_clock(tmp_path):
+    from infra.bootstrap import bootstrap
+    from infra.clock import SystemClock
+    from infra.settings import Settings
+
+    system = bootstrap(Settings(data_dir=tmp_path), clock=SystemClock())
+    try:
+        api = make_api(system)
+        problem(api.post("/admin/clock", {"advance": "PT1H"}, who="admin"), 404)
+    finally:
+        system.close()
+
+
+def test_only_admin_moves_the_clock_and_bad_durations_are_422(api):
+    problem(api.post("/admin/clock", {"advance": "PT1H"}, who="ops"), 403)
+    problem(api.post("/admin/clock", {"advance": "soon"}, who="admin"), 422)
+    problem(api.post("/admin/clock", {"advance": "PT1H", "to": "2027-01-01T00:00:00Z"}, who="admin"), 422)
+    problem(api.post("/admin/clock", {"to": "2020-01-01T00:00:00Z"}, who="admin"), 422)
+    assert ok(api.post("/admin/clock", {"advance": "P1D"}, who="admin"))["now"] == "2026-03-11T14:00:00+00:00"

@@ -1,0 +1,171 @@
+"""Benchmark for the read side (issue 3), on the embedded store.
+
+    .venv/bin/python -m bench.read_models [--cases 200000]
+
+Loads ~5 events per case through the real domain and event store, then measures:
+- worklist page and authorization lookup latency through HTTP (in-process ASGI client), p50/p95/p99,
+  against GET /healthz through the same client as the baseline;
+- `caselog replay` (all projections, its own process): events/s and peak resident memory,
+  against a bare scan of the notification log (decode only) and an idle caselog process.
+Prints the figures and writes them to bench/out/read_models.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.loader import load  # noqa: E402
+from infra.bootstrap import bootstrap  # noqa: E402
+from infra.clock import ManualClock  # noqa: E402
+from infra.settings import Settings  # noqa: E402
+
+
+def percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": round(pick(0.50) * 1000, 2), "p95_ms": round(pick(0.95) * 1000, 2), "p99_ms": round(pick(0.99) * 1000, 2),
+            "mean_ms": round(statistics.fmean(ordered) * 1000, 2), "n": len(ordered)}
+
+
+def timed(call, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = call()
+        out.append(time.perf_counter() - t)
+        assert r.status_code == 200, r.text
+    return out
+
+
+def peak_rss(cmd: list[str], env: dict) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ps, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    out = proc.stdout.read()
+    return time.perf_counter() - started, peak, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=200_000)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--data-dir", default=str(ROOT / "bench" / "out" / "read-models"))
+    args = parser.parse_args()
+    data = Path(args.data_dir)
+    if data.exists():
+        import shutil
+
+        shutil.rmtree(data)
+    settings = Settings(data_dir=data)
+    system = bootstrap(settings, clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
+    results: dict = {"cases_requested": args.cases}
+
+    print(f"loading {args.cases} cases ...", flush=True)
+    loaded = load(system, args.cases, progress=lambda c, e: print(f"  {c} cases, {e} events", flush=True) if c % 20000 == 0 else None)
+    sample = loaded.pop("sample")
+    results["load"] = loaded
+    print(f"loaded: {loaded}", flush=True)
+
+    t = time.perf_counter()
+    live = system.runner.catch_up()
+    results["live_projection"] = {"events": live, "events_per_second": round(live / (time.perf_counter() - t))}
+
+    t = time.perf_counter()
+    scanned = sum(1 for _ in system.app.stored_events(batch=2000))
+    results["baseline_scan"] = {"events": scanned, "events_per_second": round(scanned / (time.perf_counter() - t))}
+
+    # --- latency through HTTP --------------------------------------------------------------
+    from fastapi.testclient import TestClient
+
+    from infra.api import create_app
+    from infra.auth import load_secret, mint
+
+    client = TestClient(create_app(system))
+    secret = load_secret(data)
+    rng = random.Random(11)
+    tokens = {n: mint(secret, role="provider", sub=f"p-{n}", npis=[n]) for n in rng.sample(sample["npis"], 200)}
+    ops = {"Authorization": f"Bearer {mint(secret, role='ops', sub='ops')}"}
+    reviewer = {"Authorization": f"Bearer {mint(secret, role='reviewer', sub='r', credential='MD')}"}
+    sorts = ["-submitted", "submitted", "patient", "-end_date", "status"]
+    buckets = [None, "Pending", "Approved", "Denied"]
+
+    def provider_page():
+        npi = rng.choice(list(tokens))
+        params = {"page": rng.randint(1, 3), "page_size": 25, "sort": rng.choice(sorts)}
+        if (b := rng.choice(buckets)) is not None:
+            params["status"] = b
+        return client.get("/worklist", params=params, headers={"Authorization": f"Bearer {tokens[npi]}"})
+
+    def reviewer_page():
+        params = {"page": rng.randint(1, 40), "page_size": 25, "status": rng.choice(["Pending", "Approved"])}
+        return client.get("/worklist", params=params, headers=reviewer)
+
+    def reviewer_search():
+        return client.get("/worklist", params={"q": rng.choice(sample["case_numbers"])}, headers=reviewer)
+
+    def lookup_by_number():
+        number, npi = rng.choice(sample["authorizations"])
+        return client.get("/authorizations/lookup", params={"authorization_number": number, "npi": npi}, headers=reviewer)
+
+    def lookup_by_member():
+        member_id, dob, last = rng.choice(sample["members"])
+        return client.get("/authorizations/lookup", params={"member_id": member_id, "dob": dob, "last_name": last}, headers=reviewer)
+
+    n = args.samples
+    timed(lambda: client.get("/healthz"), 50)  # warm up
+    results["latency"] = {
+        "baseline_healthz": percentiles(timed(lambda: client.get("/healthz"), n)),
+        "worklist_provider_page": percentiles(timed(provider_page, n)),
+        "worklist_reviewer_page": percentiles(timed(reviewer_page, n)),
+        "worklist_search_case_number": percentiles(timed(reviewer_search, n)),
+        "lookup_by_authorization_and_npi": percentiles(timed(lookup_by_number, n)),
+        "lookup_by_member": percentiles(timed(lookup_by_member, n)),
+        "review_queue_page": percentiles(timed(lambda: client.get("/queues/review", headers=ops), n // 5)),
+    }
+    events = system.app.max_position()
+    system.close()
+
+    # --- replay in its own process -----------------------------------------------------------
+    env = {**os.environ, "CASELOG_DATA_DIR": str(data)}
+    env.pop("CASELOG_DATABASE_URL", None)
+    caselog = [sys.executable, "-m", "infra.cli"]
+    idle_seconds, idle_rss, _ = peak_rss([sys.executable, "-c", "import time, infra.bootstrap as b; s=b.bootstrap(); time.sleep(1.5)"], env)
+    seconds, rss, out = peak_rss([*caselog, "replay"], env)
+    results["replay"] = {
+        "events": events, "seconds": round(seconds, 1), "events_per_second": round(events / seconds),
+        "peak_rss_mb": round(rss / 2**20, 1), "baseline_idle_process_rss_mb": round(idle_rss / 2**20, 1), "output": out.strip(),
+    }
+    results["ratios"] = {
+        "replay_vs_bare_scan_rate": round(results["replay"]["events_per_second"] / results["baseline_scan"]["events_per_second"], 3),
+        "replay_rss_vs_idle_process": round(rss / idle_rss, 2),
+        "worklist_provider_p95_vs_healthz_p95": round(results["latency"]["worklist_provider_page"]["p95_ms"] / results["latency"]["baseline_healthz"]["p95_ms"], 2),
+        "lookup_p95_vs_healthz_p95": round(results["latency"]["lookup_by_authorization_and_npi"]["p95_ms"] / results["latency"]["baseline_healthz"]["p95_ms"], 2),
+    }
+    out_path = ROOT / "bench" / "out" / "read_models.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
