@@ -67,7 +67,7 @@ def peak_rss(cmd: list[str], env: dict) -> tuple[float, int, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", type=int, default=200_000)
+    parser.add_argument("--cases", type=int, default=206_000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--data-dir", default=str(ROOT / "bench" / "out" / "read-models"))
     args = parser.parse_args()

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import jwt
 from fastapi import APIRouter, Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -261,7 +262,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return write(who, case_id, key, version, lambda kw: app_.file_appeal(case_id, body.reason, body.filed_at, **kw))
 
     @router.post("/cases/{case_id}/appeals/{level}/decision", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def decide_appeal(case_id: str, level: int, body: rq.AppealDecision, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def decide_appeal(case_id: str, body: rq.AppealDecision, level: int = FastAPIPath(..., ge=1, le=10), who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         data = body.model_dump(mode="json")
         return write(who, case_id, key, version, lambda kw: app_.decide_appeal(case_id, level, **data, **kw))
 
@@ -422,6 +423,12 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
                  "# HELP caselog_projection_lag Events not yet applied, per projection.", "# TYPE caselog_projection_lag gauge"]
         for p in system.runner.projections:
             lines.append(f'caselog_projection_lag{{projection="{p.name}"}} {head - system.runner.position(p.name)}')
+        if system.settings.kafka_bootstrap:
+            from infra.relay import Relay
+
+            relay_position = system.runner.position(f"{Relay.TRACKING}:{system.settings.topic}")
+            lines += ["# HELP caselog_relay_lag Events not yet acknowledged by Kafka.", "# TYPE caselog_relay_lag gauge",
+                      f"caselog_relay_lag {head - relay_position}"]
         lines += ["# HELP caselog_deadlines_fired_total Deadline events recorded by this process.",
                   "# TYPE caselog_deadlines_fired_total counter", f"caselog_deadlines_fired_total {system.scheduler.fired}"]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
@@ -455,10 +462,14 @@ def start_background(system: System, api: FastAPI) -> None:
                 return
             stop.wait(5.0)
 
+    relay = system.relay() if system.settings.kafka_bootstrap else None
+
     @api.on_event("startup")
     def _start() -> None:
         system.runner.catch_up()
         threading.Thread(target=poll, name="projections", daemon=True).start()
+        if relay is not None:
+            threading.Thread(target=relay.run, args=(stop,), kwargs={"report": print}, name="relay", daemon=True).start()
         if not getattr(system.clock, "manual", False):
             threading.Thread(target=lead, name="scheduler-leadership", daemon=True).start()
 
@@ -467,6 +478,8 @@ def start_background(system: System, api: FastAPI) -> None:
         stop.set()
         system.scheduler.stop()
         leader.release()
+        if relay is not None:
+            relay.close()
 
 
 __all__ = ["create_app", "Response"]

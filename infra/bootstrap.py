@@ -81,6 +81,13 @@ class System:
         self.app.close()
         self.db.close()
 
+    def relay(self):
+        """The Kafka relay for this store (CASELOG_KAFKA_BOOTSTRAP must be set)."""
+        from infra.relay import Relay
+
+        return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
+                     partitions=self.settings.topic_partitions, deployment=self.settings.deployment)
+
     def advance_clock(self, delta=None, to: datetime | None = None) -> int:
         """Move the manual clock and fire everything that became due, in due order."""
         if not getattr(self.clock, "manual", False):

@@ -306,12 +306,15 @@ def token(
 @handled
 def replay(
     projection: list[str] = typer.Option([], "--projection", help="rebuild only this projection (repeatable)"),
-    source: str = typer.Option("store", "--source", help="store (kafka arrives with the Kafka relay)"),
+    source: str = typer.Option("store", "--source", help="store, or kafka (the case-events topic, deduplicated by caseversion)"),
 ) -> None:
-    """Drop and rebuild projections from the event store, in batches, with a progress bar."""
-    if source != "store":
-        raise InvalidInput(rq.FieldError("--source", "only 'store' is available in this build"))
+    """Drop and rebuild projections from the event store or the Kafka topic, in batches, with a progress bar."""
+    if source not in ("store", "kafka"):
+        raise InvalidInput(rq.FieldError("--source", "store or kafka"))
     system = _system()
+    if source == "kafka" and not system.settings.kafka_bootstrap:
+        system.close()
+        raise InvalidInput(rq.FieldError("--source", "kafka needs CASELOG_KAFKA_BOOTSTRAP"))
     try:
         try:
             names = [p.name for p in system.runner.by_name(projection)]
@@ -320,10 +323,15 @@ def replay(
         total = system.app.max_position()
         with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
             task = bar.add_task("replay", total=total)
-            done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n))
+            records = None
+            if source == "kafka":
+                from consumers.topic import read_topic
+
+                records = read_topic(system.settings.kafka_bootstrap, system.settings.topic)
+            done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n), source=records)
     finally:
         system.close()
-    print(f"rebuilt {', '.join(names)} from {done} events")
+    print(f"rebuilt {', '.join(names)} from {done} events ({source})")
 
 
 @cli.command()
@@ -360,6 +368,80 @@ def scheduler(
     finally:
         leader.release()
         system.close()
+
+
+@cli.command()
+@handled
+def relay() -> None:
+    """Publish every stored event to Kafka (CASELOG_KAFKA_BOOTSTRAP, topic CASELOG_TOPIC) as
+    CloudEvents, recording the position only after the broker acknowledged. Runs until stopped."""
+    import signal
+    import threading
+
+    system = _system()
+    if not system.settings.kafka_bootstrap:
+        system.close()
+        raise InvalidInput(rq.FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    relay_ = system.relay()
+    err.print(f"relay: publishing to {system.settings.topic} on {system.settings.kafka_bootstrap} from position {relay_.position()}")
+    try:
+        relay_.run(stop, report=lambda line: err.print(line, markup=False, highlight=False))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        relay_.close()
+        system.close()
+
+
+@cli.command()
+@handled
+def tail(
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="start at the oldest event instead of the newest"),
+    case: Optional[str] = typer.Option(None, "--case", help="only this case id"),
+    type_: Optional[str] = typer.Option(None, "--type", help="only this event type (CaseHeld or caselog.case.held.v1)"),
+    dedupe: bool = typer.Option(True, "--dedupe/--no-dedupe", help="drop re-deliveries (same or lower caseversion)"),
+    idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="exit after this many seconds without an event"),
+) -> None:
+    """Print case events from the Kafka topic as they arrive, one JSON CloudEvent per line."""
+    import time
+
+    from consumers.dedupe import CaseVersionDeduper
+    from consumers.topic import consumer as make_consumer
+    from infra.relay import parse_message
+    from infra.settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.kafka_bootstrap:
+        raise InvalidInput(rq.FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
+    from kafka import TopicPartition
+
+    c = make_consumer(settings.kafka_bootstrap)
+    parts = [TopicPartition(settings.topic, p) for p in sorted(c.partitions_for_topic(settings.topic) or [])]
+    if not parts:
+        raise Failure(f"topic {settings.topic} does not exist (has the relay run?)")
+    c.assign(parts)
+    (c.seek_to_beginning if from_beginning else c.seek_to_end)(*parts)
+    deduper, last = CaseVersionDeduper(), time.monotonic()
+    try:
+        while idle_exit is None or time.monotonic() - last < idle_exit:
+            for messages in c.poll(timeout_ms=200).values():
+                for m in messages:
+                    last = time.monotonic()
+                    event = parse_message(m.value, dict(m.headers or []), m.key)
+                    if dedupe and not deduper.accept(event.get_subject(), int(event.get_extension("caseversion"))):
+                        continue
+                    if case and event.get_subject() != case:
+                        continue
+                    if type_ and type_ not in (event.get_type(), event.get_data()["type"]):
+                        continue
+                    sys.stdout.write(m.value.decode() + "\n")
+                    sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
 
 
 @cli.command("audit-report")

@@ -86,9 +86,11 @@ class ProjectionRunner:
                     return done
                 start = rows[-1].id + 1
 
-    def rebuild(self, names: Iterable[str] | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Drop and rebuild projections from the store, in batches (bounded memory). Secondary
-        indexes are built once at the end (a bulk load is faster without them)."""
+    def rebuild(self, names: Iterable[str] | None = None, progress: Callable[[int], None] | None = None,
+                source: Iterable[EventRecord] | None = None) -> int:
+        """Drop and rebuild projections from the store (or from ``source``: records in store
+        order, e.g. read back from Kafka), in batches (bounded memory). Secondary indexes are
+        built once at the end (a bulk load is faster without them)."""
         chosen = self.by_name(names)
         with self._lock:
             with self.db.transaction() as cur:
@@ -96,7 +98,18 @@ class ProjectionRunner:
                     p.drop(cur)
                     p.create(cur, indexes=False)
                     cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (p.name,))
-        done = self.catch_up([p.name for p in chosen], progress)
+        if source is None:
+            done = self.catch_up([p.name for p in chosen], progress)
+        else:
+            done, chunk = 0, []
+            for record in source:
+                chunk.append(record)
+                if len(chunk) == self.batch:
+                    done += self.apply_all(chosen, chunk)
+                    chunk = []
+                    if progress:
+                        progress(done)
+            done += self.apply_all(chosen, chunk)
         with self.db.transaction() as cur:
             for p in chosen:
                 p.create_indexes(cur)

