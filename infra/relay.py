@@ -172,7 +172,7 @@ class Relay:
                     if stop.is_set():
                         return
         except Exception as exc:  # noqa: BLE001 - polling carries on without the subscription
-            log.warning("subscription ended (%s); polling only", exc)
+            log.info("subscription ended (%s); polling only", exc)
 
     def _watch(self, stop: threading.Event, report: Callable[[str], None], every: float = 5.0) -> None:
         """Report the lag while the relay is behind and not moving (a frozen or lost broker

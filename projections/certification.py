@@ -5,7 +5,7 @@ from __future__ import annotations
 from domain.policy import policy_version
 from infra.database import Cursor
 from projections.base import Projection, update, upsert
-from projections.facts import authorization_after, status_after
+from projections.facts import lifecycle_changes
 from projections.records import EventRecord
 
 
@@ -40,17 +40,12 @@ class CertificationSummary(Projection):
             case "LetterIssued":
                 cur.execute("UPDATE certification_summary SET correspondence_count = correspondence_count + 1 WHERE case_id = ?", (case_id,))
                 return
-            case "AuthorizationExtended":
-                changes = {"expiration_date": d["valid_to"]}
             case "AuthorizationUpdated" if d["kind"] == "site" and "name" in d["changes"]:
                 changes = {"site_name": d["changes"]["name"]}
             case _:
                 changes = {}
-        status = status_after(event)
-        if status and event["type"] != "DraftStarted":
-            changes["status"] = status
-        granted = authorization_after(event)
-        if granted:
-            changes.update(authorization_number=granted[0], expiration_date=granted[2])
+        changes.update(lifecycle_changes(event))
+        if "valid_to" in changes:
+            changes["expiration_date"] = changes.pop("valid_to")
         if changes:
             update(cur, "certification_summary", case_id, **changes)

@@ -47,6 +47,21 @@ def authorization_after(event: EventRecord) -> tuple[str, str, str] | None:
     return None
 
 
+def lifecycle_changes(event: EventRecord) -> dict:
+    """What an event changes in a case's summary row: ``status`` and, when it grants or
+    extends an authorization, ``authorization_number`` and ``valid_to``."""
+    changes: dict = {}
+    status = status_after(event)
+    if status and event["type"] != "DraftStarted":
+        changes["status"] = status
+    granted = authorization_after(event)
+    if granted:
+        changes["authorization_number"], changes["valid_to"] = granted[0], granted[2]
+    elif event["type"] == "AuthorizationExtended":
+        changes["valid_to"] = event["data"]["valid_to"]
+    return changes
+
+
 def member_name(submitted: dict) -> str:
     m = submitted["member"]
     return f"{m['last_name']}, {m['first_name']}"

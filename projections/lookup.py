@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from infra.database import Cursor
 from projections.base import Projection, update, upsert
-from projections.facts import authorization_after, status_after
+from projections.facts import lifecycle_changes
 from projections.records import EventRecord
 
 
@@ -36,17 +36,14 @@ class AuthorizationLookup(Projection):
             case "LetterIssued":
                 cur.execute("UPDATE authorization_lookup SET correspondence_count = correspondence_count + 1, last_updated = ? WHERE case_id = ?", (at, case_id))
                 return
-            case "AuthorizationExtended":
-                changes = {"expiration_date": d["valid_to"]}
             case "AuthorizationUpdated" if d["kind"] == "site":
                 site = {"name": "site_name", "npi": "site_npi"}
                 changes = {column: d["changes"][key] for key, column in site.items() if key in d["changes"]}
             case _:
                 changes = {}
-        status = status_after(event)
-        if status and event["type"] != "DraftStarted":
-            changes["status"] = status
-        granted = authorization_after(event)
-        if granted:
-            changes.update(authorization_number=granted[0], expiration_date=granted[2], approved_at=at)
+        changes.update(lifecycle_changes(event))
+        if "valid_to" in changes:
+            changes["expiration_date"] = changes.pop("valid_to")
+        if "authorization_number" in changes:
+            changes["approved_at"] = at
         update(cur, "authorization_lookup", case_id, **changes, last_updated=at)

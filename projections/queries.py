@@ -43,18 +43,24 @@ def worklist(db: Database, *, npis: set[str] | None = None, status: str | None =
     if status and status != "All":
         if status not in BUCKETS:
             raise InvalidInput(FieldError("status", f"one of {', '.join(('All',) + BUCKETS)}"))
-        where.append("bucket = ?")
+        # scoped to a provider's NPIs the NPI index is the way in; `|| ''` keeps SQLite's
+        # planner (which has no statistics) from walking the whole bucket instead
+        where.append("(bucket || '') = ?" if npis is not None else "bucket = ?")
         params.append(status)
     if q:
-        needle = q.strip()
-        low = needle.lower()
-        # one indexed lookup per searchable column, unioned (an OR across columns would scan)
-        where.append("case_id IN (SELECT case_id FROM worklist WHERE case_number = ? UNION SELECT case_id FROM worklist WHERE authorization_number = ?"
-                     " UNION SELECT case_id FROM worklist WHERE member_id = ? UNION SELECT case_id FROM worklist WHERE provider_npi = ?"
-                     " UNION SELECT case_id FROM worklist WHERE member_last_lc >= ? AND member_last_lc < ?"
-                     " UNION SELECT case_id FROM worklist WHERE member_first_lc >= ? AND member_first_lc < ?"
-                     " UNION SELECT case_id FROM worklist WHERE provider_name_lc >= ? AND provider_name_lc < ?)")
-        params += [needle, needle, needle, needle, low, low + "\uffff", low, low + "\uffff", low, low + "\uffff"]
+        needle, low = q.strip(), q.strip().lower()
+        with db.transaction() as cur:  # one indexed lookup per searchable column, then the rows by key
+            hits = [r[0] for r in cur.execute(
+                "SELECT case_id FROM worklist WHERE case_number = ? UNION SELECT case_id FROM worklist WHERE authorization_number = ?"
+                " UNION SELECT case_id FROM worklist WHERE member_id = ? UNION SELECT case_id FROM worklist WHERE provider_npi = ?"
+                " UNION SELECT case_id FROM worklist WHERE member_last_lc >= ? AND member_last_lc < ?"
+                " UNION SELECT case_id FROM worklist WHERE member_first_lc >= ? AND member_first_lc < ?"
+                " UNION SELECT case_id FROM worklist WHERE provider_name_lc >= ? AND provider_name_lc < ? LIMIT 5000",
+                [needle, needle, needle, needle, low, low + "\uffff", low, low + "\uffff", low, low + "\uffff"]).fetchall()]
+        if not hits:
+            return {"items": [], "total": 0}
+        where.append(f"case_id IN ({', '.join('?' for _ in hits)})")
+        params += hits
     column = WORKLIST_SORTS.get(sort.lstrip("-"))
     if column is None:
         raise InvalidInput(FieldError("sort", f"one of {', '.join(sorted(WORKLIST_SORTS))}, optionally prefixed with -"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from domain.policy import policy_version
 from infra.database import Cursor
 from projections.base import Projection, update, upsert
-from projections.facts import STATUS_BUCKETS, authorization_after, member_name, status_after
+from projections.facts import STATUS_BUCKETS, lifecycle_changes, member_name
 from projections.records import EventRecord
 
 
@@ -36,6 +36,7 @@ class Worklist(Projection):
         "CREATE INDEX IF NOT EXISTS worklist_authorization ON worklist (authorization_number)",
         "CREATE INDEX IF NOT EXISTS worklist_member_id ON worklist (member_id)",
         "CREATE INDEX IF NOT EXISTS worklist_member_last ON worklist (member_last_lc)",
+        "CREATE INDEX IF NOT EXISTS worklist_member_first ON worklist (member_first_lc)",
         "CREATE INDEX IF NOT EXISTS worklist_provider_name ON worklist (provider_name_lc)",
     )
 
@@ -55,24 +56,22 @@ class Worklist(Projection):
                 })
                 count(cur, [("Pending", 1)])
                 return
+                return
             case "AuthorizationUpdated" if d["kind"] == "code_correction":
                 cur.execute("UPDATE worklist SET procedure_code = ?, updated_at = ? WHERE case_id = ? AND procedure_code = ?",
                             (d["changes"]["to_code"], at, case_id, d["changes"]["from_code"]))
                 return
-            case "AuthorizationExtended":
-                changes = {"end_date": d["valid_to"]}
             case "AuthorizationUpdated" if d["kind"] == "site" and "name" in d["changes"]:
                 changes = {"site_name": d["changes"]["name"]}
             case _:
                 changes = {}
-        status = status_after(event)
-        if status and event["type"] != "DraftStarted":
-            changes.update(status=status, bucket=STATUS_BUCKETS[status])
+        changes.update(lifecycle_changes(event))
+        if "valid_to" in changes:
+            changes["end_date"] = changes.pop("valid_to")
+        if "status" in changes:
+            changes["bucket"] = STATUS_BUCKETS[changes["status"]]
             before = cur.execute("SELECT bucket FROM worklist WHERE case_id = ?", (case_id,)).fetchone()
             if before and before[0] != changes["bucket"]:
                 count(cur, [(before[0], -1), (changes["bucket"], 1)])
-        granted = authorization_after(event)
-        if granted:
-            changes.update(authorization_number=granted[0], end_date=granted[2])
         if changes:
             update(cur, "worklist", case_id, **changes, updated_at=at)
