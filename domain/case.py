@@ -251,7 +251,7 @@ class Case(Aggregate):
 
     @classmethod
     def submit(cls, ctx: Context, *, case_id: UUID, case_number: str, request: dict, predecessor_case_id: str | None = None) -> Case:
-        data = _intake(ctx, case_number, request, predecessor_case_id)
+        data = intake(ctx, case_number, request, predecessor_case_id)
         case = cls._start(ctx, case_id, ev.CaseSubmitted, **data)
         case._after_submission(ctx)
         return case
@@ -261,7 +261,7 @@ class Case(Aggregate):
             raise RuleViolation("not-a-draft", f"case is {self.status}; only a draft can be submitted")
         if self.draft_expires_at is not None and ctx.now > self.draft_expires_at:
             raise RuleViolation("draft-expired", f"the draft expired at {iso(self.draft_expires_at)}; start a new request")
-        self._trigger(ctx, ev.CaseSubmitted, **_intake(ctx, self.case_number, request, None))
+        self._trigger(ctx, ev.CaseSubmitted, **intake(ctx, self.case_number, request, None))
         self._after_submission(ctx)
 
     def _after_submission(self, ctx: Context) -> None:
@@ -908,7 +908,7 @@ def requirement(policy_id: str, place_of_service: str, date_of_service: date, *,
     return {"required": True, "reason": f"{row.program} ({row.plan}) requires prior authorization for this service", "rule": None}
 
 
-def _intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: str | None) -> dict:
+def intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: str | None) -> dict:
     """Validate a submission and compute its clocks: the CaseSubmitted data."""
     now = ctx.now
     received = check_instant("submitted_at", request["submitted_at"]).astimezone(UTC) if request.get("submitted_at") else now

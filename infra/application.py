@@ -18,9 +18,9 @@ import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Transcoder
 
-from domain.case import Case, Context, _intake
-from domain.chain import ChainWalker, stored_data
-from domain.errors import CaseNotFound, IdempotencyConflict, InvalidInput, FieldError, VersionConflict
+from domain.case import Case, Context, intake
+from domain.chain import ChainWalker
+from domain.errors import CaseNotFound, IdempotencyConflict, VersionConflict
 from domain.events import CaseEvent
 from domain.views import case_view
 from infra.registry import Registry
@@ -291,7 +291,7 @@ class CaseLog(Application):
                 return []
             successor_id = uuid5(KEY_NAMESPACE, f"successor:{ctx.command['key']}") if ctx.command else uuid4()
             request = case.supersede(ctx, kind=kind, changes=changes, successor_case_id=str(successor_id))
-            _intake(ctx, "0000000000", request, str(case.id))  # validate before taking a case number
+            intake(ctx, "0000000000", request, str(case.id))  # validate before taking a case number
             number = self.registry.case_number(str(successor_id))
             successor = Case.submit(ctx, case_id=successor_id, case_number=number, request=request, predecessor_case_id=str(case.id))
             self._withdraw_predecessor(successor, ctx, original=case)  # approved by rules at once
@@ -367,5 +367,3 @@ class CaseLog(Application):
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
-
-__all__ = ["Answer", "CaseLog", "SCHEDULER", "digest_of", "event_record", "stored_data", "InvalidInput", "FieldError"]

@@ -55,7 +55,7 @@ def handled(fn: Callable) -> Callable:
             err.print(exc.detail, highlight=False, markup=False)
             raise typer.Exit(2) from None
         except Failure as exc:
-            err.print(f"[bold red]failed[/]: ", end="")
+            err.print("[bold red]failed[/]: ", end="")
             err.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(1) from None
 

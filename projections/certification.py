@@ -40,12 +40,8 @@ class CertificationSummary(Projection):
             case "LetterIssued":
                 cur.execute("UPDATE certification_summary SET correspondence_count = correspondence_count + 1 WHERE case_id = ?", (case_id,))
                 return
-            case "AuthorizationUpdated" if d["kind"] == "site" and "name" in d["changes"]:
-                changes = {"site_name": d["changes"]["name"]}
             case _:
-                changes = {}
-        changes.update(lifecycle_changes(event))
-        if "valid_to" in changes:
-            changes["expiration_date"] = changes.pop("valid_to")
+                pass
+        changes = lifecycle_changes(event, valid_to="expiration_date")
         if changes:
             update(cur, "certification_summary", case_id, **changes)

@@ -47,18 +47,21 @@ def authorization_after(event: EventRecord) -> tuple[str, str, str] | None:
     return None
 
 
-def lifecycle_changes(event: EventRecord) -> dict:
-    """What an event changes in a case's summary row: ``status`` and, when it grants or
-    extends an authorization, ``authorization_number`` and ``valid_to``."""
+def lifecycle_changes(event: EventRecord, *, valid_to: str = "valid_to") -> dict:
+    """What an event changes in a case's summary row: ``status``; when it grants or extends an
+    authorization, ``authorization_number`` and the end date (in the column named by
+    ``valid_to``); a rendering-site correction's ``site_name``."""
     changes: dict = {}
+    if event["type"] == "AuthorizationUpdated" and event["data"]["kind"] == "site" and "name" in event["data"]["changes"]:
+        changes["site_name"] = event["data"]["changes"]["name"]
     status = status_after(event)
     if status and event["type"] != "DraftStarted":
         changes["status"] = status
     granted = authorization_after(event)
     if granted:
-        changes["authorization_number"], changes["valid_to"] = granted[0], granted[2]
+        changes["authorization_number"], changes[valid_to] = granted[0], granted[2]
     elif event["type"] == "AuthorizationExtended":
-        changes["valid_to"] = event["data"]["valid_to"]
+        changes[valid_to] = event["data"]["valid_to"]
     return changes
 
 

@@ -36,14 +36,11 @@ class AuthorizationLookup(Projection):
             case "LetterIssued":
                 cur.execute("UPDATE authorization_lookup SET correspondence_count = correspondence_count + 1, last_updated = ? WHERE case_id = ?", (at, case_id))
                 return
-            case "AuthorizationUpdated" if d["kind"] == "site":
-                site = {"name": "site_name", "npi": "site_npi"}
-                changes = {column: d["changes"][key] for key, column in site.items() if key in d["changes"]}
             case _:
-                changes = {}
-        changes.update(lifecycle_changes(event))
-        if "valid_to" in changes:
-            changes["expiration_date"] = changes.pop("valid_to")
+                pass
+        changes = lifecycle_changes(event, valid_to="expiration_date")
+        if event["type"] == "AuthorizationUpdated" and d["kind"] == "site" and "npi" in d["changes"]:
+            changes["site_npi"] = d["changes"]["npi"]
         if "authorization_number" in changes:
             changes["approved_at"] = at
         update(cur, "authorization_lookup", case_id, **changes, last_updated=at)

@@ -7,10 +7,7 @@ from typing import Any, TypedDict
 
 import orjson
 
-from domain.chain import ENVELOPE_FIELDS
-
-
-_NOT_DATA = frozenset(ENVELOPE_FIELDS) | {"class_version"}
+from domain.chain import stored_data
 
 
 class EventRecord(TypedDict):
@@ -37,6 +34,6 @@ def from_stored(position: int, case_id: str, version: int, topic: str, state: by
         "type": topic.rsplit(":", 1)[-1],
         "occurred_at": state["timestamp"] if isinstance(state["timestamp"], str) else state["timestamp"].isoformat(),
         "actor": state.get("actor") or {},
-        "data": {k: v for k, v in state.items() if k not in _NOT_DATA},
+        "data": stored_data(state),
         "hash": state.get("hash", ""),
     }

@@ -61,13 +61,9 @@ class Worklist(Projection):
                 cur.execute("UPDATE worklist SET procedure_code = ?, updated_at = ? WHERE case_id = ? AND procedure_code = ?",
                             (d["changes"]["to_code"], at, case_id, d["changes"]["from_code"]))
                 return
-            case "AuthorizationUpdated" if d["kind"] == "site" and "name" in d["changes"]:
-                changes = {"site_name": d["changes"]["name"]}
             case _:
-                changes = {}
-        changes.update(lifecycle_changes(event))
-        if "valid_to" in changes:
-            changes["end_date"] = changes.pop("valid_to")
+                pass
+        changes = lifecycle_changes(event, valid_to="end_date")
         if "status" in changes:
             changes["bucket"] = STATUS_BUCKETS[changes["status"]]
             before = cur.execute("SELECT bucket FROM worklist WHERE case_id = ?", (case_id,)).fetchone()

@@ -4,7 +4,7 @@ in the store, not in the timer's memory."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from domain.case import P2P_MISSED_AFTER
 from infra.database import Cursor
@@ -123,5 +123,3 @@ def due(cur: Cursor, until: str, limit: int = 1000) -> list[tuple[str, str, str,
         (until, limit),
     ).fetchall()
 
-
-__all__ = ["Deadlines", "KINDS", "due", "timedelta"]

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from infra.bootstrap import bootstrap
 from infra.samples import later, request, document

@@ -21,7 +21,6 @@ from infra.bootstrap import bootstrap
 from infra.demo import run_demo
 from infra.relay import event_id, parse_message
 from infra.samples import later, request
-from infra.settings import Settings
 from tests.support import DME, PROVIDER
 
 UTC = timezone.utc

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from infra.bootstrap import bootstrap
 from infra.clock import ManualClock
 from tests.conftest import START
-from tests.support import DME, MD, MEDONC, PROVIDER, RADONC, WELLSENSE, at, deny, document, event_types, later, pre_denial, refused, request, submit
+from tests.support import DME, MD, MEDONC, PROVIDER, RADONC, WELLSENSE, at, deny, document, event_types, later, refused, request, submit
 
 UTC = timezone.utc
 
