@@ -444,6 +444,25 @@ def tail(
         c.close()
 
 
+@cli.command()
+@handled
+def schema(out: Optional[Path] = typer.Option(None, "--out", help="write events/<Type>.json and asyncapi.json here instead of stdout")) -> None:
+    """Print the JSON Schema of every event type (as published on Kafka) and the AsyncAPI document."""
+    from infra.schema import asyncapi, event_schemas
+    from infra.settings import Settings
+
+    settings = Settings.from_env()
+    events, doc = event_schemas(settings), asyncapi(settings)
+    if out is None:
+        _emit({"events": events, "asyncapi": doc})
+        return
+    (out / "events").mkdir(parents=True, exist_ok=True)
+    for name, body in events.items():
+        (out / "events" / f"{name}.json").write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
+    (out / "asyncapi.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    print(f"wrote {len(events)} event schemas and asyncapi.json to {out}")
+
+
 @cli.command("audit-report")
 @handled
 def audit_report(case: str = typer.Option(..., "--case", help="case id")) -> None:

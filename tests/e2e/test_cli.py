@@ -105,7 +105,7 @@ def test_unknown_action_and_bad_usage_exit_2(store):
 
 
 def test_every_command_explains_itself():
-    for cmd in ("submit", "act", "show", "history", "verify", "demo"):
+    for cmd in ("submit", "act", "show", "history", "verify", "demo", "serve", "token", "replay", "scheduler", "relay", "tail", "schema", "audit-report"):
         out = subprocess.run([sys.executable, "-m", "infra.cli", cmd, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "Usage" in out.stdout
 

@@ -220,3 +220,32 @@ def test_a_relay_killed_mid_batch_republishes_with_the_same_ids(kafka_store, clo
         assert len(ids) == total
     finally:
         system.close()
+
+
+def test_every_published_event_validates_against_the_generated_schema(kafka_store, clock):
+    import jsonschema_rs
+    import orjson
+
+    from infra.schema import asyncapi, event_schemas
+
+    schemas = event_schemas(kafka_store)
+    validators = {name: jsonschema_rs.validator_for(schema) for name, schema in schemas.items()}
+    system = bootstrap(kafka_store, clock=clock)
+    try:
+        run_demo(system)
+        relay = system.relay()
+        drain(relay)
+        relay.close()
+        seen = set()
+        for _, m in topic_messages(kafka_store.kafka_bootstrap, kafka_store.topic):
+            body = orjson.loads(m.value)
+            name = body["data"]["type"]
+            errors = [e.message for e in validators[name].iter_errors(body)]
+            assert not errors, (name, errors)
+            seen.add(name)
+        assert len(seen) > 20
+        doc = asyncapi(kafka_store)
+        assert doc["channels"]["caseEvents"]["address"] == kafka_store.topic
+        assert set(doc["components"]["messages"]) == set(schemas)
+    finally:
+        system.close()
