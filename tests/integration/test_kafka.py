@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import resources
 
@@ -114,35 +115,35 @@ def check_topic_equals_store(system, settings) -> collections.Counter:
     return ids
 
 
-def test_every_recorded_event_is_on_the_topic_once_after_dedupe_in_case_order(kafka_store, clock):
-    system = bootstrap(kafka_store, clock=clock)
+@contextmanager
+def demo_on_topic(settings, clock):
+    """A store holding the demo workload, every event of it published by the relay."""
+    system = bootstrap(settings, clock=clock)
     try:
         run_demo(system)
         relay = system.relay()
         drain(relay)
-        ids = check_topic_equals_store(system, kafka_store)
-        assert set(ids.values()) == {1}
         relay.close()
+        yield system
     finally:
         system.close()
+
+
+def test_every_recorded_event_is_on_the_topic_once_after_dedupe_in_case_order(kafka_store, clock):
+    with demo_on_topic(kafka_store, clock) as system:
+        ids = check_topic_equals_store(system, kafka_store)
+        assert set(ids.values()) == {1}
 
 
 def test_replay_from_kafka_equals_replay_from_the_store(kafka_store, clock):
     from consumers.topic import read_topic
     from tests.integration.test_projections import snapshot
 
-    system = bootstrap(kafka_store, clock=clock)
-    try:
-        run_demo(system)
-        relay = system.relay()
-        drain(relay)
-        relay.close()
+    with demo_on_topic(kafka_store, clock) as system:
         system.runner.rebuild()
         from_store = snapshot(system)
         system.runner.rebuild(source=read_topic(kafka_store.kafka_bootstrap, kafka_store.topic))
         assert snapshot(system) == from_store
-    finally:
-        system.close()
 
 
 def test_writes_go_on_while_the_broker_is_frozen_and_the_relay_catches_up(kafka_store, broker):
@@ -230,12 +231,7 @@ def test_every_published_event_validates_against_the_generated_schema(kafka_stor
 
     schemas = event_schemas(kafka_store)
     validators = {name: jsonschema_rs.validator_for(schema) for name, schema in schemas.items()}
-    system = bootstrap(kafka_store, clock=clock)
-    try:
-        run_demo(system)
-        relay = system.relay()
-        drain(relay)
-        relay.close()
+    with demo_on_topic(kafka_store, clock):
         seen = set()
         for _, m in topic_messages(kafka_store.kafka_bootstrap, kafka_store.topic):
             body = orjson.loads(m.value)
@@ -247,5 +243,3 @@ def test_every_published_event_validates_against_the_generated_schema(kafka_stor
         doc = asyncapi(kafka_store)
         assert doc["channels"]["caseEvents"]["address"] == kafka_store.topic
         assert set(doc["components"]["messages"]) == set(schemas)
-    finally:
-        system.close()
