@@ -22,6 +22,7 @@ from domain.errors import FieldError, InvalidInput, NotApplicable, NotPermitted,
 from domain.policy import (
     ADMINISTRATIVE_UPDATES,
     EXTENSION_REASONS,
+    LINES_OF_BUSINESS,
     MEDICARE_LINES,
     UPDATE_KINDS,
     PolicyRow,
@@ -850,7 +851,7 @@ def _warning(received: datetime, due: datetime) -> datetime:
 
 
 def _check_line(row: PolicyRow, line_of_business: str) -> None:
-    if line_of_business not in ("medicare", "medicaid", "duals", "commercial"):
+    if line_of_business not in LINES_OF_BUSINESS:
         raise InvalidInput(FieldError("line_of_business", "must be medicare, medicaid, duals or commercial"))
     if not row.serves(line_of_business):
         raise NotApplicable("line-not-served", f"{row.id} serves {', '.join(row.lines_of_business)}, not {line_of_business}")

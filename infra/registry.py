@@ -22,10 +22,7 @@ class Registry:
             )
 
     def case_number(self, case_id: str) -> str:
-        with self.db.transaction() as cur:
-            cur.execute("INSERT INTO caselog_case_numbers (case_id) VALUES (?) ON CONFLICT (case_id) DO NOTHING", (case_id,))
-            row = cur.execute("SELECT n FROM caselog_case_numbers WHERE case_id = ?", (case_id,)).fetchone()
-        return str(CASE_NUMBER_BASE + int(row[0]))
+        return self.case_numbers([case_id])[case_id]
 
     def case_numbers(self, case_ids: list[str]) -> dict[str, str]:
         """Case numbers for many cases in one transaction (bulk loads)."""

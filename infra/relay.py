@@ -25,6 +25,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from infra.database import Database
 from projections.records import EventRecord, from_stored
+from projections.runner import ensure_tracking, tracked_position
 
 log = logging.getLogger("caselog.relay")
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
@@ -100,14 +101,12 @@ class Relay:
         self.published = 0
         self.last_error: str | None = None
         with db.transaction() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS caselog_tracking (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)")
-            cur.execute("INSERT INTO caselog_tracking (projection, position) VALUES (?, 0) ON CONFLICT (projection) DO NOTHING", (self.name,))
+            ensure_tracking(cur, self.name)
 
     # ---- position and lag ------------------------------------------------------------------
 
     def position(self) -> int:
-        with self.db.transaction() as cur:
-            return int(cur.execute("SELECT position FROM caselog_tracking WHERE projection = ?", (self.name,)).fetchone()[0])
+        return tracked_position(self.db, self.name)
 
     def lag(self) -> int:
         return (self.recorder.max_notification_id() or 0) - self.position()

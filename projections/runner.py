@@ -15,6 +15,18 @@ from projections.records import EventRecord, from_stored
 TRACKING = "CREATE TABLE IF NOT EXISTS caselog_tracking (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)"
 
 
+def ensure_tracking(cur: Cursor, name: str) -> None:
+    """The tracking row of a reader of the notification log (a projection, the relay)."""
+    cur.execute(TRACKING)
+    cur.execute("INSERT INTO caselog_tracking (projection, position) VALUES (?, 0) ON CONFLICT (projection) DO NOTHING", (name,))
+
+
+def tracked_position(db: Database, name: str) -> int:
+    with db.transaction() as cur:
+        row = cur.execute("SELECT position FROM caselog_tracking WHERE projection = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 class ProjectionRunner:
     def __init__(self, db: Database, recorder, projections: Sequence[Projection], batch: int = 5000):
         self.db = db
@@ -23,10 +35,9 @@ class ProjectionRunner:
         self.batch = batch
         self._lock = threading.Lock()
         with db.transaction() as cur:
-            cur.execute(TRACKING)
             for p in self.projections:
                 p.create(cur)
-                cur.execute("INSERT INTO caselog_tracking (projection, position) VALUES (?, 0) ON CONFLICT (projection) DO NOTHING", (p.name,))
+                ensure_tracking(cur, p.name)
 
     def by_name(self, names: Iterable[str] | None) -> list[Projection]:
         if not names:
@@ -38,9 +49,7 @@ class ProjectionRunner:
         return [known[n] for n in names]
 
     def position(self, name: str) -> int:
-        with self.db.transaction() as cur:
-            row = cur.execute("SELECT position FROM caselog_tracking WHERE projection = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
+        return tracked_position(self.db, name)
 
     def _tracked(self, cur: Cursor, name: str) -> int:
         lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""

@@ -15,15 +15,15 @@ KINDS = ("hold_due", "decision_warning", "decision_due", "appeal_window", "recon
          "authorization_expiry", "alternative_lapse", "draft_expiry", "p2p_slot")
 
 
+ARM = ("INSERT INTO deadlines (case_id, kind, p2p_id, instant, fire_at) VALUES (?, ?, ?, ?, ?) "
+       "ON CONFLICT (case_id, kind, p2p_id) DO UPDATE SET instant = excluded.instant, fire_at = excluded.fire_at")
+
+
 def arm(cur: Cursor, case_id: str, kind: str, instant: str | None, p2p_id: str = "", fire_at: str | None = None) -> None:
     if not instant:
         disarm(cur, case_id, kind, p2p_id)
         return
-    cur.execute(
-        "INSERT INTO deadlines (case_id, kind, p2p_id, instant, fire_at) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (case_id, kind, p2p_id) DO UPDATE SET instant = excluded.instant, fire_at = excluded.fire_at",
-        (case_id, kind, p2p_id, instant, fire_at or instant),
-    )
+    cur.execute(ARM, (case_id, kind, p2p_id, instant, fire_at or instant))
 
 
 def disarm(cur: Cursor, case_id: str, kind: str, p2p_id: str = "") -> None:
@@ -39,11 +39,7 @@ def rearm(cur: Cursor, case_id: str, instants: dict[str, str | None], clear: tup
 
 
 def arm_many(cur: Cursor, case_id: str, instants: dict[str, str]) -> None:
-    cur.executemany(
-        "INSERT INTO deadlines (case_id, kind, p2p_id, instant, fire_at) VALUES (?, ?, '', ?, ?) "
-        "ON CONFLICT (case_id, kind, p2p_id) DO UPDATE SET instant = excluded.instant, fire_at = excluded.fire_at",
-        [(case_id, kind, instant, instant) for kind, instant in instants.items()],
-    )
+    cur.executemany(ARM, [(case_id, kind, "", instant, instant) for kind, instant in instants.items()])
 
 
 def _after_slot(slot: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -21,6 +22,13 @@ MEDONC = "cigna-commercial/medical-oncology"
 WELLSENSE = "wellsense-ma-nh/msk"
 DME = "cigna-commercial/dme"
 ALL_POLICIES = (RADONC, AETNA_RAD, AETNA_MSK, MEDONC, WELLSENSE, DME)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def recorded(system) -> tuple[int, int]:

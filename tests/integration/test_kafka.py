@@ -22,15 +22,9 @@ from infra.bootstrap import bootstrap
 from infra.demo import run_demo
 from infra.relay import event_id, parse_message
 from infra.samples import later, request
-from tests.support import DME, PROVIDER
+from tests.support import DME, PROVIDER, free_port
 
 UTC = timezone.utc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
