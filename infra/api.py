@@ -166,7 +166,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return docs
 
     def answer(ans: Answer) -> JSONResponse:
-        system.runner.catch_up()
+        system.catch_up()
         return JSONResponse(ans.view, status_code=201 if ans.created else 200)
 
     def write(who: Principal, case_id: str, key: str | None, version: int | None, call: Callable[[dict], Answer]) -> JSONResponse:
@@ -416,7 +416,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
                     fired = system.advance_clock(to=instant)
             except (ValidationError, ValueError):
                 raise InvalidInput(FieldError("advance" if body.advance is not None else "to", "not an ISO 8601 duration or instant")) from None
-            system.runner.catch_up()
+            system.catch_up()
             return {"now": system.clock.now().isoformat(), "fired": fired}
 
     api.include_router(router)
@@ -430,8 +430,13 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         head = app_.max_position()
         lines = ["# HELP caselog_events_total Events in the store.", "# TYPE caselog_events_total counter", f"caselog_events_total {head}",
                  "# HELP caselog_projection_lag Events not yet applied, per projection.", "# TYPE caselog_projection_lag gauge"]
-        for p in system.runner.projections:
-            lines.append(f'caselog_projection_lag{{projection="{p.name}"}} {head - system.runner.position(p.name)}')
+        for name in system.in_process:
+            lines.append(f'caselog_projection_lag{{projection="{name}"}} {head - system.runner.position(name)}')
+        if system.settings.projections == "workers":
+            lines += ["# HELP caselog_worker_position Store position applied by the Kafka workers, per projection and partition.",
+                      "# TYPE caselog_worker_position gauge"]
+            for (name, partition), position in sorted(system.runner.partition_positions(system.settings.topic).items()):
+                lines.append(f'caselog_worker_position{{projection="{name}",partition="{partition}"}} {position}')
         if system.settings.kafka_bootstrap:
             from infra.relay import Relay
 
@@ -455,7 +460,7 @@ def start_background(system: System, api: FastAPI) -> None:
     def poll() -> None:
         while not stop.wait(1.0):
             try:
-                system.runner.catch_up()
+                system.catch_up()
             except Exception:  # noqa: BLE001 - retried on the next poll
                 pass
 
@@ -475,7 +480,7 @@ def start_background(system: System, api: FastAPI) -> None:
 
     @api.on_event("startup")
     def _start() -> None:
-        system.runner.catch_up()
+        system.catch_up()
         threading.Thread(target=poll, name="projections", daemon=True).start()
         if relay is not None:
             threading.Thread(target=relay.run, args=(stop,), kwargs={"report": print}, name="relay", daemon=True).start()

@@ -75,7 +75,7 @@ class Access:
 
     def __init__(self, db: Database):
         self.db = db
-        with db.transaction() as cur:
+        with db.schema() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS caselog_worklist_access (owner TEXT NOT NULL, npi TEXT NOT NULL,"
                         " user_id TEXT NOT NULL, email TEXT NOT NULL, granted_at TEXT NOT NULL, PRIMARY KEY (owner, npi, user_id))")
             cur.execute(f"CREATE TABLE IF NOT EXISTS caselog_case_reads (id {db.autoincrement}, at TEXT NOT NULL, who_kind TEXT NOT NULL,"

@@ -26,9 +26,17 @@ from scheduler.deadlines import Deadlines
 from scheduler.service import DeadlineScheduler
 
 
-def projections() -> list:
+def read_models() -> list:
     """Every read model, in one place (the embedded runner and the Kafka workers use this)."""
-    return [Worklist(), CertificationSummary(), AuthorizationLookup(), ReviewQueue(), PriorAuthorizationMetrics(), Deadlines()]
+    return [Worklist(), CertificationSummary(), AuthorizationLookup(), ReviewQueue(), PriorAuthorizationMetrics()]
+
+
+def projections() -> list:
+    """The read models and the scheduler's deadlines (always kept from the store, in process)."""
+    return [*read_models(), Deadlines()]
+
+
+PROJECTION_MODES = ("in-process", "workers")
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:
@@ -64,6 +72,23 @@ def make_clock(settings: Settings) -> Any:
     return SystemClock()
 
 
+def projection_worker(settings: Settings | None = None):
+    """A `caselog worker`: the read models kept from the Kafka topic into the configured database."""
+    from consumers.worker import ProjectionWorker, faust_app
+
+    settings = settings or Settings.from_env()
+    if not settings.kafka_bootstrap:
+        raise ValueError("caselog worker needs CASELOG_KAFKA_BOOTSTRAP")
+    db = Database(settings)
+    models = read_models()
+    worker = ProjectionWorker(ProjectionRunner(db, None, models), models, settings.topic)
+    datadir = settings.data_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust_app(worker, bootstrap=settings.kafka_bootstrap, group=settings.group, datadir=str(datadir),
+                    heartbeat=settings.data_dir / "worker.heartbeat")
+    return worker, app, db
+
+
 @dataclass
 class System:
     settings: Settings
@@ -75,6 +100,17 @@ class System:
     scheduler: DeadlineScheduler
     access: Access
     documents: DocumentStore
+
+    @property
+    def in_process(self) -> list[str]:
+        """The projections this process keeps from the store (with CASELOG_PROJECTIONS=workers,
+        the read models come from `caselog worker` and only the deadlines are kept here)."""
+        if self.settings.projections == "workers":
+            return ["deadlines"]
+        return [p.name for p in self.runner.projections]
+
+    def catch_up(self) -> int:
+        return self.runner.catch_up(self.in_process)
 
     def close(self) -> None:
         self.scheduler.stop()
@@ -101,6 +137,8 @@ class System:
 
 def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     settings = settings or Settings.from_env()
+    if settings.projections not in PROJECTION_MODES:
+        raise ValueError(f"CASELOG_PROJECTIONS must be one of {', '.join(PROJECTION_MODES)}, not {settings.projections!r}")
     clock = clock or make_clock(settings)
     db = Database(settings)
     registry = Registry(db)

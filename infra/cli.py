@@ -397,6 +397,35 @@ def relay() -> None:
 
 @cli.command()
 @handled
+def worker(
+    loglevel: str = typer.Option("warning", "--loglevel", help="debug, info, warning or error"),
+) -> None:
+    """Keep the read models (worklist, certification summary, lookup, review queue, metrics) from
+    the Kafka topic into CASELOG_DATABASE_URL, as one member of the consumer group
+    CASELOG_WORKER_GROUP (default caselog-projections-<deployment>). Start as many as the topic
+    has partitions; run the API with CASELOG_PROJECTIONS=workers. Runs until SIGINT/SIGTERM."""
+    from infra.bootstrap import projection_worker
+    from infra.settings import Settings
+
+    if loglevel.lower() not in ("debug", "info", "warning", "error"):
+        raise InvalidInput(rq.FieldError("--loglevel", "debug, info, warning or error"))
+    settings = Settings.from_env()
+    if not settings.kafka_bootstrap:
+        raise InvalidInput(rq.FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
+    if not settings.uses_postgres:
+        err.print("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file (one worker only)")
+    from consumers.worker import run_worker
+
+    worker_, app, db = projection_worker(settings)
+    err.print(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}", highlight=False)
+    try:
+        run_worker(app, loglevel=loglevel.lower())
+    finally:
+        db.close()
+
+
+@cli.command()
+@handled
 def tail(
     from_beginning: bool = typer.Option(False, "--from-beginning", help="start at the oldest event instead of the newest"),
     case: Optional[str] = typer.Option(None, "--case", help="only this case id"),

@@ -88,6 +88,16 @@ class Database:
             finally:
                 cur.close()
 
+    @contextmanager
+    def schema(self) -> Iterator[Cursor]:
+        """A transaction that creates tables: on PostgreSQL, processes starting together (two
+        workers, the API and the scheduler) take turns, since concurrent CREATE TABLE IF NOT
+        EXISTS of one table can fail there."""
+        with self.transaction() as cur:
+            if self.dialect == "postgres":
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext('caselog-schema'))")
+            yield cur
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()

@@ -15,7 +15,7 @@ CASE_NUMBER_BASE = 1_000_000_000
 class Registry:
     def __init__(self, db: Database):
         self.db = db
-        with db.transaction() as cur:
+        with db.schema() as cur:
             cur.execute(f"CREATE TABLE IF NOT EXISTS caselog_case_numbers (n {db.autoincrement}, case_id TEXT NOT NULL UNIQUE)")
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS caselog_idempotency (key TEXT PRIMARY KEY, digest TEXT NOT NULL, case_id TEXT NOT NULL)"

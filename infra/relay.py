@@ -100,7 +100,7 @@ class Relay:
         self._wake = threading.Event()
         self.published = 0
         self.last_error: str | None = None
-        with db.transaction() as cur:
+        with db.schema() as cur:
             ensure_tracking(cur, self.name)
 
     # ---- position and lag ------------------------------------------------------------------

@@ -19,6 +19,8 @@ class Settings:
     clock: str = "system"
     clock_start: str | None = None
     scheduler_horizon_seconds: float = 600.0
+    projections: str = "in-process"  # or "workers": `caselog worker` processes keep the read models from Kafka
+    worker_group: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -33,7 +35,14 @@ class Settings:
             clock=(env.get("CASELOG_CLOCK") or "system").lower(),
             clock_start=env.get("CASELOG_CLOCK_START") or None,
             scheduler_horizon_seconds=float(env.get("CASELOG_SCHEDULER_HORIZON_SECONDS") or 600),
+            projections=(env.get("CASELOG_PROJECTIONS") or "in-process").lower(),
+            worker_group=env.get("CASELOG_WORKER_GROUP") or None,
         )
+
+    @property
+    def group(self) -> str:
+        """The Kafka consumer group of this deployment's projection workers."""
+        return self.worker_group or f"caselog-projections-{self.deployment}"
 
     @property
     def uses_postgres(self) -> bool:

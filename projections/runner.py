@@ -13,6 +13,12 @@ from projections.base import Projection
 from projections.records import EventRecord, from_stored
 
 TRACKING = "CREATE TABLE IF NOT EXISTS caselog_tracking (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+# Kafka workers track per partition: the highest store position applied from it (what decides
+# whether an event is new, re-published or re-delivered) and the offset last read.
+PARTITION_TRACKING = (
+    "CREATE TABLE IF NOT EXISTS caselog_partition_tracking (projection TEXT NOT NULL, topic TEXT NOT NULL,"
+    " partition INTEGER NOT NULL, position BIGINT NOT NULL, kafka_offset BIGINT NOT NULL, PRIMARY KEY (projection, topic, partition))"
+)
 
 
 def ensure_tracking(cur: Cursor, name: str) -> None:
@@ -34,7 +40,8 @@ class ProjectionRunner:
         self.projections = list(projections)
         self.batch = batch
         self._lock = threading.Lock()
-        with db.transaction() as cur:
+        with db.schema() as cur:
+            cur.execute(PARTITION_TRACKING)
             for p in self.projections:
                 p.create(cur)
                 ensure_tracking(cur, p.name)
@@ -76,6 +83,47 @@ class ProjectionRunner:
                 applied += len(fresh)
         return applied
 
+    def apply_partitioned(self, projections: Sequence[Projection], topic: str,
+                          batch: Sequence[tuple[int, int, EventRecord]]) -> int:
+        """Apply (partition, offset, record) read from Kafka to projections, rows and per-partition
+        tracking in one transaction. An event is new when its store position is above both the
+        partition's tracked position and the projection's own (a replay from the store moves
+        that one): a partition keeps its cases' store order, and a re-published or re-delivered
+        event carries a position already passed. Two workers briefly holding one partition
+        during a rebalance serialize on the partition's tracking row (FOR UPDATE)."""
+        if not batch:
+            return 0
+        by_partition: dict[int, list[tuple[int, EventRecord]]] = {}
+        for partition, offset, record in batch:
+            by_partition.setdefault(partition, []).append((offset, record))
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+        applied = 0
+        with self.db.transaction() as cur:
+            for projection in projections:
+                floor = self._tracked(cur, projection.name)
+                for partition in sorted(by_partition):
+                    key = (projection.name, topic, partition)
+                    cur.execute("INSERT INTO caselog_partition_tracking (projection, topic, partition, position, kafka_offset)"
+                                " VALUES (?, ?, ?, 0, -1) ON CONFLICT (projection, topic, partition) DO NOTHING", key)
+                    done, last_offset = cur.execute("SELECT position, kafka_offset FROM caselog_partition_tracking"
+                                                    f" WHERE projection = ? AND topic = ? AND partition = ?{lock}", key).fetchone()
+                    done = max(int(done), floor)
+                    for offset, record in by_partition[partition]:
+                        if record["position"] > done:
+                            projection.process_event(cur, record)
+                            done = record["position"]
+                            applied += 1
+                        last_offset = max(int(last_offset), offset)
+                    cur.execute("UPDATE caselog_partition_tracking SET position = ?, kafka_offset = ?"
+                                " WHERE projection = ? AND topic = ? AND partition = ?", (done, last_offset, *key))
+        return applied
+
+    def partition_positions(self, topic: str) -> dict[tuple[str, int], int]:
+        """(projection, partition) -> the store position the Kafka workers applied up to."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT projection, partition, position FROM caselog_partition_tracking WHERE topic = ?", (topic,)).fetchall()
+        return {(r[0], int(r[1])): int(r[2]) for r in rows}
+
     def catch_up(self, names: Iterable[str] | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Process every event recorded since the slowest projection's position."""
         chosen = self.by_name(names)
@@ -107,6 +155,7 @@ class ProjectionRunner:
                     p.drop(cur)
                     p.create(cur, indexes=False)
                     cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (p.name,))
+                    cur.execute("DELETE FROM caselog_partition_tracking WHERE projection = ?", (p.name,))
         if source is None:
             done = self.catch_up([p.name for p in chosen], progress)
         else:

