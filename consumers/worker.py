@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 from consumers.topic import record_of
+from infra.heartbeat import Heartbeat
 from infra.relay import parse_message
 from projections.base import Projection
 from projections.runner import ProjectionRunner
@@ -85,7 +85,7 @@ class ProjectionWorker:
 
 
 def faust_app(worker: ProjectionWorker, *, bootstrap: str, group: str, datadir: str, batch: int = 1000,
-              within_seconds: float = 0.5, session_timeout: float = 10.0, heartbeat: Path | None = None):
+              within_seconds: float = 0.5, session_timeout: float = 10.0, heartbeat: Heartbeat | None = None):
     """The faust app: one agent over the case-events topic, batches of ``batch`` events.
     ``heartbeat`` is a file touched every 10 s while the worker runs (for health checks)."""
     import faust
@@ -117,7 +117,7 @@ def faust_app(worker: ProjectionWorker, *, bootstrap: str, group: str, datadir: 
     if heartbeat is not None:
         @app.timer(interval=10.0, on_leader=False)
         async def alive() -> None:
-            heartbeat.touch()
+            heartbeat.beat()
 
     return app
 

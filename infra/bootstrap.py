@@ -75,6 +75,7 @@ def make_clock(settings: Settings) -> Any:
 def projection_worker(settings: Settings | None = None):
     """A `caselog worker`: the read models kept from the Kafka topic into the configured database."""
     from consumers.worker import ProjectionWorker, faust_app
+    from infra.heartbeat import Heartbeat, heartbeat_path
 
     settings = settings or Settings.from_env()
     if not settings.kafka_bootstrap:
@@ -85,7 +86,7 @@ def projection_worker(settings: Settings | None = None):
     datadir = settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust_app(worker, bootstrap=settings.kafka_bootstrap, group=settings.group, datadir=str(datadir),
-                    heartbeat=settings.data_dir / "worker.heartbeat")
+                    heartbeat=Heartbeat(heartbeat_path(settings.data_dir, "worker"), every=0))
     return worker, app, db
 
 

@@ -344,17 +344,20 @@ def scheduler(
     import signal
     import time
 
+    from infra.heartbeat import Heartbeat, heartbeat_path
     from scheduler.service import Leadership
 
     system = _system()
     leader = Leadership(system.db)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    alive = Heartbeat(None if once else heartbeat_path(system.settings.data_dir, "scheduler"))
     try:
         while not leader.try_acquire():
             if once or stopping:
                 err.print("another scheduler is active; exiting")
                 return
+            alive.beat()  # a standby is healthy too
             time.sleep(1)
         if once:
             print(f"fired {system.scheduler.fire_due()} deadline events")
@@ -362,6 +365,7 @@ def scheduler(
         err.print("scheduler active")
         system.scheduler.start()
         while not stopping:
+            alive.beat()
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
@@ -387,7 +391,10 @@ def relay() -> None:
     relay_ = system.relay()
     err.print(f"relay: publishing to {system.settings.topic} on {system.settings.kafka_bootstrap} from position {relay_.position()}")
     try:
-        relay_.run(stop, report=lambda line: err.print(line, markup=False, highlight=False))
+        from infra.heartbeat import Heartbeat, heartbeat_path
+
+        relay_.run(stop, report=lambda line: err.print(line, markup=False, highlight=False),
+                   heartbeat=Heartbeat(heartbeat_path(system.settings.data_dir, "relay")))
     except KeyboardInterrupt:
         pass
     finally:
@@ -422,6 +429,25 @@ def worker(
         run_worker(app, loglevel=loglevel.lower())
     finally:
         db.close()
+
+
+@cli.command()
+@handled
+def alive(
+    component: str = typer.Argument(..., help="relay, scheduler or worker"),
+    within: float = typer.Option(60.0, "--within", help="seconds: older heartbeats count as dead"),
+) -> None:
+    """Health check of a long-running process on this host (its data dir): exit 0 when it
+    touched its heartbeat file within --within seconds, 1 otherwise. For container health checks."""
+    from infra.heartbeat import COMPONENTS, age_seconds, heartbeat_path
+    from infra.settings import Settings
+
+    if component not in COMPONENTS:
+        raise InvalidInput(rq.FieldError("component", f"one of {', '.join(COMPONENTS)}"))
+    age = age_seconds(heartbeat_path(Settings.from_env().data_dir, component))
+    if age is None or age > within:
+        raise Failure(f"{component}: " + ("no heartbeat yet" if age is None else f"last heartbeat {age:.0f}s ago"))
+    print(f"{component}: alive ({age:.0f}s ago)")
 
 
 @cli.command()

@@ -24,6 +24,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from infra.database import Database
+from infra.heartbeat import Heartbeat
 from projections.records import EventRecord, from_stored
 from projections.runner import ensure_tracking, tracked_position
 
@@ -187,13 +188,15 @@ class Relay:
                        + (f" ({self.last_error})" if self.last_error else " (waiting for the broker)"))
             last = now
 
-    def run(self, stop: threading.Event, report: Callable[[str], None] | None = None) -> None:
+    def run(self, stop: threading.Event, report: Callable[[str], None] | None = None, heartbeat: Heartbeat | None = None) -> None:
         if self.db.dialect == "postgres":
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
             threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
         backoff, topic_ready = 0.5, False
         while not stop.is_set():
+            if heartbeat is not None:
+                heartbeat.beat()
             try:
                 if not topic_ready:
                     self.ensure_topic()

@@ -105,9 +105,20 @@ def test_unknown_action_and_bad_usage_exit_2(store):
 
 
 def test_every_command_explains_itself():
-    for cmd in ("submit", "act", "show", "history", "verify", "demo", "serve", "token", "replay", "scheduler", "relay", "tail", "schema", "audit-report"):
+    for cmd in ("submit", "act", "show", "history", "verify", "demo", "serve", "token", "replay", "scheduler", "relay", "worker", "alive", "tail", "schema", "audit-report"):
         out = subprocess.run([sys.executable, "-m", "infra.cli", cmd, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_a_health_check_fails_without_a_heartbeat_and_refuses_an_unknown_component(store):
+    dead = caselog(store, "alive", "worker")
+    assert dead.returncode == 1 and "no heartbeat yet" in dead.stderr
+    assert caselog(store, "alive", "dancer").returncode == 2
+
+
+def test_worker_refuses_to_start_without_kafka(store):
+    out = caselog(store, "worker")
+    assert out.returncode == 2 and "CASELOG_KAFKA_BOOTSTRAP" in out.stderr
 
 
 def test_tampering_with_a_stored_event_makes_verify_exit_1_naming_the_case(tmp_path):

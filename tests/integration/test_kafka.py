@@ -177,6 +177,8 @@ def test_a_relay_killed_mid_batch_republishes_with_the_same_ids(kafka_store, clo
         limit = time.monotonic() + 120
         while relay.lag() > 0 and time.monotonic() < limit:
             time.sleep(0.2)
+        health = subprocess.run([sys.executable, "-m", "infra.cli", "alive", "relay"], env=env, capture_output=True, text=True)
+        assert health.returncode == 0, health.stderr  # what docker compose's health check runs
         again.send_signal(signal.SIGTERM)
         again.wait(timeout=30)
         ids = check_topic_equals_store(system, kafka_store)

@@ -249,6 +249,9 @@ def test_a_standby_scheduler_takes_over_when_the_active_one_is_killed(store, clo
         limit = time.monotonic() + 120
         while sum(deadline_events(system).values()) < 3 * len(ids) and time.monotonic() < limit:
             time.sleep(0.2)
+        health = subprocess.run([sys.executable, "-m", "infra.cli", "alive", "scheduler"], capture_output=True, text=True,
+                                env={**os.environ, "CASELOG_DATA_DIR": str(store.data_dir)})
+        assert health.returncode == 0, health.stderr  # what docker compose's health check runs
         standby.send_signal(signal.SIGTERM)
         standby.wait(timeout=30)
         counts = deadline_events(system)

@@ -1,0 +1,35 @@
+"""A file a long-running loop touches while it runs, so a container health check can tell a
+live relay, scheduler or worker from a hung one: ``caselog alive relay`` (or the file's
+age) answers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+COMPONENTS = ("relay", "scheduler", "worker")
+
+
+def heartbeat_path(data_dir: Path, component: str) -> Path:
+    return Path(data_dir) / f"{component}.heartbeat"
+
+
+class Heartbeat:
+    def __init__(self, path: Path | None, every: float = 10.0):
+        self.path = path
+        self.every = every
+        self._last = float("-inf")
+
+    def beat(self) -> None:
+        if self.path is not None and time.monotonic() - self._last >= self.every:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
+            self._last = time.monotonic()
+
+
+def age_seconds(path: Path) -> float | None:
+    """Seconds since the last beat, or None when there never was one."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
