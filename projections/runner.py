@@ -58,9 +58,9 @@ class ProjectionRunner:
     def position(self, name: str) -> int:
         return tracked_position(self.db, name)
 
-    def _tracked(self, cur: Cursor, name: str) -> int:
-        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
-        return int(cur.execute(f"SELECT position FROM caselog_tracking WHERE projection = ?{lock}", (name,)).fetchone()[0])
+    def _tracked(self, cur: Cursor, name: str, *, lock: bool = True) -> int:
+        suffix = " FOR UPDATE" if lock and self.db.dialect == "postgres" else ""
+        return int(cur.execute(f"SELECT position FROM caselog_tracking WHERE projection = ?{suffix}", (name,)).fetchone()[0])
 
     def apply(self, projection: Projection, events: Sequence[EventRecord]) -> int:
         """Apply a batch to one projection with its tracking row, in one transaction."""
@@ -100,7 +100,7 @@ class ProjectionRunner:
         applied = 0
         with self.db.transaction() as cur:
             for projection in projections:
-                floor = self._tracked(cur, projection.name)
+                floor = self._tracked(cur, projection.name, lock=False)  # workers must not queue on it
                 for partition in sorted(by_partition):
                     key = (projection.name, topic, partition)
                     cur.execute("INSERT INTO caselog_partition_tracking (projection, topic, partition, position, kafka_offset)"
@@ -156,19 +156,20 @@ class ProjectionRunner:
                     p.create(cur, indexes=False)
                     cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (p.name,))
                     cur.execute("DELETE FROM caselog_partition_tracking WHERE projection = ?", (p.name,))
-        if source is None:
-            done = self.catch_up([p.name for p in chosen], progress)
-        else:
-            done, chunk = 0, []
-            for record in source:
-                chunk.append(record)
-                if len(chunk) == self.batch:
-                    done += self.apply_all(chosen, chunk)
-                    chunk = []
-                    if progress:
-                        progress(done)
-            done += self.apply_all(chosen, chunk)
-        with self.db.transaction() as cur:
-            for p in chosen:
-                p.create_indexes(cur)
+        with self.db.bulk():
+            if source is None:
+                done = self.catch_up([p.name for p in chosen], progress)
+            else:
+                done, chunk = 0, []
+                for record in source:
+                    chunk.append(record)
+                    if len(chunk) == self.batch:
+                        done += self.apply_all(chosen, chunk)
+                        chunk = []
+                        if progress:
+                            progress(done)
+                done += self.apply_all(chosen, chunk)
+            with self.db.transaction() as cur:
+                for p in chosen:
+                    p.create_indexes(cur)
         return done

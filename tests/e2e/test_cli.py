@@ -105,7 +105,7 @@ def test_unknown_action_and_bad_usage_exit_2(store):
 
 
 def test_every_command_explains_itself():
-    for cmd in ("submit", "act", "show", "history", "verify", "demo", "serve", "token", "replay", "scheduler", "relay", "worker", "alive", "tail", "schema", "audit-report"):
+    for cmd in ("submit", "act", "show", "history", "verify", "demo", "serve", "token", "replay", "scheduler", "relay", "worker", "alive", "bench", "tail", "schema", "audit-report"):
         out = subprocess.run([sys.executable, "-m", "infra.cli", cmd, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "Usage" in out.stdout
 
@@ -114,6 +114,7 @@ def test_a_health_check_fails_without_a_heartbeat_and_refuses_an_unknown_compone
     dead = caselog(store, "alive", "worker")
     assert dead.returncode == 1 and "no heartbeat yet" in dead.stderr
     assert caselog(store, "alive", "dancer").returncode == 2
+    assert caselog(store, "bench", "dancer").returncode == 2
 
 
 def test_worker_refuses_to_start_without_kafka(store):
