@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from consumers.topic import record_of
 from infra.heartbeat import Heartbeat
@@ -122,8 +122,16 @@ def faust_app(worker: ProjectionWorker, *, bootstrap: str, group: str, datadir: 
     return app
 
 
-def run_worker(app, loglevel: str = "warning") -> None:
-    """Run until SIGINT/SIGTERM (faust's worker handles both and leaves the group cleanly)."""
+def run_worker(app, loglevel: str = "warning", ensure_topic: Callable[[], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM (faust's worker handles both and leaves the group cleanly).
+    ``ensure_topic`` creates the topic first when the relay has not yet (a broker that cannot
+    be reached now is left to faust, which waits for it)."""
     from faust.worker import Worker
+
+    if ensure_topic is not None:
+        try:
+            ensure_topic()
+        except Exception as error:  # noqa: BLE001
+            log.warning("could not make sure the topic exists (%s); joining the group anyway", error)
 
     Worker(app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()

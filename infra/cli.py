@@ -422,11 +422,13 @@ def worker(
     if not settings.uses_postgres:
         err.print("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file (one worker only)")
     from consumers.worker import run_worker
+    from infra.relay import ensure_topic
 
-    worker_, app, db = projection_worker(settings)
+    _, app, db = projection_worker(settings)
     err.print(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}", highlight=False)
     try:
-        run_worker(app, loglevel=loglevel.lower())
+        run_worker(app, loglevel=loglevel.lower(), ensure_topic=lambda: ensure_topic(
+            settings.kafka_bootstrap, settings.topic, settings.topic_partitions, settings.topic_replication))
     finally:
         db.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -72,16 +72,12 @@ class Database:
         return conn
 
     @contextmanager
-    def transaction(self, *, pipeline: bool = False) -> Iterator[Cursor]:
-        """One transaction. ``pipeline``: on PostgreSQL, send statements without waiting for
-        each one's answer (psycopg pipeline mode; a fetch waits for what it needs), for
-        projection batches, which are hundreds of small writes."""
+    def transaction(self) -> Iterator[Cursor]:
         if self.dialect == "postgres":
             with self._pool.connection() as conn:
-                with conn.pipeline() if pipeline else nullcontext():
-                    with conn.transaction():
-                        with conn.cursor() as cur:
-                            yield Cursor(cur, "postgres")
+                with conn.transaction():
+                    with conn.cursor() as cur:
+                        yield Cursor(cur, "postgres")
         else:
             conn = self._sqlite()
             cur = conn.cursor()

@@ -82,16 +82,35 @@ def parse_message(value: bytes, headers: dict[str, bytes] | None = None, key: by
     return from_structured(message, JSONFormat())
 
 
+def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1) -> None:
+    """Create the case-events topic (unlimited retention) unless it exists. The relay and the
+    workers both call it, so neither depends on the other having started first."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="caselog-admin", request_timeout_ms=10_000)
+    try:
+        if topic not in admin.list_topics():
+            admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication,
+                                          topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
 class Relay:
     TRACKING = "relay"
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
-                 batch: int = 1000, poll_seconds: float = 0.2, producer_config: dict | None = None):
+                 replication: int = 1, batch: int = 1000, poll_seconds: float = 0.2, producer_config: dict | None = None):
         self.recorder = recorder
         self.db = db
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
+        self.replication = replication
         self.deployment = deployment
         self.batch = batch
         self.poll_seconds = poll_seconds
@@ -119,19 +138,7 @@ class Relay:
     # ---- Kafka -----------------------------------------------------------------------------
 
     def ensure_topic(self) -> None:
-        from kafka import KafkaAdminClient
-        from kafka.admin import NewTopic
-        from kafka.errors import TopicAlreadyExistsError
-
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="caselog-relay-admin", request_timeout_ms=10_000)
-        try:
-            if self.topic not in admin.list_topics():
-                admin.create_topics([NewTopic(self.topic, num_partitions=self.partitions, replication_factor=1,
-                                              topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})])
-        except TopicAlreadyExistsError:
-            pass
-        finally:
-            admin.close()
+        ensure_topic(self.bootstrap, self.topic, self.partitions, self.replication)
 
     def producer(self):
         if self._producer is None:

@@ -15,6 +15,7 @@ class Settings:
     kafka_bootstrap: str | None = None
     topic: str = "caselog.case-events"
     topic_partitions: int = 6
+    topic_replication: int = 1
     deployment: str = "default"
     clock: str = "system"
     clock_start: str | None = None
@@ -31,6 +32,7 @@ class Settings:
             kafka_bootstrap=env.get("CASELOG_KAFKA_BOOTSTRAP") or None,
             topic=env.get("CASELOG_TOPIC") or "caselog.case-events",
             topic_partitions=int(env.get("CASELOG_TOPIC_PARTITIONS") or 6),
+            topic_replication=int(env.get("CASELOG_TOPIC_REPLICATION") or 1),
             deployment=env.get("CASELOG_DEPLOYMENT") or "default",
             clock=(env.get("CASELOG_CLOCK") or "system").lower(),
             clock_start=env.get("CASELOG_CLOCK_START") or None,

@@ -72,7 +72,7 @@ class ProjectionRunner:
         if not events:
             return 0
         applied = 0
-        with self.db.transaction(pipeline=True) as cur:
+        with self.db.transaction() as cur:
             for projection in projections:
                 tracked = self._tracked(cur, projection.name)
                 fresh = [e for e in events if e["position"] > tracked]
@@ -98,7 +98,7 @@ class ProjectionRunner:
             by_partition.setdefault(partition, []).append((offset, record))
         lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
         applied = 0
-        with self.db.transaction(pipeline=True) as cur:
+        with self.db.transaction() as cur:
             for projection in projections:
                 floor = self._tracked(cur, projection.name, lock=False)  # workers must not queue on it
                 for partition in sorted(by_partition):
