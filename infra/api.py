@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import threading
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
@@ -478,7 +479,6 @@ def start_background(system: System, api: FastAPI) -> None:
 
     relay = system.relay() if system.settings.kafka_bootstrap else None
 
-    @api.on_event("startup")
     def _start() -> None:
         system.catch_up()
         threading.Thread(target=poll, name="projections", daemon=True).start()
@@ -487,11 +487,20 @@ def start_background(system: System, api: FastAPI) -> None:
         if not getattr(system.clock, "manual", False):
             threading.Thread(target=lead, name="scheduler-leadership", daemon=True).start()
 
-    @api.on_event("shutdown")
     def _stop() -> None:
         stop.set()
         system.scheduler.stop()
         leader.release()
         if relay is not None:
             relay.close()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        _start()
+        try:
+            yield
+        finally:
+            _stop()
+
+    api.router.lifespan_context = lifespan  # FastAPI's replacement for on_event startup/shutdown
 
