@@ -15,7 +15,7 @@ from infra.clock import ManualClock, SystemClock
 from infra.documents import DocumentStore
 from infra.database import Database
 from infra.registry import Registry
-from infra.settings import Settings
+from infra.settings import CHOICES, SettingError, Settings
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
 from projections.metrics import PriorAuthorizationMetrics
@@ -35,8 +35,6 @@ def projections() -> list:
     """The read models and the scheduler's deadlines (always kept from the store, in process)."""
     return [*read_models(), Deadlines()]
 
-
-PROJECTION_MODES = ("in-process", "workers")
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:
@@ -65,10 +63,13 @@ def event_store_env(settings: Settings) -> dict[str, str]:
 
 def make_clock(settings: Settings) -> Any:
     if settings.clock == "manual":
-        start = datetime.fromisoformat(settings.clock_start.replace("Z", "+00:00")) if settings.clock_start else None
-        return ManualClock(start)
+        try:
+            start = datetime.fromisoformat(settings.clock_start.replace("Z", "+00:00")) if settings.clock_start else None
+            return ManualClock(start)
+        except ValueError as exc:
+            raise SettingError("CASELOG_CLOCK_START", f"an ISO 8601 instant with a time zone ({exc})") from None
     if settings.clock != "system":
-        raise ValueError(f"CASELOG_CLOCK must be 'system' or 'manual', not {settings.clock!r}")
+        raise SettingError("CASELOG_CLOCK", f"one of {', '.join(CHOICES['CASELOG_CLOCK'])}, not {settings.clock!r}")
     return SystemClock()
 
 
@@ -79,7 +80,7 @@ def projection_worker(settings: Settings | None = None):
 
     settings = settings or Settings.from_env()
     if not settings.kafka_bootstrap:
-        raise ValueError("caselog worker needs CASELOG_KAFKA_BOOTSTRAP")
+        raise SettingError("CASELOG_KAFKA_BOOTSTRAP", "caselog worker needs the Kafka bootstrap servers")
     db = Database(settings)
     models = read_models()
     worker = ProjectionWorker(ProjectionRunner(db, None, models), models, settings.topic)
@@ -139,8 +140,8 @@ class System:
 
 def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     settings = settings or Settings.from_env()
-    if settings.projections not in PROJECTION_MODES:
-        raise ValueError(f"CASELOG_PROJECTIONS must be one of {', '.join(PROJECTION_MODES)}, not {settings.projections!r}")
+    if settings.projections not in CHOICES["CASELOG_PROJECTIONS"]:
+        raise SettingError("CASELOG_PROJECTIONS", f"one of {', '.join(CHOICES['CASELOG_PROJECTIONS'])}, not {settings.projections!r}")
     clock = clock or make_clock(settings)
     db = Database(settings)
     registry = Registry(db)

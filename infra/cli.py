@@ -19,6 +19,7 @@ from domain.chain import ChainBreak
 from domain.errors import DomainError, InvalidInput
 from infra import requests as rq
 from infra.bootstrap import System, bootstrap
+from infra.settings import SettingError
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -53,6 +54,10 @@ def handled(fn: Callable) -> Callable:
         except DomainError as exc:
             err.print(f"[bold red]refused[/] ({exc.rule}): ", end="", highlight=False)
             err.print(exc.detail, highlight=False, markup=False)
+            raise typer.Exit(2) from None
+        except SettingError as exc:
+            err.print("[bold red]refused[/] (setting): ", end="", highlight=False)
+            err.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(2) from None
         except Failure as exc:
             err.print("[bold red]failed[/]: ", end="")

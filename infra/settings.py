@@ -8,6 +8,38 @@ from pathlib import Path
 from typing import Mapping
 
 
+class SettingError(ValueError):
+    """A CASELOG_* variable with a value caselog cannot use (the CLI exits 2 naming it)."""
+
+    def __init__(self, variable: str, message: str):
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers")}
+
+
+def _number(env: Mapping[str, str], variable: str, default: float, kind: type = int, minimum: float = 1):
+    raw = env.get(variable)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingError(variable, f"{raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    if value < minimum:
+        raise SettingError(variable, f"must be at least {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], variable: str) -> str:
+    value = (env.get(variable) or CHOICES[variable][0]).lower()
+    if value not in CHOICES[variable]:
+        raise SettingError(variable, f"one of {', '.join(CHOICES[variable])}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("./caselog-data")
@@ -31,13 +63,13 @@ class Settings:
             database_url=env.get("CASELOG_DATABASE_URL") or None,
             kafka_bootstrap=env.get("CASELOG_KAFKA_BOOTSTRAP") or None,
             topic=env.get("CASELOG_TOPIC") or "caselog.case-events",
-            topic_partitions=int(env.get("CASELOG_TOPIC_PARTITIONS") or 6),
-            topic_replication=int(env.get("CASELOG_TOPIC_REPLICATION") or 1),
+            topic_partitions=_number(env, "CASELOG_TOPIC_PARTITIONS", 6),
+            topic_replication=_number(env, "CASELOG_TOPIC_REPLICATION", 1),
             deployment=env.get("CASELOG_DEPLOYMENT") or "default",
-            clock=(env.get("CASELOG_CLOCK") or "system").lower(),
+            clock=_choice(env, "CASELOG_CLOCK"),
             clock_start=env.get("CASELOG_CLOCK_START") or None,
-            scheduler_horizon_seconds=float(env.get("CASELOG_SCHEDULER_HORIZON_SECONDS") or 600),
-            projections=(env.get("CASELOG_PROJECTIONS") or "in-process").lower(),
+            scheduler_horizon_seconds=_number(env, "CASELOG_SCHEDULER_HORIZON_SECONDS", 600.0, float, minimum=0),
+            projections=_choice(env, "CASELOG_PROJECTIONS"),
             worker_group=env.get("CASELOG_WORKER_GROUP") or None,
         )
 

@@ -117,6 +117,15 @@ def test_a_health_check_fails_without_a_heartbeat_and_refuses_an_unknown_compone
     assert caselog(store, "bench", "dancer").returncode == 2
 
 
+def test_a_setting_caselog_cannot_use_exits_2_naming_the_variable(tmp_path):
+    for variable, value in (("CASELOG_PROJECTIONS", "sometimes"), ("CASELOG_CLOCK", "sundial"), ("CASELOG_TOPIC_PARTITIONS", "six"),
+                            ("CASELOG_CLOCK_START", "tuesday")):
+        env = {**os.environ, "CASELOG_DATA_DIR": str(tmp_path), "CASELOG_CLOCK": "manual", variable: value}
+        env.pop("CASELOG_DATABASE_URL", None)
+        out = subprocess.run([sys.executable, "-m", "infra.cli", "verify"], env=env, capture_output=True, text=True)
+        assert out.returncode == 2 and variable in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
 def test_worker_refuses_to_start_without_kafka(store):
     out = caselog(store, "worker")
     assert out.returncode == 2 and "CASELOG_KAFKA_BOOTSTRAP" in out.stderr
