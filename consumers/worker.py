@@ -47,7 +47,6 @@ class ProjectionWorker:
         self.projections = list(projections)
         self.topic = topic
         self.retry_seconds = retry_seconds
-        self.applied = 0
         with runner.db.schema() as cur:
             cur.execute(REJECTS if runner.db.dialect == "postgres" else REJECTS.replace("BYTEA", "BLOB"))
 
@@ -68,9 +67,7 @@ class ProjectionWorker:
             with self.runner.db.transaction() as cur:
                 cur.executemany("INSERT INTO caselog_worker_rejects (topic, partition, kafka_offset, error, value)"
                                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rejects)
-        applied = self.runner.apply_partitioned(self.projections, self.topic, batch)
-        self.applied += applied
-        return applied
+        return self.runner.apply_partitioned(self.projections, self.topic, batch)
 
     async def apply_until_done(self, messages: Sequence[Any]) -> int:
         """Apply in a thread (the event loop keeps heartbeating); retry until it commits."""

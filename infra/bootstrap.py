@@ -36,7 +36,6 @@ def projections() -> list:
     return [*read_models(), Deadlines()]
 
 
-
 def event_store_env(settings: Settings) -> dict[str, str]:
     if settings.uses_postgres:
         info = conninfo_to_dict(settings.database_url)

@@ -27,10 +27,6 @@ class Cursor:
         self._raw.execute(sql, tuple(params))
         return self
 
-    @property
-    def dialect(self) -> str:
-        return self._dialect
-
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if self._dialect == "postgres":
             sql = sql.replace("?", "%s")

@@ -56,7 +56,6 @@ class Worklist(Projection):
                 })
                 count(cur, [("Pending", 1)])
                 return
-                return
             case "AuthorizationUpdated" if d["kind"] == "code_correction":
                 cur.execute("UPDATE worklist SET procedure_code = ?, updated_at = ? WHERE case_id = ? AND procedure_code = ?",
                             (d["changes"]["to_code"], at, case_id, d["changes"]["from_code"]))
