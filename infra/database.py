@@ -123,5 +123,11 @@ class Database:
             self._local.conn = None
 
     @property
+    def for_update(self) -> str:
+        """The row-lock suffix of a SELECT: FOR UPDATE on PostgreSQL; SQLite's transactions
+        (BEGIN IMMEDIATE) already hold the write lock."""
+        return " FOR UPDATE" if self.dialect == "postgres" else ""
+
+    @property
     def autoincrement(self) -> str:
         return "BIGSERIAL PRIMARY KEY" if self.dialect == "postgres" else "INTEGER PRIMARY KEY AUTOINCREMENT"

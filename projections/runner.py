@@ -59,7 +59,7 @@ class ProjectionRunner:
         return tracked_position(self.db, name)
 
     def _tracked(self, cur: Cursor, name: str, *, lock: bool = True) -> int:
-        suffix = " FOR UPDATE" if lock and self.db.dialect == "postgres" else ""
+        suffix = self.db.for_update if lock else ""
         return int(cur.execute(f"SELECT position FROM caselog_tracking WHERE projection = ?{suffix}", (name,)).fetchone()[0])
 
     def apply(self, projection: Projection, events: Sequence[EventRecord]) -> int:
@@ -96,7 +96,6 @@ class ProjectionRunner:
         by_partition: dict[int, list[tuple[int, EventRecord]]] = {}
         for partition, offset, record in batch:
             by_partition.setdefault(partition, []).append((offset, record))
-        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
         applied = 0
         with self.db.transaction() as cur:
             for projection in projections:
@@ -106,7 +105,7 @@ class ProjectionRunner:
                     cur.execute("INSERT INTO caselog_partition_tracking (projection, topic, partition, position, kafka_offset)"
                                 " VALUES (?, ?, ?, 0, -1) ON CONFLICT (projection, topic, partition) DO NOTHING", key)
                     done, last_offset = cur.execute("SELECT position, kafka_offset FROM caselog_partition_tracking"
-                                                    f" WHERE projection = ? AND topic = ? AND partition = ?{lock}", key).fetchone()
+                                                    f" WHERE projection = ? AND topic = ? AND partition = ?{self.db.for_update}", key).fetchone()
                     done = max(int(done), floor)
                     for offset, record in by_partition[partition]:
                         if record["position"] > done:
