@@ -15,7 +15,7 @@ from infra.clock import ManualClock, SystemClock
 from infra.documents import DocumentStore
 from infra.database import Database
 from infra.registry import Registry
-from infra.settings import CHOICES, SettingError, Settings
+from infra.settings import SettingError, Settings, check_choice
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
 from projections.metrics import PriorAuthorizationMetrics
@@ -67,8 +67,7 @@ def make_clock(settings: Settings) -> Any:
             return ManualClock(start)
         except ValueError as exc:
             raise SettingError("CASELOG_CLOCK_START", f"an ISO 8601 instant with a time zone ({exc})") from None
-    if settings.clock != "system":
-        raise SettingError("CASELOG_CLOCK", f"one of {', '.join(CHOICES['CASELOG_CLOCK'])}, not {settings.clock!r}")
+    check_choice("CASELOG_CLOCK", settings.clock)
     return SystemClock()
 
 
@@ -139,8 +138,7 @@ class System:
 
 def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     settings = settings or Settings.from_env()
-    if settings.projections not in CHOICES["CASELOG_PROJECTIONS"]:
-        raise SettingError("CASELOG_PROJECTIONS", f"one of {', '.join(CHOICES['CASELOG_PROJECTIONS'])}, not {settings.projections!r}")
+    check_choice("CASELOG_PROJECTIONS", settings.projections)
     clock = clock or make_clock(settings)
     db = Database(settings)
     registry = Registry(db)

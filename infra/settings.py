@@ -33,11 +33,15 @@ def _number(env: Mapping[str, str], variable: str, default: float, kind: type = 
     return value
 
 
-def _choice(env: Mapping[str, str], variable: str) -> str:
-    value = (env.get(variable) or CHOICES[variable][0]).lower()
+def check_choice(variable: str, value: str) -> str:
+    """``value`` if it is one of the choices of ``variable``, else a SettingError naming them."""
     if value not in CHOICES[variable]:
         raise SettingError(variable, f"one of {', '.join(CHOICES[variable])}, not {value!r}")
     return value
+
+
+def _choice(env: Mapping[str, str], variable: str) -> str:
+    return check_choice(variable, (env.get(variable) or CHOICES[variable][0]).lower())
 
 
 @dataclass(frozen=True)
