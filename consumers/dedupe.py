@@ -5,7 +5,7 @@ they arrive in order; a relay restart may re-send a tail with the same CloudEven
     deduper = CaseVersionDeduper()
     for message in consumer:
         event = parse_message(message.value)
-        if deduper.accept(event.get_subject(), event.get_extension("caseversion")):
+        if deduper.accept_event(event):
             handle(event)
 
 Keep ``deduper.state()`` with your own offsets to survive restarts.
@@ -23,6 +23,10 @@ class CaseVersionDeduper:
             return False
         self._highest[case_id] = caseversion
         return True
+
+    def accept_event(self, event) -> bool:
+        """``accept`` for a CloudEvent of the topic: its subject (case id) and caseversion."""
+        return self.accept(event.get_subject(), int(event.get_extension("caseversion")))
 
     def state(self) -> dict[str, int]:
         return dict(self._highest)

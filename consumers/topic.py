@@ -81,7 +81,7 @@ def read_topic(bootstrap: str, topic: str) -> Iterator[EventRecord]:
     def deduped(stream: Iterator) -> Iterator[EventRecord]:
         for _, headers, key, value in stream:
             event = parse_message(value, headers, key)
-            if deduper.accept(event.get_subject(), int(event.get_extension("caseversion"))):
+            if deduper.accept_event(event):
                 yield record_of(event)
 
     streams = [deduped(partition_stream(bootstrap, topic, p)) for p in partitions_of(bootstrap, topic)]

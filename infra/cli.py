@@ -19,7 +19,7 @@ from domain.chain import ChainBreak
 from domain.errors import DomainError, InvalidInput
 from infra import requests as rq
 from infra.bootstrap import System, bootstrap
-from infra.settings import SettingError
+from infra.settings import SettingError, Settings
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -69,6 +69,14 @@ def handled(fn: Callable) -> Callable:
 
 def _system() -> System:
     return bootstrap()
+
+
+def _kafka_settings() -> Settings:
+    """The settings of a command that needs Kafka, refused (exit 2) when no broker is set."""
+    settings = Settings.from_env()
+    if not settings.kafka_bootstrap:
+        raise InvalidInput(rq.FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
+    return settings
 
 
 def _read_json(path: str) -> Any:
@@ -301,7 +309,6 @@ def token(
         check_npi("--npi", n)
     if credential and credential.upper() not in ("MD", "DO", "RN", "NP", "PA"):
         raise InvalidInput(rq.FieldError("--credential", "MD, DO, RN, NP or PA"))
-    from infra.settings import Settings
 
     secret = load_secret(Settings.from_env().data_dir)
     print(mint(secret, role=role, sub=sub, npis=npi, credential=credential, email=email, ttl_seconds=int(ttl_hours * 3600)))
@@ -387,10 +394,8 @@ def relay() -> None:
     import signal
     import threading
 
+    _kafka_settings()
     system = _system()
-    if not system.settings.kafka_bootstrap:
-        system.close()
-        raise InvalidInput(rq.FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     relay_ = system.relay()
@@ -417,13 +422,10 @@ def worker(
     CASELOG_WORKER_GROUP (default caselog-projections-<deployment>). Start as many as the topic
     has partitions; run the API with CASELOG_PROJECTIONS=workers. Runs until SIGINT/SIGTERM."""
     from infra.bootstrap import projection_worker
-    from infra.settings import Settings
 
     if loglevel.lower() not in ("debug", "info", "warning", "error"):
         raise InvalidInput(rq.FieldError("--loglevel", "debug, info, warning or error"))
-    settings = Settings.from_env()
-    if not settings.kafka_bootstrap:
-        raise InvalidInput(rq.FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
+    settings = _kafka_settings()
     if not settings.uses_postgres:
         err.print("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file (one worker only)")
     from consumers.worker import run_worker
@@ -475,7 +477,6 @@ def alive(
     """Health check of a long-running process on this host (its data dir): exit 0 when it
     touched its heartbeat file within --within seconds, 1 otherwise. For container health checks."""
     from infra.heartbeat import COMPONENTS, age_seconds, heartbeat_path
-    from infra.settings import Settings
 
     if component not in COMPONENTS:
         raise InvalidInput(rq.FieldError("component", f"one of {', '.join(COMPONENTS)}"))
@@ -500,11 +501,8 @@ def tail(
     from consumers.dedupe import CaseVersionDeduper
     from consumers.topic import consumer as make_consumer
     from infra.relay import parse_message
-    from infra.settings import Settings
 
-    settings = Settings.from_env()
-    if not settings.kafka_bootstrap:
-        raise InvalidInput(rq.FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
+    settings = _kafka_settings()
     from kafka import TopicPartition
 
     c = make_consumer(settings.kafka_bootstrap)
@@ -520,7 +518,7 @@ def tail(
                 for m in messages:
                     last = time.monotonic()
                     event = parse_message(m.value, dict(m.headers or []), m.key)
-                    if dedupe and not deduper.accept(event.get_subject(), int(event.get_extension("caseversion"))):
+                    if dedupe and not deduper.accept_event(event):
                         continue
                     if case and event.get_subject() != case:
                         continue
@@ -539,7 +537,6 @@ def tail(
 def schema(out: Optional[Path] = typer.Option(None, "--out", help="write events/<Type>.json and asyncapi.json here instead of stdout")) -> None:
     """Print the JSON Schema of every event type (as published on Kafka) and the AsyncAPI document."""
     from infra.schema import asyncapi, event_schemas
-    from infra.settings import Settings
 
     settings = Settings.from_env()
     events, doc = event_schemas(settings), asyncapi(settings)
