@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -24,6 +24,7 @@ from domain.policy import (
     EXTENSION_REASONS,
     LINES_OF_BUSINESS,
     MEDICARE_LINES,
+    PREFERENCE,
     UPDATE_KINDS,
     PolicyRow,
     policy_in_force,
@@ -34,6 +35,7 @@ from domain.validation import (
     check_documents,
     check_icd10,
     check_instant,
+    check_local_date,
     check_npi,
     check_procedure,
     check_tin,
@@ -50,7 +52,14 @@ AUTHORIZED_STATUSES = frozenset({"approved", "partially_approved"})
 CLOSED_STATUSES = frozenset({"cancelled", "withdrawn", "expired"})
 CHANNELS = ("portal", "phone", "fax")
 NOTICE_CHANNELS = ("phone", "fax", "e-notification", "mail", "phone_and_writing")
+TELEPHONIC_NOTICE = frozenset({"phone", "phone_and_writing"})
+WRITTEN_NOTICE = frozenset({"fax", "e-notification", "mail", "phone_and_writing"})
 P2P_MISSED_AFTER = timedelta(hours=1)
+LATE_ENTRY_LIMIT = timedelta(days=366)  # a request entered late (phone, fax) was received within the last year
+# a date of service at most five years before the request (retrospective windows refuse most of
+# those with their own reason) and at most two years after it
+DATE_OF_SERVICE_PAST = timedelta(days=5 * 366)
+DATE_OF_SERVICE_AHEAD = timedelta(days=2 * 366)
 
 
 def iso(instant: datetime | None) -> str | None:
@@ -85,6 +94,13 @@ class Context:
         if self.now.tzinfo is None:
             raise ValueError("Context.now must be timezone-aware")
         object.__setattr__(self, "now", self.now.astimezone(UTC))
+
+
+def rules_actor(row: PolicyRow) -> dict:
+    """The actor of a decision made by the rules of a policy row (never a person)."""
+    rule = " and ".join(f"{k}={v}" for k, v in (row.auto_approve_when or {}).items())
+    return {"kind": "system", "id": f"rules:{row.key}", "policy": row.id, "policy_version": row.version,
+            "rule": f"auto_approve_when: {rule}"}
 
 
 def _need(value: Any, field: str, message: str = "is required") -> Any:
@@ -133,6 +149,7 @@ class Case(Aggregate):
         self.uploads = 0
         self.p2ps: dict[str, dict] = {}
         self.pre_denial_notice_at: datetime | None = None
+        self.pre_denial_channels: list[str] = []
         self.outcome: str | None = None
         self.lines: list = []
         self.determined_at: datetime | None = None
@@ -227,16 +244,21 @@ class Case(Aggregate):
         case.pending_events.append(first)
         return case
 
-    def _letters(self, ctx: Context, letter_kind: str, recipients: Iterable[str] = ("provider", "facility", "member")) -> None:
-        for recipient in recipients:
-            if recipient == "provider":
-                channel = "e-notification" if self.ordering_provider.get("notify_by_email", True) else "fax"
+    def _letters(self, ctx: Context, letter_kind: str, family: str) -> None:
+        """The letters of one kind, to the recipients and by the channels the policy row routes it."""
+        for route in self.row.letter_routes(family):
+            channel = route.channel
+            if route.recipient == "provider":
+                if channel == PREFERENCE:
+                    web = self.channel == "portal" and self.ordering_provider.get("notify_by_email", True)
+                    channel = "e-notification" if web else "fax"
                 address = {"npi": self.ordering_provider.get("npi"), "fax": self.ordering_provider.get("fax")}
-            elif recipient == "facility":
-                channel, address = "fax", {"npi": self.site.get("npi"), "name": self.site.get("name")}
+            elif route.recipient == "facility":
+                address = {"npi": self.site.get("npi"), "name": self.site.get("name")}
             else:
-                channel, address = "mail", {"member_id": self.member.get("id")}
-            self._trigger(ctx, ev.LetterIssued, recipient=recipient, channel=channel, letter_kind=letter_kind, address=address)
+                address = {"member_id": self.member.get("id")}
+            self._trigger(ctx, ev.LetterIssued, recipient=route.recipient, channel=channel, letter_kind=letter_kind,
+                          address=address)
 
     # ---- intake -----------------------------------------------------------------------------
 
@@ -266,8 +288,11 @@ class Case(Aggregate):
         self._after_submission(ctx)
 
     def _after_submission(self, ctx: Context) -> None:
-        rule = self.row.auto_approve_when
+        row = self.row
+        rule = row.auto_approve_when
         if rule and all(self.clinical.get(k) == v for k, v in rule.items()):
+            # The rules approve, not the requesting provider: the actor names the policy row and the rule.
+            ctx = Context(ctx.now, rules_actor(row), ctx.command)
             lines = [
                 {"code": p["code"], "units_requested": p["units"], "units_approved": p["units"], "decision": "approved"}
                 for p in self.service["procedures"]
@@ -277,7 +302,7 @@ class Case(Aggregate):
                 ctx, ev.CaseAutoApproved, rule=dict(rule), lines=lines,
                 authorization_number=self._authorization_number(), valid_from=iso(start), valid_to=iso(end),
             )
-            self._letters(ctx, "approval")
+            self._letters(ctx, "approval", "decision")
 
     def expire_draft(self, ctx: Context, expires_at: datetime) -> None:
         if self.status != "draft" or self.draft_expires_at != expires_at:
@@ -313,7 +338,7 @@ class Case(Aggregate):
         if due_at <= ctx.now:
             raise InvalidInput(FieldError("due_at", "the hold due instant must be in the future"))
         self._trigger(ctx, ev.CaseHeld, requested_items=list(requested_items), due_at=iso(due_at))
-        self._letters(ctx, "request_for_information", ("provider", "facility"))
+        self._letters(ctx, "request_for_information", "hold")
 
     def upload_clinical(self, ctx: Context, documents: list[dict], notes: str | None = None) -> None:
         if not documents and not notes:
@@ -424,7 +449,7 @@ class Case(Aggregate):
         if self.status not in OPEN_STATUSES:
             raise RuleViolation("notice-after-determination", f"case is {self.status}; a pre-denial notice is given before the determination")
         self._trigger(ctx, ev.PreDenialNoticeGiven, channel=channel, notes=notes)
-        self._letters(ctx, "pre_denial_notice", ("provider",))
+        self._letters(ctx, "pre_denial_notice", "pre_denial_notice")
 
     def extend_timeframe(self, ctx: Context, reason: str, days: int) -> None:
         if self.status not in OPEN_STATUSES:
@@ -444,7 +469,7 @@ class Case(Aggregate):
             raise RuleViolation("extension-after-due", f"the decision was due at {iso(self.decision_due_at)}; the clock can only be extended before it runs out")
         due = self.decision_due_at + timedelta(days=days)
         self._trigger(ctx, ev.DecisionTimeframeExtended, reason=reason, days=days, decision_due_at=iso(due), decision_warning_at=iso(_warning(self.received_at, due)))
-        self._letters(ctx, "timeframe_extension", ("provider", "member"))
+        self._letters(ctx, "timeframe_extension", "timeframe_extension")
 
     def warn_decision_due(self, ctx: Context, warning_at: datetime) -> None:
         if self.status not in OPEN_STATUSES or self.decision_due_soon or self.decision_warning_at != warning_at:
@@ -478,8 +503,8 @@ class Case(Aggregate):
         if outcome == "partially_approved" and row.partial_approval == "none":
             raise RuleViolation("no-partial-approval", f"{row.program} makes no partial approvals: approve or deny the request")
         self._check_adverse(ctx, outcome, rationale, guidelines)
-        if outcome in ADVERSE and self.line_of_business in row.pre_denial_notice_lines and self.pre_denial_notice_at is None:
-            raise RuleViolation("pre-denial-notice-required", "on a Medicare line the provider is notified (phone and writing) before a denial is issued")
+        if outcome in ADVERSE and self.line_of_business in row.pre_denial_notice_lines:
+            self._check_pre_denial_notice()
         decided = self._decide_lines(outcome, lines)
         details = {"technique": technique, "fractions": fractions, "igrt": igrt}
         approves = outcome in ("approved", "partially_approved")
@@ -518,7 +543,20 @@ class Case(Aggregate):
             reviewer=_reviewer(ctx), appeal_deadline=iso(appeal_deadline), reconsideration_deadline=iso(recon_deadline),
             reconsideration_open=recon_open, alternative_deadline=iso(alt_deadline),
         )
-        self._letters(ctx, f"determination_{outcome}")
+        self._letters(ctx, f"determination_{outcome}", "decision")
+
+    def _check_pre_denial_notice(self) -> None:
+        """Medicare lines: the provider is told telephonically and in writing before a denial (seed 000)."""
+        channels = set(self.pre_denial_channels)
+        missing = [what for what, by in (("telephonically", TELEPHONIC_NOTICE), ("in writing", WRITTEN_NOTICE))
+                   if not channels & by]
+        if missing:
+            given = f" (given so far: {', '.join(sorted(channels))})" if channels else ""
+            raise RuleViolation(
+                "pre-denial-notice-required",
+                f"on a Medicare line the provider is notified telephonically and in writing before a denial is issued; "
+                f"not yet notified {' or '.join(missing)}{given}",
+            )
 
     def _check_adverse(self, ctx: Context, outcome: str, rationale: str | None, guidelines: list[str] | None) -> None:
         if outcome in ADVERSE or outcome == "upheld":
@@ -592,23 +630,20 @@ class Case(Aggregate):
         row, cal = self.row, self.calendar
         rule = row.validity
         review_day = cal.local_date(ctx.now)
-        dos = self.date_of_service
-        codes = {ln["code"] for ln in lines if ln["units_approved"] > 0}
-        per_dos = bool(codes & row.per_date_of_service_codes)
+        # an approval starts no earlier than a year before its review and no later than a year after
+        # its date of service: nothing a reviewer types can push the arithmetic below out of range
+        earliest = min(review_day, self.date_of_service) - timedelta(days=366)
+        latest = max(review_day, self.date_of_service) + timedelta(days=366)
         if valid_from is not None:
-            start = check_date("valid_from", valid_from)
-        elif per_dos:
-            start = dos
+            start = check_local_date("valid_from", valid_from, cal.local_date, earliest=earliest, latest=latest)
         elif self.retro and row.retro and row.retro.approval_starts_on_request_date:
             start = cal.local_date(self.received_at)
         else:
             start = review_day
-        given_end = check_date("valid_to", valid_to) if valid_to is not None else None
-        if per_dos:
-            if given_end is not None and given_end != dos:
-                raise RuleViolation("one-authorization-per-date-of-service", f"interventional pain is authorized for its date of service {dos} only")
-            limit = default = dos
-        elif rule.kind == "days_from_review":
+        given_end = None
+        if valid_to is not None:
+            given_end = check_local_date("valid_to", valid_to, cal.local_date, latest=latest + timedelta(days=5 * 366))
+        if rule.kind == "days_from_review":
             limit = default = start + timedelta(days=rule.days)
         elif rule.kind == "months_from_determination":
             if redirect:
@@ -647,7 +682,7 @@ class Case(Aggregate):
             raise RuleViolation("alternative-lapsed", f"the alternative could be accepted until {iso(self.alternative_deadline)}")
         start, end = self._validity(ctx, [{**ln, "units_approved": ln["units_requested"]} for ln in self.lines], None, None, False)
         self._trigger(ctx, ev.AlternativeRecommendationAccepted, authorization_number=self._authorization_number(), valid_from=iso(start), valid_to=iso(end))
-        self._letters(ctx, "alternative_accepted")
+        self._letters(ctx, "alternative_accepted", "decision")
 
     def lapse_alternative(self, ctx: Context, deadline: datetime) -> None:
         if self.status != "alternative_recommended" or self.alternative_deadline != deadline:
@@ -698,7 +733,7 @@ class Case(Aggregate):
             ctx, ev.ReconsiderationDecided, outcome=outcome, lines=decided, rationale=rationale, reviewer=_reviewer(ctx),
             authorization_number=self._authorization_number() if outcome != "denied" else None, valid_from=iso(start), valid_to=iso(end),
         )
-        self._letters(ctx, f"reconsideration_{outcome}")
+        self._letters(ctx, f"reconsideration_{outcome}", "decision")
 
     def close_reconsideration_window(self, ctx: Context, deadline: datetime) -> None:
         if not self.reconsideration_open or self.reconsideration_deadline != deadline:
@@ -708,7 +743,9 @@ class Case(Aggregate):
 
     def file_appeal(self, ctx: Context, reason: str, filed_at: datetime | None = None) -> None:
         _need(reason, "reason")
-        filed = check_instant("filed_at", filed_at).astimezone(UTC) if filed_at is not None else ctx.now
+        filed = ctx.now
+        if filed_at is not None:  # an appeal entered late was filed after the decision it appeals
+            filed = check_instant("filed_at", filed_at, earliest=self.determined_at or ctx.now).astimezone(UTC)
         if filed > ctx.now:
             raise InvalidInput(FieldError("filed_at", "an appeal cannot be filed in the future"))
         if self.status not in ADVERSE:
@@ -750,7 +787,7 @@ class Case(Aggregate):
             ctx, ev.AppealDecided, level=level, outcome=outcome, rationale=rationale, reviewer=_reviewer(ctx), lines=decided,
             authorization_number=number, valid_from=iso(start), valid_to=iso(end), next_appeal_deadline=iso(next_deadline),
         )
-        self._letters(ctx, f"appeal_{outcome}")
+        self._letters(ctx, f"appeal_{outcome}", "appeal_decision")
 
     def close_appeal_window(self, ctx: Context, deadline: datetime) -> None:
         if self.appeal_deadline is None or self.appeal_deadline != deadline:
@@ -772,7 +809,7 @@ class Case(Aggregate):
         self._require_active_authorization(ctx)
         changes = _check_administrative_changes(kind, changes or {}, self)
         self._trigger(ctx, ev.AuthorizationUpdated, kind=kind, changes=changes)
-        self._letters(ctx, "authorization_updated", ("provider",))
+        self._letters(ctx, "authorization_updated", "authorization_change")
 
     def supersede(self, ctx: Context, *, kind: str, changes: dict, successor_case_id: str) -> dict:
         """Record that a clinical change opened a successor case; returns its request."""
@@ -807,10 +844,10 @@ class Case(Aggregate):
         if successor_case_id is not None and successor_case_id != self.successor_case_id:
             raise RuleViolation("not-the-successor", f"{successor_case_id} is not this authorization's successor")
         self._trigger(ctx, ev.AuthorizationWithdrawn, reason=reason, successor_case_id=successor_case_id)
-        self._letters(ctx, "authorization_withdrawn", ("provider", "facility"))
+        self._letters(ctx, "authorization_withdrawn", "authorization_withdrawn")
 
     def extend_authorization(self, ctx: Context, valid_to: date | str) -> None:
-        new_end = check_date("valid_to", valid_to)
+        new_end = check_local_date("valid_to", valid_to, self.calendar.local_date)
         if self.row.authorization_extensions == 0:
             raise RuleViolation("extension-not-offered", f"{self.row.program} authorizations cannot be extended")
         self._require_active_authorization(ctx)
@@ -820,7 +857,7 @@ class Case(Aggregate):
         if end <= self.valid_to:
             raise InvalidInput(FieldError("valid_to", f"must be after the current end {iso(self.valid_to)}"))
         self._trigger(ctx, ev.AuthorizationExtended, previous_valid_to=iso(self.valid_to), valid_to=iso(end))
-        self._letters(ctx, "authorization_extended", ("provider",))
+        self._letters(ctx, "authorization_extended", "authorization_change")
 
     def expire_authorization(self, ctx: Context, valid_to: datetime) -> None:
         if self.status not in AUTHORIZED_STATUSES or self.valid_to != valid_to:
@@ -912,7 +949,9 @@ def requirement(policy_id: str, place_of_service: str, date_of_service: date, *,
 def intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: str | None) -> dict:
     """Validate a submission and compute its clocks: the CaseSubmitted data."""
     now = ctx.now
-    received = check_instant("submitted_at", request["submitted_at"]).astimezone(UTC) if request.get("submitted_at") else now
+    received = now
+    if request.get("submitted_at"):
+        received = check_instant("submitted_at", request["submitted_at"], earliest=now - LATE_ENTRY_LIMIT).astimezone(UTC)
     if received > now:
         raise InvalidInput(FieldError("submitted_at", "a request cannot be received in the future"))
     line = request.get("line_of_business")
@@ -923,9 +962,11 @@ def intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: s
     member = dict(_need(request.get("member"), "member"))
     for key in ("id", "first_name", "last_name"):
         _need(member.get(key), f"member.{key}")
-    member["dob"] = check_date("member.dob", _need(member.get("dob"), "member.dob")).isoformat()
-    if date.fromisoformat(member["dob"]) > cal.local_date(received):
+    received_day = cal.local_date(received)
+    dob = check_date("member.dob", _need(member.get("dob"), "member.dob"))
+    if dob > received_day:
         raise InvalidInput(FieldError("member.dob", "date of birth is in the future"))
+    member["dob"] = dob.isoformat()
     provider = dict(_need(request.get("ordering_provider"), "ordering_provider"))
     check_npi("ordering_provider.npi", provider.get("npi"))
     check_tin("ordering_provider.tin", provider.get("tin"))
@@ -940,7 +981,8 @@ def intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: s
         raise InvalidInput(FieldError("site.place_of_service", "a two-digit CMS place-of-service code (e.g. 11 office, 12 home, 22 outpatient)"))
     site["place_of_service"] = pos
     service = dict(_need(request.get("service"), "service"))
-    dos = check_date("service.date_of_service", _need(service.get("date_of_service"), "service.date_of_service"))
+    dos = check_date("service.date_of_service", _need(service.get("date_of_service"), "service.date_of_service"),
+                     earliest=received_day - DATE_OF_SERVICE_PAST, latest=received_day + DATE_OF_SERVICE_AHEAD)
     procedures = []
     for i, p in enumerate(_need(service.get("procedures"), "service.procedures")):
         code = check_procedure(f"service.procedures[{i}].code", p.get("code"), row.program_codes, row.id)
@@ -953,8 +995,12 @@ def intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: s
     clinical = dict(request.get("clinical") or {})
     check_applies(row, pos, dos, observation=observation, clinical=clinical)
     # --- retrospective requests
-    received_day = cal.local_date(received)
     retro = dos < received_day
+    if retro and {p["code"] for p in procedures} & row.per_date_of_service_codes:
+        raise RuleViolation(
+            "interventional-pain-pre-service",
+            f"interventional pain needs a separate pre-service request for each date of service; {dos} has passed",
+        )
     if retro:
         window = row.retro
         if window is None:
@@ -964,14 +1010,15 @@ def intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: s
             unit = window.unit.replace("_", " ")
             raise RuleViolation("retro-window-passed", f"retrospective requests are accepted within {window.amount} {unit} of the date of service (until {last}); {window.refusal_hint}")
     # --- urgency and documents
-    urgent_requested = bool(request.get("urgent", False))
-    documents = check_documents("documents", request.get("documents") or [], urgent=urgent_requested)
-    urgent, note = urgent_requested, None
-    if urgent_requested and row.urgent_requires_upload and not documents:
-        urgent, note = False, "marked urgent without a successful clinical upload: processed as standard"
     channel = request.get("channel") or "portal"
     if channel not in CHANNELS:
         raise InvalidInput(FieldError("channel", f"must be one of {', '.join(CHANNELS)}"))
+    urgent_requested = bool(request.get("urgent", False))
+    documents = check_documents("documents", request.get("documents") or [], urgent=urgent_requested)
+    urgent, note = urgent_requested, None
+    # a request taken by phone may be urgent without an upload (seeds 000, 001, 003, 004)
+    if urgent_requested and row.urgent_requires_upload and not documents and channel != "phone":
+        urgent, note = False, "marked urgent without a successful clinical upload: processed as standard"
     due = received + timedelta(hours=row.urgent_decision_hours) if urgent else received + timedelta(days=row.standard_limit_days[line])
     return {
         "case_number": case_number, "policy": row.id, "policy_version": row.version, "line_of_business": line,

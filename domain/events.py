@@ -258,6 +258,7 @@ class PreDenialNoticeGiven(CaseEvent):
 
     def apply(self, case: Case) -> None:
         case.pre_denial_notice_at = self.timestamp
+        case.pre_denial_channels = [*case.pre_denial_channels, self.channel]
 
 
 class DecisionTimeframeExtended(CaseEvent):

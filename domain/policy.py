@@ -93,6 +93,42 @@ UPDATE_KINDS = ADMINISTRATIVE_UPDATES | {
     "technique", "igrt", "fractions", "cancer_type", "timespan", "regimen"
 }
 
+# Correspondence (POLICIES.md, notifications): which letter goes to whom by which channel.
+# ``preference`` is the ordering provider's: e-notification for a web-initiated (portal) case
+# unless the provider opted out of it, fax otherwise.
+RECIPIENTS = ("provider", "facility", "member")
+LETTER_CHANNELS = ("e-notification", "fax", "mail")
+PREFERENCE = "preference"
+
+
+@dataclass(frozen=True)
+class LetterRoute:
+    recipient: Literal["provider", "facility", "member"]
+    channel: Literal["e-notification", "fax", "mail", "preference"]
+
+
+def _routes(*pairs: str) -> tuple[LetterRoute, ...]:
+    """``_routes("provider:fax", "member:mail")``: a letter family's recipients and channels."""
+    return tuple(LetterRoute(*pair.split(":")) for pair in pairs)  # type: ignore[arg-type]
+
+
+# Letter families: ``decision`` (determinations, approvals by rules, reconsideration decisions,
+# an accepted alternative), ``hold`` (request for information), ``appeal_decision``,
+# ``pre_denial_notice``, ``timeframe_extension``, ``authorization_change`` (updated, extended),
+# ``authorization_withdrawn``.
+DEFAULT_LETTERS = _frozen(
+    {
+        "decision": _routes("provider:preference", "facility:fax", "member:mail"),
+        "hold": _routes("provider:fax"),
+        "appeal_decision": _routes("member:mail", "provider:fax"),
+        "pre_denial_notice": _routes("provider:preference"),
+        "timeframe_extension": _routes("provider:preference", "member:mail"),
+        "authorization_change": _routes("provider:preference"),
+        "authorization_withdrawn": _routes("provider:preference", "facility:fax"),
+    }
+)
+LETTER_FAMILIES = tuple(DEFAULT_LETTERS)
+
 HOSPITAL_SETTINGS = {
     POS_EMERGENCY_ROOM: "emergency room services do not require prior authorization",
     POS_INPATIENT: "inpatient services do not require prior authorization",
@@ -140,6 +176,7 @@ class PolicyRow:
     # after the decision
     clinical_update_kinds: frozenset[str]
     authorization_extensions: int
+    letters: Mapping[str, tuple[LetterRoute, ...]] = field(default_factory=lambda: DEFAULT_LETTERS)
     draft_expires_end_of_day: bool = True
     timezone: str = "America/New_York"
     notes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
@@ -157,8 +194,11 @@ class PolicyRow:
     def update_is_clinical(self, kind: str) -> bool:
         return kind in self.clinical_update_kinds
 
+    def letter_routes(self, family: str) -> tuple[LetterRoute, ...]:
+        return self.letters[family]
 
-# Interventional pain injections: one authorization per date of service (seed 003).
+
+# Interventional pain injections: a separate pre-service request for each date of service (seed 003).
 INTERVENTIONAL_PAIN_CODES = frozenset(
     {"62320", "62321", "62322", "62323", "64479", "64480", "64483", "64484", "64490", "64491",
      "64492", "64493", "64494", "64495", "64633", "64634", "64635", "64636", "27096", "20610"}
@@ -182,7 +222,7 @@ _HEALTHSPRING_RADONC = PolicyRow(
     standard_limit_days=STANDARD_LIMIT_DAYS_BEFORE_2026,
     decision_target_business_days=2,
     timeframe_extensions=FEDERAL_EXTENSIONS,
-    urgent_requires_upload=False,
+    urgent_requires_upload=True,
     hold_default_business_days=2,
     hold_default_urgent_hours=24,
     pre_decision_p2p=True,
@@ -284,6 +324,8 @@ _CIGNA_MEDONC = PolicyRow(
     per_date_of_service_codes=frozenset(),
     clinical_update_kinds=frozenset({"regimen", "cancer_type", "timespan"}),
     authorization_extensions=0,
+    # seed 002: decision letters are faxed to the ordering provider and the facility
+    letters=_frozen({**DEFAULT_LETTERS, "decision": _routes("provider:fax", "facility:fax", "member:mail")}),
 )
 
 _WELLSENSE_MSK = PolicyRow(
@@ -351,7 +393,7 @@ _CIGNA_DME = PolicyRow(
     standard_limit_days=STANDARD_LIMIT_DAYS_FROM_2026,
     decision_target_business_days=2,
     timeframe_extensions=FEDERAL_EXTENSIONS,
-    urgent_requires_upload=False,
+    urgent_requires_upload=True,
     hold_default_business_days=2,
     hold_default_urgent_hours=24,
     pre_decision_p2p=True,

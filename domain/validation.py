@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timezone
+from typing import Callable
 
 from domain.errors import DocumentTooLarge, FieldError, InvalidInput
 
@@ -22,6 +23,14 @@ _HCPCS = re.compile(r"^[A-V][0-9]{4}$")
 _TIN = re.compile(r"^[0-9]{9}$")
 _NPI = re.compile(r"^[0-9]{10}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# The plausible range of any date or instant a client sends: wide enough for every real case
+# (a member born in 1900, an authorization valid into the 2090s), narrow enough that no
+# calendar arithmetic on it can overflow later (``date.max`` is 9999-12-31).
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2099, 12, 31)
+EARLIEST_INSTANT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST_INSTANT = datetime(2099, 12, 31, tzinfo=timezone.utc)
 
 
 def npi_is_valid(npi: str) -> bool:
@@ -95,7 +104,15 @@ def check_procedure(field: str, code: str, program_codes: tuple[str, ...], polic
     return code
 
 
-def check_instant(field: str, value: datetime | str) -> datetime:
+def _in_range(field: str, value, earliest, latest, shown: Callable[[object], str]):
+    if not earliest <= value <= latest:
+        raise InvalidInput(FieldError(field, f"{shown(value)} is out of range: expected {shown(earliest)} to {shown(latest)}"))
+    return value
+
+
+def check_instant(field: str, value: datetime | str, *, earliest: datetime = EARLIEST_INSTANT,
+                  latest: datetime = LATEST_INSTANT) -> datetime:
+    """An ISO 8601 instant with a time zone, within [earliest, latest]."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -103,10 +120,15 @@ def check_instant(field: str, value: datetime | str) -> datetime:
             raise InvalidInput(FieldError(field, f"{value!r} is not an ISO 8601 instant")) from None
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(FieldError(field, "an instant must carry a time zone (e.g. 2026-03-09T14:00:00Z)"))
-    return value
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidInput(FieldError(field, f"{value.isoformat()} is out of range")) from None
+    return _in_range(field, value, earliest, latest, lambda v: v.isoformat())
 
 
-def check_date(field: str, value: date | str) -> date:
+def check_date(field: str, value: date | str, *, earliest: date = EARLIEST_DATE, latest: date = LATEST_DATE) -> date:
+    """An ISO 8601 date (YYYY-MM-DD) within [earliest, latest]."""
     if isinstance(value, str):
         try:
             value = date.fromisoformat(value)
@@ -114,7 +136,15 @@ def check_date(field: str, value: date | str) -> date:
             raise InvalidInput(FieldError(field, f"{value!r} is not an ISO 8601 date (YYYY-MM-DD)")) from None
     if isinstance(value, datetime) or not isinstance(value, date):
         raise InvalidInput(FieldError(field, "expected an ISO 8601 date (YYYY-MM-DD)"))
-    return value
+    return _in_range(field, value, earliest, latest, lambda v: v.isoformat())
+
+
+def check_local_date(field: str, value: date | datetime | str, local_date: Callable[[datetime], date], *,
+                     earliest: date = EARLIEST_DATE, latest: date = LATEST_DATE) -> date:
+    """A date, or an instant whose date in the plan's time zone (``local_date``) is taken."""
+    if isinstance(value, datetime) or (isinstance(value, str) and "T" in value):
+        return check_date(field, local_date(check_instant(field, value)), earliest=earliest, latest=latest)
+    return check_date(field, value, earliest=earliest, latest=latest)
 
 
 def check_document(field: str, doc: dict) -> dict:

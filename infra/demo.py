@@ -92,7 +92,9 @@ def run_demo(system: System) -> list[str]:
     app.place_hold(c, ["prior imaging"], actor=MD)
     d.fire("hold_due", c, "hold_due_at")
     d.refused("Medicare denial before notice", lambda: app.determine(c, actor=MD, outcome="denied", rationale="not medically necessary", guidelines=["EviCore RO guideline 1.2"]))
-    app.give_pre_denial_notice(c, "phone_and_writing", "called the office", actor=MD)
+    app.give_pre_denial_notice(c, "mail", "notice mailed", actor=MD)
+    d.refused("Medicare denial after a mailed notice only (phone and writing needed)", lambda: app.determine(c, actor=MD, outcome="denied", rationale="not medically necessary", guidelines=["EviCore RO guideline 1.2"]))
+    app.give_pre_denial_notice(c, "phone", "called the office", actor=MD)
     app.determine(c, actor=MD, outcome="denied", rationale="not medically necessary", guidelines=["EviCore RO guideline 1.2"])
     d.say(f"  denied; options {app.view(c)['post_decision_options']}; P2P {app.view(c)['p2p_eligibility']['level']}")
     d.refused("Medicare reconsideration", lambda: app.request_reconsideration(c, "new information", actor=PROVIDER))
@@ -149,14 +151,20 @@ def run_demo(system: System) -> list[str]:
     d.fire("appeal_window", c, "appeal_deadline")
     d.refused("an appeal after 180 days", lambda: app.file_appeal(c, "late", actor=PROVIDER))
 
-    # 9. WellSense MSK: joint surgery valid 180 days; interventional pain one date of service; expiry.
+    # 9. WellSense MSK: joint surgery and interventional pain valid 180 days; a past injection needs its
+    #    own pre-service request; expiry.
     c = d.submit(WELLSENSE, "WellSense joint surgery (commercial)")
     view = app.determine(c, actor=MD, outcome="approved").view
     d.say(f"  valid {view['valid_from'][:10]} .. {view['valid_to'][:10]} (180 days from review)")
     c2 = d.submit(WELLSENSE, "WellSense interventional pain (medicaid)", line_of_business="medicaid",
                   service={"date_of_service": later(d.clock.now(), 5).isoformat(), "procedures": [{"code": "64483", "units": 1}], "diagnoses": ["M54.16"]})
     view = app.determine(c2, actor=MD, outcome="approved").view
-    d.say(f"  interventional pain authorized for its date of service only: {view['valid_from'][:10]} .. {view['valid_to'][:10]}")
+    d.say(f"  interventional pain valid {view['valid_from'][:10]} .. {view['valid_to'][:10]} (180 days from review)")
+    past_injection = {"date_of_service": later(d.clock.now(), -2).isoformat(), "procedures": [{"code": "64483", "units": 1}],
+                      "diagnoses": ["M54.16"]}
+    d.refused("an injection already given (one pre-service request per date of service)",
+              lambda: app.submit(request(WELLSENSE, date_of_service=later(d.clock.now(), -2), service=past_injection),
+                                 actor=PROVIDER))
     d.fire("authorization_expiry", c2, "valid_to")
 
     # 10. Cigna DME: alternative accepted / lapsed; per-line partial approval; one extension; retro.

@@ -115,19 +115,53 @@ SUBMIT_EXAMPLE = {
 }
 
 
+# Medical oncology: a preferred NCCN regimen is approved by the rules on submission (CaseAutoApproved,
+# actor kind "system" naming the policy row and rule); rules never deny.
+AUTO_APPROVAL_EXAMPLE = {
+    **SUBMIT_EXAMPLE,
+    "policy": "cigna-commercial/medical-oncology",
+    "site": {**SUBMIT_EXAMPLE["site"], "name": "Harbor Oncology Associates", "place_of_service": "11"},
+    "service": {"date_of_service": "2026-12-15", "procedures": [{"code": "J9271", "units": 20, "modifiers": []}],
+                "diagnoses": ["C34.90"]},
+    "clinical": {"nccn_preferred_regimen": True, "regimen": "pembrolizumab 200 mg q3w"},
+}
+
+CLINICAL_DESCRIPTION = (
+    "Answers to the program's clinical questions, as a JSON object. Answers the rules read: "
+    "`nccn_preferred_regimen` (boolean, medical oncology): true when the requested regimen is an NCCN preferred "
+    "regimen for the diagnosis; the rules then approve the request on submission (CaseAutoApproved, recorded with "
+    "the rules as actor); `active_transplant` (boolean, medical oncology): the patient is active in transplant, "
+    "outside the program (refused with the reason)."
+)
+DOCUMENTS_DESCRIPTION = (
+    "Documents uploaded with POST /documents: the object it returned, or its document id (the sha256) alone."
+)
+LOCAL_DATE_DESCRIPTION = (
+    "ISO 8601 date (YYYY-MM-DD), or an instant with a time zone whose date in the plan's time zone is taken"
+)
+
+
 class SubmitCase(Body):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SUBMIT_EXAMPLE]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SUBMIT_EXAMPLE, AUTO_APPROVAL_EXAMPLE]})
     policy: Text
     line_of_business: Literal["medicare", "medicaid", "duals", "commercial"]
     member: Member
     ordering_provider: OrderingProvider
     site: Site
     service: Service
-    urgent: StrictBool = False
-    clinical: dict[str, Any] = {}
-    documents: list[Document] = Field(default=[], max_length=50)
-    submitted_at: Text | None = Field(default=None, description="ISO 8601 instant with time zone, for requests entered late")
-    channel: Literal["portal", "phone", "fax"] = "portal"
+    urgent: StrictBool = Field(default=False, description=(
+        "the requester marks the request clinically urgent; where the program requires it, it is processed as urgent "
+        "only with at least one clinical document (or when taken by phone), otherwise as standard and the answer's "
+        "`urgent_note` says so"))
+    clinical: dict[str, Any] = Field(default={}, description=CLINICAL_DESCRIPTION,
+                                     examples=[{"nccn_preferred_regimen": True}])
+    documents: list[Document] = Field(default=[], max_length=50, description=DOCUMENTS_DESCRIPTION)
+    submitted_at: Text | None = Field(default=None, description=(
+        "ISO 8601 instant with time zone, for requests entered late (phone, fax): within the last year, not in the "
+        "future"))
+    channel: Literal["portal", "phone", "fax"] = Field(default="portal", description=(
+        "how the request came in: portal (web), phone or fax; letters to the provider go by e-notification only "
+        "for web-initiated requests"))
 
 
 class StartDraft(JsonSafe):
@@ -173,7 +207,9 @@ class CompleteP2P(Body):
 
 
 class PreDenialNotice(Body):
-    channel: Literal["phone", "fax", "e-notification", "mail", "phone_and_writing"]
+    channel: Literal["phone", "fax", "e-notification", "mail", "phone_and_writing"] = Field(description=(
+        "Medicare lines: a denial needs the provider told telephonically and in writing: one notice by "
+        "phone_and_writing, or one by phone and one in writing (fax, e-notification, mail)"))
     notes: Text | None = None
 
 
@@ -195,8 +231,8 @@ class Determination(Body):
     lines: list[Line] = []
     rationale: Text | None = None
     guidelines: list[Text] = []
-    valid_from: Text | None = None
-    valid_to: Text | None = None
+    valid_from: Text | None = Field(default=None, description=LOCAL_DATE_DESCRIPTION)
+    valid_to: Text | None = Field(default=None, description=LOCAL_DATE_DESCRIPTION + "; default: the policy's validity")
     technique: Text | None = None
     fractions: StrictInt | None = Field(default=None, ge=-1000, le=1000)
     igrt: StrictBool | None = None
@@ -234,7 +270,7 @@ class AuthorizationUpdate(Body):
 
 
 class AuthorizationExtension(Body):
-    valid_to: Text
+    valid_to: Text = Field(description=LOCAL_DATE_DESCRIPTION)
 
 
 class Empty(Body):

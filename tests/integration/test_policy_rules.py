@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from domain.errors import InvalidInput, NotApplicable, NotPermitted, UnknownPolicy, DocumentTooLarge
+from domain.policy import policy_in_force
 from tests.support import (
     AETNA_MSK, AETNA_RAD, DME, DO, MD, MEDONC, PROVIDER, RADONC, RN, WELLSENSE,
     at, deny, document, event_types, later, pre_denial, refused, request, submit,
@@ -117,12 +118,27 @@ def test_medicaid_urgent_request_is_never_extended_beyond_72_hours(system, app):
     refused(system, lambda: app.extend_timeframe(cid, "enrollee_request", 5, actor=MD), "extension-not-for-urgent")
 
 
-def test_urgent_requires_upload_otherwise_processed_as_standard(app):
-    view = submit(app, AETNA_MSK, urgent=True, documents=[])
+@pytest.mark.parametrize("policy", [RADONC, AETNA_RAD, AETNA_MSK, WELLSENSE, DME])
+def test_urgent_requires_upload_otherwise_processed_as_standard(app, policy):
+    view = submit(app, policy, urgent=True, documents=[])
     assert view["urgent"] is False and view["urgent_requested"] is True
     assert "processed as standard" in view["urgent_note"]
-    assert at(view, "decision_due_at") - at(view, "received_at") == timedelta(days=7)
-    assert submit(app, AETNA_MSK, urgent=True)["urgent"] is True
+    row_limit = policy_in_force(policy, app.clock.now().date()).standard_limit_days[view["line_of_business"]]
+    assert at(view, "decision_due_at") - at(view, "received_at") == timedelta(days=row_limit)
+    assert submit(app, policy, urgent=True)["urgent"] is True
+
+
+def test_medical_oncology_states_no_upload_condition_for_urgent_requests(app):
+    view = submit(app, MEDONC, urgent=True, documents=[])
+    assert view["urgent"] is True and view["urgent_note"] is None
+    assert at(view, "decision_due_at") - at(view, "received_at") == timedelta(hours=72)
+
+
+@pytest.mark.parametrize("policy, hours", [(RADONC, 24), (DME, 72), (AETNA_MSK, 72)])
+def test_urgent_request_taken_by_phone_needs_no_upload(app, policy, hours):
+    view = submit(app, policy, urgent=True, documents=[], channel="phone")
+    assert view["urgent"] is True and view["urgent_note"] is None
+    assert at(view, "decision_due_at") - at(view, "received_at") == timedelta(hours=hours)
 
 
 def test_urgent_uploads_take_at_most_five_documents(system, app):
@@ -419,6 +435,24 @@ def test_medicare_provider_is_notified_before_a_denial(system, app):
     assert deny(app, commercial)["status"] == "denied"
 
 
+@pytest.mark.parametrize("line", ["medicare", "duals"])
+def test_medicare_denial_needs_notice_telephonically_and_in_writing(system, app, line):
+    policy = WELLSENSE if line == "medicare" else AETNA_MSK
+    by_mail = submit(app, policy, line_of_business=line)["case_id"]
+    app.give_pre_denial_notice(by_mail, "mail", "letter sent", actor=MD)
+    err = refused(system, lambda: deny(app, by_mail), "pre-denial-notice-required")
+    assert "telephonically" in err.detail
+    app.give_pre_denial_notice(by_mail, "phone", "called the office", actor=MD)
+    assert deny(app, by_mail)["status"] == "denied"
+    by_phone = submit(app, policy, line_of_business=line)["case_id"]
+    app.give_pre_denial_notice(by_phone, "phone", actor=MD)
+    err = refused(system, lambda: deny(app, by_phone), "pre-denial-notice-required")
+    assert "in writing" in err.detail
+    both = submit(app, policy, line_of_business=line)["case_id"]
+    app.give_pre_denial_notice(both, "phone_and_writing", actor=MD)
+    assert deny(app, both)["status"] == "denied"
+
+
 def test_only_a_physician_reviewer_may_deny(system, app):
     cid = submit(app, DME)["case_id"]
     refused(system, lambda: deny(app, cid, actor=RN), "physician-required", kind=NotPermitted)
@@ -435,12 +469,36 @@ def test_immediate_approval_by_rules_is_allowed_and_rules_never_deny(app):
     assert other["status"] == "pending"
 
 
-def test_interventional_pain_is_one_authorization_per_date_of_service(system, app, clock):
-    body = request(WELLSENSE, date_of_service=later(clock.now(), 5), service={"date_of_service": later(clock.now(), 5).isoformat(), "procedures": [{"code": "64483", "units": 1}], "diagnoses": ["M54.16"]})
-    cid = app.submit(body, actor=PROVIDER).view["case_id"]
-    refused(system, lambda: app.determine(cid, actor=MD, outcome="approved", valid_to=later(clock.now(), 60).isoformat()), "one-authorization-per-date-of-service")
+def test_approval_by_rules_records_the_rules_as_actor_not_the_provider(app):
+    auto = submit(app, MEDONC, clinical={"nccn_preferred_regimen": True})
+    events = app.history(auto["case_id"])["events"]
+    approved = next(e for e in events if e["type"] == "CaseAutoApproved")
+    row = policy_in_force(MEDONC, app.clock.now().date())
+    assert approved["actor"]["kind"] == "system"
+    assert (approved["actor"]["policy"], approved["actor"]["policy_version"]) == (row.id, row.version)
+    assert "nccn_preferred_regimen" in approved["actor"]["rule"]
+    assert events[0]["actor"] == PROVIDER  # the provider submitted; the rules approved
+    assert all(e["actor"]["kind"] == "system" for e in events[1:])
+
+
+def test_interventional_pain_approval_is_valid_180_days_from_the_review_date(app, clock):
+    # the deck's 62323 example: reviewed 6/13/2022, expires 12/10/2022 (180 days), like the rest of MSK
+    dos = later(clock.now(), 5)
+    service = {"date_of_service": dos.isoformat(), "procedures": [{"code": "62323", "units": 1}], "diagnoses": ["M54.16"]}
+    cid = app.submit(request(WELLSENSE, date_of_service=dos, service=service), actor=PROVIDER).view["case_id"]
     view = app.determine(cid, actor=MD, outcome="approved").view
-    assert view["valid_from_date"] == view["valid_to_date"] == later(clock.now(), 5).isoformat()
+    review_day = clock.now().date()
+    assert view["valid_from_date"] == review_day.isoformat()
+    assert view["valid_to_date"] == (review_day + timedelta(days=180)).isoformat()
+    assert date(2022, 6, 13) + timedelta(days=180) == date(2022, 12, 10)
+
+
+def test_interventional_pain_needs_a_separate_pre_service_request_for_each_date_of_service(system, app, clock):
+    past = later(clock.now(), -1)
+    service = {"date_of_service": past.isoformat(), "procedures": [{"code": "64483", "units": 1}], "diagnoses": ["M54.16"]}
+    body = request(WELLSENSE, date_of_service=past, service=service)
+    err = refused(system, lambda: app.submit(body, actor=PROVIDER), "interventional-pain-pre-service")
+    assert "each date of service" in err.detail
 
 
 def test_approvals_target_2_business_days_after_complete_clinical(app, clock):
@@ -533,6 +591,90 @@ def test_notifications_go_to_provider_by_e_notification_or_fax_facility_by_fax_m
     app.determine(opted_out, actor=MD, outcome="approved")
     letters = [e["data"] for e in app.history(opted_out)["events"] if e["type"] == "LetterIssued"]
     assert ("provider", "fax") in {(x["recipient"], x["channel"]) for x in letters}
+
+
+def test_hold_letter_is_faxed_to_the_requesting_provider(app):
+    cid = submit(app, WELLSENSE)["case_id"]
+    app.place_hold(cid, ["office notes"], actor=MD)
+    assert letters(app, cid, "request_for_information") == {("provider", "fax")}
+
+
+def test_medical_oncology_decision_letters_are_faxed_to_the_ordering_provider_and_the_facility(app):
+    cid = submit(app, MEDONC)["case_id"]
+    app.determine(cid, actor=MD, outcome="approved")
+    assert letters(app, cid, "determination_approved") == {("provider", "fax"), ("facility", "fax"), ("member", "mail")}
+
+
+def test_dme_appeal_decision_is_mailed_to_the_member_and_faxed_to_the_provider(app):
+    cid = submit(app, DME)["case_id"]
+    deny(app, cid)
+    app.file_appeal(cid, "disagree", actor=PROVIDER)
+    app.decide_appeal(cid, 1, actor=MD, outcome="upheld", rationale="criteria still not met")
+    assert letters(app, cid, "appeal_upheld") == {("member", "mail"), ("provider", "fax")}
+
+
+def test_decision_letter_to_the_provider_is_faxed_for_a_case_not_initiated_on_the_web(app):
+    cid = submit(app, WELLSENSE, channel="fax")["case_id"]
+    app.determine(cid, actor=MD, outcome="approved")
+    assert letters(app, cid, "determination_approved") == {("provider", "fax"), ("facility", "fax"), ("member", "mail")}
+
+
+def test_letter_routes_are_data_in_every_policy_row():
+    from domain.policy import LETTER_FAMILIES, POLICY_TABLE
+
+    for row in POLICY_TABLE:
+        assert set(row.letters) == set(LETTER_FAMILIES), row.key
+        assert all(route.recipient in ("provider", "facility", "member") for r in row.letters.values() for route in r)
+
+
+def letters(app, case_id: str, kind: str) -> set[tuple[str, str]]:
+    return {(e["data"]["recipient"], e["data"]["channel"]) for e in app.history(case_id)["events"]
+            if e["type"] == "LetterIssued" and e["data"]["letter_kind"] == kind}
+
+
+def test_valid_to_takes_a_date_or_an_instant_as_its_plan_local_date(app, clock):
+    cid = submit(app, DME)["case_id"]
+    # 02:00 UTC on June 1st is still May 31st in New York, the plan's time zone
+    view = app.determine(cid, actor=MD, outcome="approved", valid_to="2026-06-01T02:00:00Z").view
+    assert view["valid_to_date"] == "2026-05-31"
+    view = app.extend_authorization(cid, "2026-08-01T03:30:00+00:00", actor=PROVIDER).view
+    assert view["valid_to_date"] == "2026-07-31"
+    other = submit(app, DME)["case_id"]
+    assert app.determine(other, actor=MD, outcome="approved", valid_to="2026-05-31").view["valid_to_date"] == "2026-05-31"
+
+
+@pytest.mark.parametrize("field, change", [
+    ("service.date_of_service", lambda b: b["service"].update(date_of_service="9999-12-31")),
+    ("service.date_of_service", lambda b: b["service"].update(date_of_service="0001-01-01")),
+    ("submitted_at", lambda b: b.update(submitted_at="0001-01-01T00:00:00Z")),
+    ("member.dob", lambda b: b["member"].update(dob="1800-01-01")),
+    ("member.dob", lambda b: b["member"].update(dob="2099-01-01")),
+])
+def test_dates_out_of_range_are_refused_at_submission_naming_the_field(system, app, field, change):
+    body = request(DME, date_of_service=later(app.clock.now(), 5))
+    change(body)
+    err = refused(system, lambda: app.submit(body, actor=PROVIDER), kind=InvalidInput)
+    assert [e.field for e in err.errors] == [field]
+
+
+def test_dates_out_of_range_are_refused_on_decisions_and_appeals(system, app):
+    cid = submit(app, DME)["case_id"]
+    err = refused(system, lambda: app.determine(cid, actor=MD, outcome="approved", valid_from="0001-01-01"),
+                  kind=InvalidInput)
+    assert [e.field for e in err.errors] == ["valid_from"]
+    err = refused(system, lambda: app.determine(cid, actor=MD, outcome="approved", valid_to="9999-12-31"),
+                  kind=InvalidInput)
+    assert [e.field for e in err.errors] == ["valid_to"]
+    deny(app, cid)
+    err = refused(system, lambda: app.file_appeal(cid, "late entry", filed_at="0001-01-01T00:00:00Z", actor=PROVIDER),
+                  kind=InvalidInput)
+    assert [e.field for e in err.errors] == ["filed_at"]
+
+
+def test_a_far_date_of_service_cannot_leave_a_case_stuck(system, app, clock):
+    body = request(WELLSENSE, date_of_service=later(clock.now(), 700))
+    cid = app.submit(body, actor=PROVIDER).view["case_id"]
+    assert app.determine(cid, actor=MD, outcome="approved").view["status"] == "approved"
 
 
 def test_authorization_expires_when_valid_to_passes(system, app, clock):
