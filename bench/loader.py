@@ -8,7 +8,8 @@ import time
 import uuid
 from datetime import timedelta
 
-from domain.case import Case, Context
+from domain.case import Case
+from domain.context import Context
 from infra.bootstrap import System
 from infra.samples import PROGRAMS, document, later, npi, request
 

@@ -28,7 +28,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from domain.case import Case, Context  # noqa: E402
+from domain.case import Case  # noqa: E402
+from domain.context import Context  # noqa: E402
 from infra.bootstrap import bootstrap  # noqa: E402
 from infra.clock import ManualClock, SystemClock  # noqa: E402
 from infra.samples import PROVIDER_NPI, later, request  # noqa: E402

@@ -8,16 +8,45 @@ Data fields are JSON values (instants as ISO 8601 strings) so what is hashed is 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
-if TYPE_CHECKING:  # pragma: no cover
-    from domain.case import Case
+from domain.chain import stored_data
+
+# The case's state (``domain.state.CaseState``): an event only sets its fields. Events do not
+# import the aggregate; ``domain.case`` registers it as ``CaseEvent.aggregate_class``.
+Case = Any
 
 
 def at(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def record_decision(case: Case, outcome: str, lines: list, valid_from, valid_to, authorization_number) -> None:
+    """Shared by the events that set an outcome."""
+    case.status = outcome
+    case.outcome = outcome
+    case.lines = list(lines)
+    if authorization_number:
+        case.authorization_number = authorization_number
+        case.valid_from = valid_from
+        case.valid_to = valid_to
+
+
+def change_in_place(case: Case, kind: str, changes: dict) -> None:
+    """An administrative update: the site, the contact or a code, changed on the authorization."""
+    if kind == "site":
+        case.site = {**case.site, **changes}
+    elif kind == "contact":
+        case.ordering_provider = {**case.ordering_provider, **changes}
+    elif kind == "code_correction":
+        def corrected(code: str) -> str:
+            return changes["to_code"] if code == changes["from_code"] else code
+
+        case.service = {**case.service,
+                        "procedures": [{**p, "code": corrected(p["code"])} for p in case.service["procedures"]]}
+        case.lines = [{**ln, "code": corrected(ln["code"])} for ln in case.lines]
 
 
 class CaseEvent(Aggregate.Event):
@@ -25,12 +54,11 @@ class CaseEvent(Aggregate.Event):
     command: dict | None
     prev_hash: str
     hash: str
+    aggregate_class: ClassVar[type]  # the Case, registered by domain.case
 
     def mutate(self, aggregate: Case | None) -> Case:  # type: ignore[override]
         if aggregate is None:
-            from domain.case import Case
-
-            aggregate = Case.__new__(Case)
+            aggregate = self.aggregate_class.__new__(self.aggregate_class)
             aggregate.__base_init__(self.originator_id, self.originator_version, self.timestamp)
             aggregate.blank()
             self.apply(aggregate)
@@ -50,8 +78,6 @@ class CaseEvent(Aggregate.Event):
 
     @property
     def data(self) -> dict[str, Any]:
-        from domain.chain import stored_data
-
         return stored_data(dict(vars(self)))
 
 
@@ -140,7 +166,7 @@ class CaseAutoApproved(CaseEvent):
     valid_to: str
 
     def apply(self, case: Case) -> None:
-        case.record_decision("approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        record_decision(case, "approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
         case.determined_at = self.timestamp
         case.decided_by = "rules"
 
@@ -310,7 +336,7 @@ class CaseDetermined(CaseEvent):
     alternative_deadline: str | None
 
     def apply(self, case: Case) -> None:
-        case.record_decision(self.outcome, self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        record_decision(case, self.outcome, self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
         case.determined_at = self.timestamp
         case.decided_by = self.reviewer.get("id")
         case.appeal_deadline = at(self.appeal_deadline)
@@ -326,7 +352,7 @@ class AlternativeRecommendationAccepted(CaseEvent):
     valid_to: str
 
     def apply(self, case: Case) -> None:
-        case.record_decision("approved", case.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        record_decision(case, "approved", case.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
         case.alternative_deadline = None
         case.appeal_deadline = None
         case.reconsideration_open = False
@@ -363,7 +389,7 @@ class ReconsiderationDecided(CaseEvent):
 
     def apply(self, case: Case) -> None:
         case.reconsideration = {**case.reconsideration, "outcome": self.outcome}
-        case.record_decision(self.outcome, self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+        record_decision(case, self.outcome, self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
 
 
 class ReconsiderationWindowClosed(CaseEvent):
@@ -400,9 +426,9 @@ class AppealDecided(CaseEvent):
     def apply(self, case: Case) -> None:
         case.appeals[self.level - 1] = {**case.appeals[self.level - 1], "outcome": self.outcome}
         if self.outcome == "overturned":
-            case.record_decision("approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+            record_decision(case, "approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
         elif self.outcome == "partially_overturned":
-            case.record_decision("partially_approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
+            record_decision(case, "partially_approved", self.lines, at(self.valid_from), at(self.valid_to), self.authorization_number)
         case.appeal_deadline = at(self.next_appeal_deadline)
 
 
@@ -422,7 +448,7 @@ class AuthorizationUpdated(CaseEvent):
     changes: dict
 
     def apply(self, case: Case) -> None:
-        case.apply_administrative_change(self.kind, self.changes)
+        change_in_place(case, self.kind, self.changes)
 
 
 class AuthorizationExtended(CaseEvent):

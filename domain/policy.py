@@ -13,10 +13,8 @@ from datetime import date
 from types import MappingProxyType
 from typing import Literal, Mapping
 
-from domain.errors import NotApplicable, UnknownPolicy, FieldError
-
-LINES_OF_BUSINESS = ("medicare", "medicaid", "duals", "commercial")
-MEDICARE_LINES = frozenset({"medicare", "duals"})
+from domain.errors import FieldError, NotApplicable, UnknownPolicy
+from domain.vocabulary import MEDICARE_LINES
 
 # CMS place-of-service codes named by the decks.
 POS_HOME = "12"
@@ -88,16 +86,10 @@ STANDARD_LIMIT_DAYS_BEFORE_2026 = _frozen({"medicare": 14, "duals": 14, "medicai
 STANDARD_LIMIT_DAYS_FROM_2026 = _frozen({"medicare": 7, "duals": 7, "medicaid": 7, "commercial": 15})
 FEDERAL_APPEAL_WINDOW_DAYS = _frozen({"medicare": 60, "duals": 60, "medicaid": 60, "commercial": 180})
 
-ADMINISTRATIVE_UPDATES = frozenset({"site", "code_correction", "contact"})
-UPDATE_KINDS = ADMINISTRATIVE_UPDATES | {
-    "technique", "igrt", "fractions", "cancer_type", "timespan", "regimen"
-}
 
 # Correspondence (POLICIES.md, notifications): which letter goes to whom by which channel.
 # ``preference`` is the ordering provider's: e-notification for a web-initiated (portal) case
 # unless the provider opted out of it, fax otherwise.
-RECIPIENTS = ("provider", "facility", "member")
-LETTER_CHANNELS = ("e-notification", "fax", "mail")
 PREFERENCE = "preference"
 
 

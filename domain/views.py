@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain.case import ADVERSE, AUTHORIZED_STATUSES, Case, iso
+from domain.context import iso
+from domain.state import CaseState as Case
+from domain.vocabulary import ADVERSE, AUTHORIZED_STATUSES
 
 
 def post_decision_options(case: Case, now: datetime) -> list[str]:

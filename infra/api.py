@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from domain.case import requirement
+from domain.intake import requirement
 from domain.errors import (CaseNotFound, DocumentTooLarge, DomainError, FieldError, IdempotencyConflict, InvalidInput,
                            NotPermitted, RuleViolation, VersionConflict)
 from domain.policy import POLICY_IDS

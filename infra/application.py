@@ -18,7 +18,9 @@ import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Transcoder
 
-from domain.case import Case, Context, intake
+from domain.case import Case
+from domain.context import Context
+from domain.intake import intake
 from domain.chain import ChainWalker
 from domain.errors import CaseNotFound, IdempotencyConflict, VersionConflict
 from domain.events import CaseEvent

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain.case import P2P_MISSED_AFTER
+from domain.review import P2P_MISSED_AFTER
 from infra.database import Cursor
 from projections.base import Projection
 from projections.records import EventRecord

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from domain.policy import MEDICARE_LINES, policy_in_force
+from domain.policy import policy_in_force
+from domain.vocabulary import MEDICARE_LINES
 from infra.samples import PROGRAMS, later, request
 from tests.conftest import START
 from tests.e2e.http_support import make_api

@@ -15,7 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
 
-from domain.case import ADVERSE, MEDICARE_LINES
+from domain.vocabulary import ADVERSE, MEDICARE_LINES
 from domain.errors import DomainError
 from domain.policy import policy_version
 from infra.application import CaseLog

@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from domain.calendar import BusinessCalendar
-from domain.case import add_months
+from domain.approval import add_months
 from domain.chain import GENESIS, ChainBreak, ChainWalker, event_hash
 from domain.errors import InvalidInput, NotApplicable, UnknownPolicy
 from domain.policy import POLICY_TABLE, policy_in_force

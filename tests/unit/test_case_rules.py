@@ -9,7 +9,8 @@ from uuid import uuid4
 
 import pytest
 
-from domain.case import Case, Context
+from domain.case import Case
+from domain.context import Context
 from domain.errors import DomainError, InvalidInput, NotApplicable, NotPermitted
 from domain.views import case_view
 from infra.samples import document, request
