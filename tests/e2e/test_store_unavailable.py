@@ -71,3 +71,10 @@ def test_a_data_dir_that_cannot_be_created_fails_every_store_command_in_one_line
     _one_line_naming(out, "CASELOG_DATA_DIR", "not a directory")
     out, _ = _run(("alive", "relay"), CASELOG_DATA_DIR=str(data_dir))
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_connect_timeout_that_is_not_a_whole_number_of_seconds_is_refused(tmp_path):
+    for value in ("soon", "0"):
+        out, _ = _run(("show", "x"), CASELOG_DATA_DIR=str(tmp_path), CASELOG_CONNECT_TIMEOUT=value,
+                      CASELOG_DATABASE_URL="postgresql://caselog@127.0.0.1:1/caselog")
+        assert out.returncode == 2 and "CASELOG_CONNECT_TIMEOUT" in out.stderr, out.stderr
