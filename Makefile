@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo verify clean
+.PHONY: run test demo verify clean constraints
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: $(STAMP)
 
 verify: $(STAMP)
 	$(BIN)/caselog verify
+
+# The versions the Dockerfile installs (pip install -c constraints.txt): those of this venv, where the tests ran.
+constraints: $(STAMP)
+	{ echo "# Pinned versions for the image (Dockerfile: pip install -c constraints.txt .), from the tested venv:"; \
+	  echo "# regenerate with \`make constraints\` (pip freeze --exclude-editable) after changing dependencies."; \
+	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) caselog-data .hypothesis

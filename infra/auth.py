@@ -14,6 +14,7 @@ from pathlib import Path
 import jwt
 
 from infra.database import Database
+from infra.settings import usable_dir
 
 ROLES = ("provider", "reviewer", "auditor", "ops", "admin")
 ISSUER = "caselog"
@@ -23,8 +24,7 @@ def load_secret(data_dir: Path) -> str:
     env = os.environ.get("CASELOG_SECRET")
     if env:
         return env
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "secret.key"
+    path = usable_dir(data_dir) / "secret.key"
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

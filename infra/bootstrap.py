@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import make_conninfo
 
 from infra.application import CaseLog
 from infra.auth import Access
 from infra.clock import ManualClock, SystemClock
 from infra.documents import DocumentStore
-from infra.database import Database
+from infra.database import Database, connection_params
 from infra.registry import Registry
-from infra.settings import SettingError, Settings, check_choice
+from infra.settings import SettingError, Settings, check_choice, usable_dir
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
 from projections.metrics import PriorAuthorizationMetrics
@@ -38,9 +38,10 @@ def projections() -> list:
 
 def event_store_env(settings: Settings) -> dict[str, str]:
     if settings.uses_postgres:
-        info = conninfo_to_dict(settings.database_url)
+        info = connection_params(settings)
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": "infra.database:EventStoreFactory",
+            "POSTGRES_CONNINFO": make_conninfo(**info),  # the URL's options too (sslmode, application_name...)
             "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
             "POSTGRES_HOST": str(info.get("host") or "localhost"),
             "POSTGRES_PORT": str(info.get("port") or "5432"),
@@ -51,7 +52,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
             "POSTGRES_LOCK_TIMEOUT": "10",
             "CREATE_TABLE": "y",
         }
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    usable_dir(settings.data_dir)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(settings.sqlite_path),
@@ -79,11 +80,10 @@ def projection_worker(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     if not settings.kafka_bootstrap:
         raise SettingError("CASELOG_KAFKA_BOOTSTRAP", "caselog worker needs the Kafka bootstrap servers")
+    datadir = usable_dir(settings.data_dir / "faust")
     db = Database(settings)
     models = read_models()
     worker = ProjectionWorker(ProjectionRunner(db, None, models), models, settings.topic)
-    datadir = settings.data_dir / "faust"
-    datadir.mkdir(parents=True, exist_ok=True)
     app = faust_app(worker, bootstrap=settings.kafka_bootstrap, group=settings.group, datadir=str(datadir),
                     heartbeat=Heartbeat(heartbeat_path(settings.data_dir, "worker"), every=0))
     return worker, app, db
@@ -140,10 +140,16 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     settings = settings or Settings.from_env()
     check_choice("CASELOG_PROJECTIONS", settings.projections)
     clock = clock or make_clock(settings)
-    db = Database(settings)
-    registry = Registry(db)
-    app = CaseLog(event_store_env(settings), clock=clock, registry=registry)
-    runner = ProjectionRunner(db, app.recorder, projections())
+    usable_dir(settings.data_dir)  # a data dir caselog cannot write is refused first, naming CASELOG_DATA_DIR
+    documents = DocumentStore(usable_dir(settings.data_dir / "documents"))
+    db = Database(settings)  # on PostgreSQL: one connection within CASELOG_CONNECT_TIMEOUT, or StoreUnavailable
+    try:
+        registry = Registry(db)
+        app = CaseLog(event_store_env(settings), clock=clock, registry=registry)
+        runner = ProjectionRunner(db, app.recorder, projections())
+    except BaseException:
+        db.close()
+        raise
     return System(settings=settings, clock=clock, db=db, registry=registry, app=app, runner=runner,
                   scheduler=DeadlineScheduler(app, runner, horizon=timedelta(seconds=settings.scheduler_horizon_seconds)), access=Access(db),
-                  documents=DocumentStore(settings.data_dir / "documents"))
+                  documents=documents)

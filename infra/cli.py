@@ -19,7 +19,7 @@ from domain.chain import ChainBreak
 from domain.errors import DomainError, InvalidInput
 from infra import requests as rq
 from infra.bootstrap import System, bootstrap
-from infra.settings import SettingError, Settings
+from infra.settings import SettingError, Settings, StoreUnavailable
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -59,6 +59,9 @@ def handled(fn: Callable) -> Callable:
             err.print("[bold red]refused[/] (setting): ", end="", highlight=False)
             err.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(2) from None
+        except StoreUnavailable as exc:  # one line (soft wrap) naming the setting, for logs and scripts
+            err.print(f"failed: {exc}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except Failure as exc:
             err.print("[bold red]failed[/]: ", end="")
             err.print(str(exc), highlight=False, markup=False)
@@ -426,12 +429,12 @@ def worker(
     if loglevel.lower() not in ("debug", "info", "warning", "error"):
         raise InvalidInput(rq.FieldError("--loglevel", "debug, info, warning or error"))
     settings = _kafka_settings()
-    if not settings.uses_postgres:
-        err.print("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file (one worker only)")
     from consumers.worker import run_worker
     from infra.relay import ensure_topic
 
     _, app, db = projection_worker(settings)
+    if not settings.uses_postgres:
+        err.print("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file (one worker only)")
     err.print(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}", highlight=False)
     try:
         run_worker(app, loglevel=loglevel.lower(), ensure_topic=lambda: ensure_topic(

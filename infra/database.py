@@ -9,11 +9,60 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from infra.settings import Settings
+import psycopg
+from eventsourcing import postgres as es_postgres
+from psycopg.conninfo import conninfo_to_dict
+
+from infra.settings import SettingError, Settings, StoreUnavailable, usable_dir
 
 
 WAL_PAGES = 10_000  # pages of WAL between automatic checkpoints (4 KB pages: ~40 MB)
 BULK_WAL_PAGES = 100_000  # during a rebuild (~400 MB)
+
+
+def connection_params(settings: Settings) -> dict[str, Any]:
+    """Every parameter of CASELOG_DATABASE_URL (a postgresql:// URL or a key=value string): host, port,
+    dbname, user, password and the options in its query string (sslmode, sslrootcert, application_name,
+    options, ...), plus connect_timeout from CASELOG_CONNECT_TIMEOUT unless the URL sets its own."""
+    try:
+        params = conninfo_to_dict(settings.database_url or "")
+    except psycopg.ProgrammingError:  # libpq's reason may quote the password: not repeated
+        raise SettingError("CASELOG_DATABASE_URL", "not a postgresql:// URL or key=value connection string "
+                           "libpq accepts (check its query-string options)") from None
+    params.setdefault("connect_timeout", str(settings.connect_timeout))
+    return params
+
+
+def _where(params: dict[str, Any]) -> str:
+    host = params.get("host") or params.get("hostaddr") or "the local socket"
+    return f"database {params.get('dbname') or '(default)'} at {host}:{params.get('port') or 5432}"
+
+
+def check_postgres(settings: Settings) -> dict[str, Any]:
+    """Connect once, within the connect timeout, so a command facing an unreachable or refusing server
+    fails at once with libpq's reason (StoreUnavailable naming CASELOG_DATABASE_URL) instead of waiting
+    for a connection pool's 30 s. Returns the connection parameters."""
+    params = connection_params(settings)
+    try:
+        psycopg.connect(**params).close()
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split()).removeprefix("connection failed: ")  # libpq's reason spans lines
+        raise StoreUnavailable("CASELOG_DATABASE_URL", f"cannot connect to the {_where(params)}: {reason}") from None
+    return params
+
+
+class EventStoreFactory(es_postgres.PostgresFactory):
+    """eventsourcing's PostgreSQL persistence connecting with every parameter of CASELOG_DATABASE_URL: its
+    POSTGRES_* settings carry only dbname, host, port, user and password, so the whole connection string
+    also comes in POSTGRES_CONNINFO and replaces the pool's connection parameters (sslmode, sslrootcert,
+    application_name, connect_timeout, several hosts... reach libpq instead of being dropped)."""
+
+    def __init__(self, env: Any):
+        super().__init__(env)
+        conninfo = self.env.get("POSTGRES_CONNINFO")
+        if conninfo:
+            pool = self.datastore.pool
+            pool.kwargs = {**pool.kwargs, **conninfo_to_dict(conninfo)}
 
 
 class Cursor:
@@ -52,9 +101,10 @@ class Database:
         if self.dialect == "postgres":
             from psycopg_pool import ConnectionPool
 
-            self._pool = ConnectionPool(settings.database_url, min_size=1, max_size=8, open=True, kwargs={"autocommit": False})
+            params = check_postgres(settings)
+            self._pool = ConnectionPool("", min_size=1, max_size=8, open=True, kwargs={**params, "autocommit": False})
         else:
-            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+            usable_dir(Path(settings.data_dir))
 
     def _sqlite(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

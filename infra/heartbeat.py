@@ -31,5 +31,5 @@ def age_seconds(path: Path) -> float | None:
     """Seconds since the last beat, or None when there never was one."""
     try:
         return time.time() - path.stat().st_mtime
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None

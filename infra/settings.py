@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -15,6 +16,29 @@ class SettingError(ValueError):
         super().__init__(f"{variable}: {message}")
         self.variable = variable
         self.message = message
+
+
+class StoreUnavailable(RuntimeError):
+    """The store or the data dir a CASELOG_* setting names cannot be used: PostgreSQL unreachable or
+    refusing us, a data dir that cannot be created or written (the CLI exits 1 naming the variable)."""
+
+    def __init__(self, variable: str, message: str):
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+def usable_dir(path: Path) -> Path:
+    """``path``, created if missing and checked writable, else StoreUnavailable naming CASELOG_DATA_DIR."""
+    if path.exists() and not path.is_dir():
+        raise StoreUnavailable("CASELOG_DATA_DIR", f"cannot use {path}: it is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".caselog-probe-"):
+            pass
+    except OSError as exc:
+        raise StoreUnavailable("CASELOG_DATA_DIR", f"cannot use {path}: {exc.strerror or exc}") from None
+    return path
 
 
 CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers")}
@@ -58,6 +82,7 @@ class Settings:
     scheduler_horizon_seconds: float = 600.0
     projections: str = "in-process"  # or "workers": `caselog worker` processes keep the read models from Kafka
     worker_group: str | None = None
+    connect_timeout: int = 5  # seconds to reach PostgreSQL before a command gives up (libpq's connect_timeout)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -75,6 +100,7 @@ class Settings:
             scheduler_horizon_seconds=_number(env, "CASELOG_SCHEDULER_HORIZON_SECONDS", 600.0, float, minimum=0),
             projections=_choice(env, "CASELOG_PROJECTIONS"),
             worker_group=env.get("CASELOG_WORKER_GROUP") or None,
+            connect_timeout=_number(env, "CASELOG_CONNECT_TIMEOUT", 5),
         )
 
     @property
