@@ -82,7 +82,7 @@ class Settings:
     scheduler_horizon_seconds: float = 600.0
     projections: str = "in-process"  # or "workers": `caselog worker` processes keep the read models from Kafka
     worker_group: str | None = None
-    connect_timeout: int = 5  # seconds to reach PostgreSQL before a command gives up (libpq's connect_timeout)
+    connect_timeout: int = 4  # seconds to reach PostgreSQL before a command gives up (libpq's connect_timeout)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -100,7 +100,7 @@ class Settings:
             scheduler_horizon_seconds=_number(env, "CASELOG_SCHEDULER_HORIZON_SECONDS", 600.0, float, minimum=0),
             projections=_choice(env, "CASELOG_PROJECTIONS"),
             worker_group=env.get("CASELOG_WORKER_GROUP") or None,
-            connect_timeout=_number(env, "CASELOG_CONNECT_TIMEOUT", 5),
+            connect_timeout=_number(env, "CASELOG_CONNECT_TIMEOUT", 4),
         )
 
     @property
