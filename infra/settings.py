@@ -58,6 +58,8 @@ class Settings:
     scheduler_horizon_seconds: float = 600.0
     projections: str = "in-process"  # or "workers": `caselog worker` processes keep the read models from Kafka
     worker_group: str | None = None
+    http_header_timeout: float = 10.0  # seconds a connection has to deliver a request's complete headers
+    http_body_timeout: float = 30.0  # seconds a request body may go without a byte before its connection is closed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -75,6 +77,8 @@ class Settings:
             scheduler_horizon_seconds=_number(env, "CASELOG_SCHEDULER_HORIZON_SECONDS", 600.0, float, minimum=0),
             projections=_choice(env, "CASELOG_PROJECTIONS"),
             worker_group=env.get("CASELOG_WORKER_GROUP") or None,
+            http_header_timeout=_number(env, "CASELOG_HTTP_HEADER_TIMEOUT", 10.0, float, minimum=0.1),
+            http_body_timeout=_number(env, "CASELOG_HTTP_BODY_TIMEOUT", 30.0, float, minimum=0.1),
         )
 
     @property

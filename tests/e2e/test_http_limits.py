@@ -1,6 +1,6 @@
 """What a hostile or broken HTTP client meets at a really served `caselog serve`: bodies capped on the
-bytes actually read (chunked or not, before anything buffers them). Nothing a refused request sent
-is recorded."""
+bytes actually read (chunked or not, before anything buffers them), and connections that stall
+closed. Nothing a refused request sent is recorded."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.support import free_port
 
 MiB = 1024 * 1024
 START = datetime(2026, 11, 22, 14, tzinfo=timezone.utc)
+TIMEOUT = 1.0  # the header and body timeouts the server is started with, in seconds
 
 
 @pytest.fixture
@@ -30,7 +31,8 @@ def served(tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
     env = {**os.environ, "CASELOG_DATA_DIR": str(tmp_path / "data"), "CASELOG_CLOCK": "manual",
-           "CASELOG_CLOCK_START": START.isoformat(), "TMPDIR": str(spool)}
+           "CASELOG_CLOCK_START": START.isoformat(), "TMPDIR": str(spool),
+           "CASELOG_HTTP_HEADER_TIMEOUT": str(TIMEOUT), "CASELOG_HTTP_BODY_TIMEOUT": str(TIMEOUT)}
     env.pop("CASELOG_DATABASE_URL", None)
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)], env=env, stdout=log,
@@ -130,6 +132,33 @@ def read_to_close(s: socket.socket) -> bytes:
     return answer
 
 
+def one_response(s: socket.socket) -> bytes:
+    """One whole response (headers and its Content-Length of body) from a kept-alive connection."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += s.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    length = int(fields[b"content-length"])
+    while len(body) < length:
+        body += s.recv(65536)
+    return answer
+
+
+def closed_within(s: socket.socket, seconds: float) -> float | None:
+    """Seconds until the server closed ``s`` (it may answer first), or None if it still held it."""
+    start = time.monotonic()
+    s.settimeout(seconds)
+    try:
+        while s.recv(65536):
+            pass
+    except (socket.timeout, TimeoutError):
+        return None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - start
+
+
 PDF = (b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n2 0 obj <</Type /Pages /Kids [] /Count 0>> endobj\n"
        b"trailer <</Root 1 0 R>>\n%%EOF\n")
 
@@ -197,3 +226,53 @@ def test_an_upload_past_25_mb_is_refused_before_it_is_spooled_or_stored(served):
         answer = read_to_close(s)
     assert answer.startswith(b"HTTP/1.1 413 ") and b"document-too-large" in answer
     assert served.stored_documents() == before_stored
+
+
+# ---- read timeouts ------------------------------------------------------------------------------
+
+def test_connections_that_stall_are_closed_within_the_timeouts(served):
+    start = time.monotonic()
+    slow_headers = [served.connect() for _ in range(50)]
+    for s in slow_headers:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: caselog\r\nX-Slow: ")
+    for _ in range(3):  # then a byte at a time, never finishing
+        time.sleep(TIMEOUT / 4)
+        for s in slow_headers:
+            s.sendall(b"a")
+    for s in slow_headers:
+        assert closed_within(s, 3 * TIMEOUT) is not None, "a connection that never finished its headers was held"
+        s.close()
+    assert time.monotonic() - start < 4 * TIMEOUT
+
+    start = time.monotonic()
+    idle = served.connect()  # opened, nothing sent
+    stalled = served.connect()  # headers done, the body never finishes
+    stalled.sendall(b"POST /cases HTTP/1.1\r\nHost: caselog\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 1000\r\n\r\n{\"policy\": ")
+    dripping = served.connect()  # a chunked body a byte at a time, far below 1 KiB/s, never stalling a whole second
+    dripping.sendall(b"POST /cases HTTP/1.1\r\nHost: caselog\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+    try:
+        while time.monotonic() - start < 5 * TIMEOUT:
+            dripping.sendall(b"1\r\n \r\n")
+            time.sleep(TIMEOUT / 5)
+    except OSError:
+        pass  # closed under it
+    for s in (idle, stalled, dripping):
+        assert closed_within(s, 0.1) is not None, "a connection with a stalled or dripping request was held"
+        s.close()
+
+    with served.connect() as s:  # a client that keeps pace is served, twice on one connection
+        for _ in range(2):
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: caselog\r\n\r\n")
+            assert one_response(s).startswith(b"HTTP/1.1 200 ")
+            time.sleep(TIMEOUT * 0.6)
+
+
+def test_a_timeout_caselog_cannot_use_exits_2_naming_the_variable(tmp_path):
+    for variable, value in (("CASELOG_HTTP_HEADER_TIMEOUT", "soon"), ("CASELOG_HTTP_BODY_TIMEOUT", "0")):
+        env = {**os.environ, "CASELOG_DATA_DIR": str(tmp_path), variable: value}
+        env.pop("CASELOG_DATABASE_URL", None)
+        out = subprocess.run([sys.executable, "-m", "infra.cli", "serve", "--port", str(free_port())], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and variable in out.stderr and "Traceback" not in out.stderr, out.stderr
