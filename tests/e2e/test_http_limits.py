@@ -1,15 +1,19 @@
 """What a hostile or broken HTTP client meets at a really served `caselog serve`: bodies capped on the
-bytes actually read (chunked or not, before anything buffers them), and connections that stall
-closed. Nothing a refused request sent is recorded."""
+bytes actually read (chunked or not, before anything buffers them), connections that stall closed,
+and uploads typed by their content, not their name. Nothing a refused request sent is recorded."""
 
 from __future__ import annotations
 
+import io
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zipfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -159,9 +163,32 @@ def closed_within(s: socket.socket, seconds: float) -> float | None:
     return time.monotonic() - start
 
 
+# ---- small real documents of each accepted kind ------------------------------------------------
+
 PDF = (b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n2 0 obj <</Type /Pages /Kids [] /Count 0>> endobj\n"
        b"trailer <</Root 1 0 R>>\n%%EOF\n")
 
+
+def png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
+    pixels = zlib.compress(b"\x00\x00")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def zipped(**parts: str) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, text in parts.items():
+            archive.writestr(name.replace("__", "/"), text)
+    return out.getvalue()
+
+
+DOCX = zipped(**{"[Content_Types].xml": "<Types/>", "word__document.xml": "<w:document/>"})
+DOC = bytes.fromhex("d0cf11e0a1b11ae1") + bytes(504)  # an OLE2 compound file header, as Word 97-2003 writes
+ELF = b"\x7fELF\x02\x01\x01\x00" + bytes(120)
+HTML = b"<!DOCTYPE html><html><body><script>document.location='https://example.invalid'</script></body></html>"
 
 
 # ---- body caps ----------------------------------------------------------------------------------
@@ -276,3 +303,27 @@ def test_a_timeout_caselog_cannot_use_exits_2_naming_the_variable(tmp_path):
         out = subprocess.run([sys.executable, "-m", "infra.cli", "serve", "--port", str(free_port())], env=env,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and variable in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+
+# ---- media types from the content ---------------------------------------------------------------
+
+def test_uploads_are_typed_by_their_content_not_their_name(served):
+    accepted = {"notes.pdf": (PDF, "application/pdf"), "scan.png": (png(), "image/png"),
+                "letter.doc": (DOC, "application/msword"),
+                "letter.docx": (DOCX, "application/vnd.openxmlformats-officedocument.wordprocessingml.document")}
+    for name, (content, media_type) in accepted.items():
+        r = served.upload(name, content)
+        assert r.status_code == 201, r.text
+        assert r.json()["media_type"] == media_type and r.json()["size"] == len(content)
+    stored = served.stored_documents()
+    assert len(stored) == 4
+
+    refused = {"notes.pdf": ELF, "report.pdf": HTML, "scan.pdf": png(), "scan.png": PDF, "letter.docx": zipped(a="b"),
+               "letter.doc": DOCX}
+    for name, content in refused.items():
+        body = problem(served.upload(name, content), 422, "invalid-input")
+        assert [e["field"] for e in body["errors"]] == ["file"], body
+        assert name in body["errors"][0]["message"]
+    assert served.stored_documents() == stored
+    assert not list((served.data / "documents").glob(".upload-*"))
