@@ -219,6 +219,8 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         for i, doc in enumerate(docs):
             if not system.documents.exists(doc["sha256"]):
                 raise InvalidInput(FieldError(f"documents[{i}].sha256", "no uploaded document has this sha256; POST /documents first"))
+            if (wrong := system.documents.misnamed(doc["sha256"], doc["name"])) is not None:
+                raise InvalidInput(FieldError(f"documents[{i}].name", wrong))
         return docs
 
     def answer(ans: Answer) -> JSONResponse:

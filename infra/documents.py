@@ -63,6 +63,15 @@ class DocumentStore:
     def exists(self, sha256: str) -> bool:
         return len(sha256) == 64 and self.path(sha256).exists()
 
+    def misnamed(self, sha256: str, name: str) -> str | None:
+        """What the stored document ``sha256`` holds when a reference names it as another kind, else None."""
+        ext = name[name.rfind("."):].lower() if "." in name else ""
+        if ext not in SIGNATURES or not self.exists(sha256):
+            return None  # an unknown extension or document is refused by its own rule
+        if (holds := mismatch(ext, self.path(sha256))) is not None:
+            return f"{name!r} is not {KINDS[ext]}: the uploaded document holds {holds}"
+        return None
+
     def put(self, name: str, stream: BinaryIO) -> dict:
         ext = name[name.rfind("."):].lower() if "." in name else ""
         if ext not in DOCUMENT_MEDIA_TYPES:

@@ -327,3 +327,11 @@ def test_uploads_are_typed_by_their_content_not_their_name(served):
         assert name in body["errors"][0]["message"]
     assert served.stored_documents() == stored
     assert not list((served.data / "documents").glob(".upload-*"))
+
+    # a case cannot give an upload another kind's name either: its media type is the content's
+    scan = served.upload("scan.png", png()).json()
+    body = request("cigna-commercial/dme", date_of_service=later(START, 14), documents=[{**scan, "name": "scan.pdf"}])
+    before = served.position()
+    refusal = problem(httpx.post(f"{served.base}/cases", json=body, headers=served.auth()), 422, "invalid-input")
+    assert [e["field"] for e in refusal["errors"]] == ["documents[0].name"], refusal
+    assert served.position() == before
