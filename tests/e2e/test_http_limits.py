@@ -51,6 +51,7 @@ def served(tmp_path):
             pass
         assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "serve.log").read_text()
         time.sleep(0.2)
+    server.provider = server.token("--role", "provider", "--sub", "dr-doe", "--npi", "1234567893")
     yield server
     proc.terminate()
     proc.wait(timeout=20)
@@ -61,7 +62,7 @@ def served(tmp_path):
 class Served:
     def __init__(self, base: str, port: int, proc: subprocess.Popen, env: dict, data: Path, spool: Path):
         self.base, self.port, self.proc, self.env, self.data, self.spool = base, port, proc, env, data, spool
-        self.provider = self.token("--role", "provider", "--sub", "dr-doe", "--npi", "1234567893")
+        self.provider = ""  # minted once the server has made the deployment's secret
 
     def token(self, *args: str) -> str:
         out = subprocess.run([sys.executable, "-m", "infra.cli", "token", *args], env=self.env, capture_output=True,
