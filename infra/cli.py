@@ -281,13 +281,16 @@ def serve(
 
     from infra.api import create_app
     from infra.auth import load_secret
+    from infra.http_server import TimedH11Protocol
 
     system = _system()
     load_secret(system.settings.data_dir)
     err.print(f"caselog serving on http://{host}:{port} (store: {system.settings.database_url and 'postgresql' or system.settings.sqlite_path}); "
               f"dashboard at /dashboard, API docs at /docs; mint a token with `caselog token --role ops --sub you`", highlight=False)
     try:
-        uvicorn.run(create_app(system, background=True), host=host, port=port, log_level="warning")
+        settings = system.settings
+        protocol = TimedH11Protocol.with_timeouts(settings.http_header_timeout, settings.http_body_timeout)
+        uvicorn.run(create_app(system, background=True), host=host, port=port, log_level="warning", http=protocol)
     finally:
         system.close()
 

@@ -83,6 +83,8 @@ class Settings:
     projections: str = "in-process"  # or "workers": `caselog worker` processes keep the read models from Kafka
     worker_group: str | None = None
     connect_timeout: int = 4  # seconds to reach PostgreSQL before a command gives up (libpq's connect_timeout)
+    http_header_timeout: float = 10.0  # seconds a connection has to deliver a request's complete headers
+    http_body_timeout: float = 30.0  # seconds a request body may go without a byte before its connection is closed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -101,6 +103,8 @@ class Settings:
             projections=_choice(env, "CASELOG_PROJECTIONS"),
             worker_group=env.get("CASELOG_WORKER_GROUP") or None,
             connect_timeout=_number(env, "CASELOG_CONNECT_TIMEOUT", 4),
+            http_header_timeout=_number(env, "CASELOG_HTTP_HEADER_TIMEOUT", 10.0, float, minimum=0.1),
+            http_body_timeout=_number(env, "CASELOG_HTTP_BODY_TIMEOUT", 30.0, float, minimum=0.1),
         )
 
     @property

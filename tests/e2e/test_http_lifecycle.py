@@ -22,7 +22,7 @@ def api(system):
 
 
 def submit(api, policy: str, *, days: int = 14, urgent: bool = False, line: str | None = None, **kw) -> dict:
-    doc = api.upload(content=f"notes {policy} {days} {kw}".encode())
+    doc = api.upload(content=f"%PDF-1.4 notes {policy} {days} {kw}".encode())
     body = request(policy, date_of_service=later(api.system.clock.now(), days), documents=[doc], urgent=urgent, line_of_business=line, **kw)
     r = api.post("/cases", body)
     assert r.status_code == 201, r.text
@@ -78,7 +78,7 @@ def test_every_lifecycle_path_through_http(api, policy):
         ok(api.post("/admin/clock", {"advance": "PT5H"}, who="admin"))
         assert ok(api.post(f"/cases/{cid}/p2p/{p2p}/complete", {"outcome": "plan discussed"}, who="md"))["status"] == "pending"
     else:
-        doc = api.upload(content=b"more notes " + cid.encode())
+        doc = api.upload(content=b"%PDF-1.4 more notes " + cid.encode())
         assert ok(api.post(f"/cases/{cid}/clinical", {"documents": [doc], "notes": "attached"}))["status"] == "pending"
     approved = ok(api.post(f"/cases/{cid}/determination", approve_body(row, clock.now()), who="md"))
     assert approved["status"] == "approved" and approved["authorization_number"]
