@@ -1,0 +1,120 @@
+"""Who may read and complete a draft, what the worklist finds and filters, and which documents
+a provider may attach: through HTTP, on SQLite and PostgreSQL. Every refusal records nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.auth import load_secret, mint
+from infra.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI, later, request
+from projections import queries
+from tests.e2e.http_support import make_api
+from tests.support import DME, recorded
+
+DRAFT = {"policy": DME, "line_of_business": "commercial"}
+
+
+@pytest.fixture
+def api(system):
+    api = make_api(system)
+    secret = load_secret(system.settings.data_dir)
+    api.tokens["staff"] = mint(secret, role="provider", sub="office-kim")  # front-office staff: no NPI of its own
+    return api
+
+
+def ok(r, status: int = 200) -> dict:
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def refused(api, call, status: int, rule: str | None = None) -> dict:
+    """The call answers problem JSON with this status (and rule), and records nothing."""
+    before = recorded(api.system)
+    r = call()
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    if rule:
+        assert body["type"].endswith("/" + rule), body
+    assert recorded(api.system) == before, "a refused command recorded something"
+    return body
+
+
+def body_for(api, *, npi: str = PROVIDER_NPI, documents: list | None = None, days: int = 5, **kw) -> dict:
+    return request(DME, date_of_service=later(api.system.clock.now(), days), provider_npi=npi,
+                   documents=documents if documents is not None else [], **kw)
+
+
+def recorded_data(api, case_id: str, event_type: str) -> dict:
+    return [e for e in ok(api.get(f"/cases/{case_id}/history"))["events"] if e["type"] == event_type][-1]["data"]
+
+
+def share(api, owner: str, user_id: str) -> None:
+    ok(api.post("/worklist/access", {"user_id": user_id, "email": f"{user_id}@example.org"}, who=owner), 201)
+
+
+# ---- item 7: worklist search and filters ------------------------------------------------------
+
+
+def member(first: str, last: str, n: int) -> dict:
+    return {"id": f"M{n:08d}", "first_name": first, "last_name": last, "dob": "1961-07-14"}
+
+
+def submit(api, who: str = "provider", npi: str = PROVIDER_NPI, **kw) -> dict:
+    return ok(api.post("/cases", body_for(api, npi=npi, **kw), who=who), 201)
+
+
+def found(api, who: str = "provider", **params) -> list[str]:
+    return [i["case_id"] for i in ok(api.get("/worklist", who=who, **params))["items"]]
+
+
+def test_worklist_finds_a_member_by_full_name_as_typed_or_as_the_row_shows_it(api):
+    grace = submit(api, member=member("Grace", "Hopperfield", 1))["case_id"]
+    submit(api, member=member("Ada", "Hopperfield", 2))
+    submit(api, member=member("Grace", "Smith", 3))
+    van_buren = submit(api, member=member("Mary Ann", "Van Buren", 4))["case_id"]
+    for who in ("provider", "md"):  # a provider's own rows, and the unscoped search
+        for q in ("Grace Hopperfield", "Hopperfield, Grace", "hopperfield,grace", "  GRACE   HOPPERFIELD ",
+                  "Grace Hopp", "Hopperfield, Gr", "Hopperfield Grace"):
+            assert found(api, who, q=q) == [grace], (who, q)
+        for q in ("Mary Ann Van Buren", "Van Buren, Mary Ann", "mary ann van b", "Van Buren, Mary"):
+            assert found(api, who, q=q) == [van_buren], (who, q)
+        assert len(found(api, who, q="Hopperfield")) == 2 and len(found(api, who, q="Grace")) == 2
+        assert found(api, who, q="Grace Hopperfieldx") == [] and found(api, who, q="Hopperfield, Ada Grace") == []
+    row = ok(api.get("/worklist", q="Grace Hopperfield"))["items"][0]
+    assert row["patient"] == "Hopperfield, Grace"
+
+
+def test_worklist_status_takes_bucket_names_in_any_case_with_underscores_or_hyphens(api):
+    approved = submit(api)["case_id"]
+    partial = submit(api, days=6)["case_id"]
+    pending = submit(api, days=7)["case_id"]
+    ok(api.post(f"/cases/{approved}/determination", {"outcome": "approved"}, who="md"))
+    ok(api.post(f"/cases/{partial}/determination", {
+        "outcome": "partially_approved", "rationale": "supplies not needed", "guidelines": ["DME 7"],
+        "lines": [{"code": "E0601", "decision": "approved"}, {"code": "A7030", "decision": "denied"}]}, who="md"))
+    for who in ("provider", "md"):
+        for status in ("approved", "APPROVED", "Approved", " approved "):
+            assert found(api, who, status=status) == [approved], (who, status)
+        for status in ("partially_approved", "Partially Approved", "PARTIALLY-APPROVED", "partially approved",
+                       "Partially_Approved"):
+            assert found(api, who, status=status) == [partial], (who, status)
+        assert found(api, who, status="pending") == [pending]
+        assert len(found(api, who, status="all")) == 3 and len(found(api, who, status="ALL")) == 3
+        assert found(api, who, status="approved", q="Rivera1") == [approved]
+    err = refused(api, lambda: api.get("/worklist", status="approvedish"), 422, "invalid-input")
+    assert err["errors"][0]["field"] == "status" and "Partially Approved" in err["errors"][0]["message"]
+
+
+def test_worklist_search_finds_the_providers_own_cases_however_many_others_match(api, monkeypatch):
+    monkeypatch.setattr(queries, "SEARCH_CAP", 3)  # the cap for an unscoped search; 5,000 in use
+    theirs = [submit(api, who="other_provider", npi=OTHER_PROVIDER_NPI, member=member("Alex", f"Rivera{n}", n))
+              ["case_id"] for n in range(1, 6)]
+    mine = submit(api, member=member("Alex", "Rivera9", 9))["case_id"]
+    assert found(api, q="Rivera") == [mine] and ok(api.get("/worklist", q="Alex"))["total"] == 1
+    assert set(found(api, who="other_provider", q="Rivera", page_size=10)) == set(theirs)  # a provider's: no cap
+    assert ok(api.get("/worklist", who="other_provider", q="Rivera"))["total"] == 5
+    ok(api.post(f"/cases/{mine}/determination", {"outcome": "approved"}, who="md"))
+    assert found(api, who="md", q="Rivera", status="Approved") == [mine]  # the bucket is filtered before the cap
+    number = ok(api.get(f"/cases/{mine}"))["case_number"]
+    assert found(api, who="md", q=number) == [mine]
