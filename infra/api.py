@@ -155,10 +155,15 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return int(raw)
 
     def visible(who: Principal, view: dict) -> dict:
+        """A provider sees the cases of its NPIs and of worklists shared with it; a request never
+        submitted (a draft, or one that expired or was cancelled as a draft) has no ordering
+        provider yet and belongs to whoever started it and those it shares its worklist with."""
         npis = system.access.visible_npis(who)
-        if npis is not None and view.get("ordering_provider", {}).get("npi") not in npis:
-            raise CaseNotFound(f"no case {view['case_id']}")  # do not reveal other providers' cases
-        return view
+        if npis is None or view.get("ordering_provider", {}).get("npi") in npis:
+            return view
+        if not view.get("ordering_provider") and system.access.acts_for(who, app_.draft_starter(view["case_id"])):
+            return view
+        raise CaseNotFound(f"no case {view['case_id']}")  # do not reveal other providers' cases
 
     def documents_exist(docs: list[dict]) -> list[dict]:
         for i, doc in enumerate(docs):
@@ -199,8 +204,16 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
     @router.post("/cases/{case_id}/submit", responses={404: ERRORS[404], 409: ERRORS[409]})
     def submit_draft(case_id: str, body: rq.SubmitCase, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         data = body.model_dump(mode="json")
-        documents_exist(data["documents"])
-        return write(who, case_id, key, version, lambda kw: app_.submit_draft(case_id, data, **kw))
+
+        def submit(kw: dict) -> Answer:
+            npi = data["ordering_provider"]["npi"]
+            if who.role == "provider" and npi not in system.access.ordering_npis(who, app_.draft_starter(case_id)):
+                raise NotPermitted("a draft is submitted for the NPIs of the provider completing it, or of the"
+                                   " provider who started it and shares its worklist with it", rule="not-your-npi")
+            documents_exist(data["documents"])
+            return app_.submit_draft(case_id, data, **kw)
+
+        return write(who, case_id, key, version, submit)
 
     @router.post("/cases/{case_id}/holds", responses={404: ERRORS[404], 409: ERRORS[409]})
     def place_hold(case_id: str, body: rq.Hold, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:

@@ -53,6 +53,60 @@ def share(api, owner: str, user_id: str) -> None:
     ok(api.post("/worklist/access", {"user_id": user_id, "email": f"{user_id}@example.org"}, who=owner), 201)
 
 
+# ---- item 4: drafts ("finish later") -----------------------------------------------------------
+
+
+def test_a_draft_belongs_to_the_provider_who_started_it(api):
+    draft = ok(api.post("/drafts", DRAFT), 201)
+    cid = draft["case_id"]
+    assert draft["status"] == "draft" and draft["ordering_provider"] == {}
+    assert ok(api.get(f"/cases/{cid}"))["status"] == "draft"
+    assert [e["type"] for e in ok(api.get(f"/cases/{cid}/history"))["events"]] == ["DraftStarted"]
+    for who in ("other_provider", "staff"):
+        refused(api, lambda: api.get(f"/cases/{cid}", who=who), 404)
+        refused(api, lambda: api.get(f"/cases/{cid}/history", who=who), 404)
+        refused(api, lambda: api.post(f"/cases/{cid}/submit", body_for(api, npi=OTHER_PROVIDER_NPI), who=who), 404)
+        refused(api, lambda: api.post(f"/cases/{cid}/cancel", {"reason": "not mine"}, who=who), 404)
+    submitted = ok(api.post(f"/cases/{cid}/submit", body_for(api)))
+    assert submitted["status"] == "pending" and submitted["ordering_provider"]["npi"] == PROVIDER_NPI
+    assert ok(api.get(f"/cases/{cid}"))["status"] == "pending"  # now the ordering provider's case
+    refused(api, lambda: api.get(f"/cases/{cid}", who="other_provider"), 404)
+
+
+def test_a_draft_is_shared_with_the_users_its_starters_worklist_is_shared_with(api):
+    share(api, "provider", "office-kim")
+    cid = ok(api.post("/drafts", DRAFT), 201)["case_id"]
+    assert ok(api.get(f"/cases/{cid}", who="staff"))["status"] == "draft"
+    submitted = ok(api.post(f"/cases/{cid}/submit", body_for(api), who="staff"))  # staff completes it, starter's NPI
+    assert submitted["status"] == "pending" and submitted["ordering_provider"]["npi"] == PROVIDER_NPI
+    assert ok(api.get(f"/cases/{cid}"))["status"] == ok(api.get(f"/cases/{cid}", who="staff"))["status"] == "pending"
+    later_draft = ok(api.post("/drafts", DRAFT), 201)["case_id"]
+    ok(api.client.delete("/worklist/access/office-kim", headers=api.as_("provider")))
+    refused(api, lambda: api.get(f"/cases/{later_draft}", who="staff"), 404)
+    refused(api, lambda: api.post(f"/cases/{later_draft}/submit", body_for(api), who="staff"), 404)
+
+
+def test_a_draft_is_submitted_for_the_npis_of_who_completes_it_or_of_its_starter_only(api):
+    cid = ok(api.post("/drafts", DRAFT), 201)["case_id"]
+    theirs = body_for(api, npi=OTHER_PROVIDER_NPI)
+    err = refused(api, lambda: api.post(f"/cases/{cid}/submit", theirs), 403, "not-your-npi")
+    assert "NPI" in err["detail"]
+    share(api, "provider", "office-kim")
+    staffs = ok(api.post("/drafts", DRAFT, who="staff"), 201)["case_id"]  # its own draft: its own NPIs, as POST /cases
+    refused(api, lambda: api.post(f"/cases/{staffs}/submit", body_for(api), who="staff"), 403, "not-your-npi")
+    refused(api, lambda: api.get(f"/cases/{staffs}"), 404)
+    assert ok(api.post(f"/cases/{cid}/submit", body_for(api)))["status"] == "pending"
+
+
+def test_an_expired_draft_stays_with_its_starter_and_can_no_longer_be_submitted(api):
+    draft = ok(api.post("/drafts", DRAFT), 201)
+    cid = draft["case_id"]
+    ok(api.post("/admin/clock", {"to": draft["draft_expires_at"]}, who="admin"))
+    assert ok(api.get(f"/cases/{cid}"))["status"] == "cancelled"
+    refused(api, lambda: api.post(f"/cases/{cid}/submit", body_for(api)), 409, "not-a-draft")
+    refused(api, lambda: api.get(f"/cases/{cid}", who="other_provider"), 404)
+
+
 # ---- item 7: worklist search and filters ------------------------------------------------------
 
 
