@@ -146,4 +146,4 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     runner = ProjectionRunner(db, app.recorder, projections())
     return System(settings=settings, clock=clock, db=db, registry=registry, app=app, runner=runner,
                   scheduler=DeadlineScheduler(app, runner, horizon=timedelta(seconds=settings.scheduler_horizon_seconds)), access=Access(db),
-                  documents=DocumentStore(settings.data_dir / "documents"))
+                  documents=DocumentStore(settings.data_dir / "documents", db))

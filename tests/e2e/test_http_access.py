@@ -172,3 +172,57 @@ def test_worklist_search_finds_the_providers_own_cases_however_many_others_match
     assert found(api, who="md", q="Rivera", status="Approved") == [mine]  # the bucket is filtered before the cap
     number = ok(api.get(f"/cases/{mine}"))["case_number"]
     assert found(api, who="md", q=number) == [mine]
+
+
+# ---- item 8: documents in bodies --------------------------------------------------------------
+
+
+def test_a_document_named_by_its_id_takes_the_name_type_and_size_it_was_uploaded_with(api):
+    doc = api.upload("sleep-study.pdf", b"%PDF-1.4 polysomnography")
+    assert doc["document_id"] == doc["sha256"]
+    case = submit(api, documents=[doc["document_id"]])
+    assert case["documents"] == [{"document_id": doc["sha256"], "name": "sleep-study.pdf",
+                                  "media_type": "application/pdf", "size": len(b"%PDF-1.4 polysomnography"),
+                                  "sha256": doc["sha256"]}]
+    cid = case["case_id"]
+    scan = api.upload("mask-fit.png", b"\x89PNG mask fit")
+    view = ok(api.post(f"/cases/{cid}/clinical", {"documents": [scan["document_id"], doc], "notes": "fit and study"}))
+    uploaded = recorded_data(api, cid, "ClinicalUploaded")
+    assert [(d["name"], d["media_type"]) for d in uploaded["documents"]] == [("mask-fit.png", "image/png"),
+                                                                           ("sleep-study.pdf", "application/pdf")]
+    assert view["status"] == "pending"
+    denial = {"outcome": "denied", "rationale": "AHI below 15", "guidelines": ["DME 3"]}
+    ok(api.post(f"/cases/{cid}/determination", denial, who="md"))
+    letter = api.upload("appeal-letter.docx", b"PK letter")
+    ok(api.post(f"/cases/{cid}/reconsideration", {"reason": "new study", "documents": [letter["document_id"]]}))
+    assert recorded_data(api, cid, "ReconsiderationRequested")["documents"][0]["name"] == "appeal-letter.docx"
+
+
+def test_an_unknown_or_malformed_document_id_is_422_naming_the_document(api):
+    err = refused(api, lambda: api.post("/cases", body_for(api, documents=["0" * 64])), 422, "invalid-input")
+    assert err["errors"] == [{"field": "documents[0]",
+                              "message": f"no uploaded document has the id {'0' * 64}; POST /documents first"}]
+    err = refused(api, lambda: api.post("/cases", body_for(api, documents=["notes.pdf"])), 422, "invalid-input")
+    assert err["errors"][0]["field"] == "documents.0" and "64 lowercase hex" in err["errors"][0]["message"]
+    refused(api, lambda: api.post("/cases", body_for(api, documents=[42])), 422, "invalid-input")
+
+
+def test_a_provider_attaches_only_documents_it_or_a_provider_sharing_its_worklist_uploaded(api):
+    cid = submit(api)["case_id"]
+    theirs = api.upload("their-notes.pdf", b"%PDF their notes", who="other_provider")
+    reviewers = api.upload("reviewer-notes.pdf", b"%PDF reviewer notes", who="md")
+    mine = api.upload("my-notes.pdf", b"%PDF my notes")
+    for docs in ([theirs["document_id"]], [theirs], [mine, reviewers["document_id"]]):
+        i = 0 if docs[0] is not mine else 1
+        err = refused(api, lambda: api.post("/cases", body_for(api, documents=docs)), 403, "document-not-yours")
+        assert [e["field"] for e in err["errors"]] == [f"documents[{i}]"] and f"documents[{i}]" in err["detail"]
+        refused(api, lambda: api.post(f"/cases/{cid}/clinical", {"documents": docs}), 403, "document-not-yours")
+    share(api, "other_provider", "dr-doe")  # dr-roe shares its worklist with dr-doe: dr-doe may use dr-roe's uploads
+    ok(api.post(f"/cases/{cid}/clinical", {"documents": [theirs["document_id"]]}))
+    attached = submit(api, documents=[theirs["document_id"], mine])["documents"]
+    assert [d["name"] for d in attached] == ["their-notes.pdf", "my-notes.pdf"]
+    with_mine = body_for(api, documents=[mine], npi=OTHER_PROVIDER_NPI)
+    refused(api, lambda: api.post("/cases", with_mine, who="other_provider"), 403,
+            "document-not-yours")  # sharing runs one way: dr-doe shared nothing with dr-roe
+    by_reviewer = {"documents": [reviewers["document_id"], theirs, mine["document_id"]]}
+    assert ok(api.post(f"/cases/{cid}/clinical", by_reviewer, who="md"))["status"] == "pending"  # reviewers: any
