@@ -210,18 +210,22 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return int(raw)
 
     def visible(who: Principal, view: dict) -> dict:
+        """A provider sees the cases of its NPIs and of worklists shared with it; a request never
+        submitted (a draft, or one that expired or was cancelled as a draft) has no ordering
+        provider yet and belongs to whoever started it and those it shares its worklist with."""
         npis = system.access.visible_npis(who)
-        if npis is not None and view.get("ordering_provider", {}).get("npi") not in npis:
-            raise CaseNotFound(f"no case {view['case_id']}")  # do not reveal other providers' cases
-        return view
+        if npis is None or view.get("ordering_provider", {}).get("npi") in npis:
+            return view
+        if not view.get("ordering_provider") and system.access.acts_for(who, app_.draft_starter(view["case_id"])):
+            return view
+        raise CaseNotFound(f"no case {view['case_id']}")  # do not reveal other providers' cases
 
-    def documents_exist(docs: list[dict]) -> list[dict]:
-        for i, doc in enumerate(docs):
-            if not system.documents.exists(doc["sha256"]):
-                raise InvalidInput(FieldError(f"documents[{i}].sha256", "no uploaded document has this sha256; POST /documents first"))
-            if (wrong := system.documents.misnamed(doc["sha256"], doc["name"])) is not None:
-                raise InvalidInput(FieldError(f"documents[{i}].name", wrong))
-        return docs
+    def attachable(who: Principal, docs: list) -> list[dict]:
+        """The documents of a body as stored references (an id alone resolved from its upload); a
+        provider attaches only its own uploads and those of providers sharing their worklist with it."""
+        if who.role == "provider":
+            return system.documents.references(docs, user=who.actor, colleagues=system.access.sharing_with(who))
+        return system.documents.references(docs)
 
     def answer(ans: Answer) -> JSONResponse:
         system.catch_up()
@@ -239,14 +243,14 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.post("/documents", status_code=201, responses={413: ERRORS[413], 422: ERRORS[422]})
     def upload_document(file: UploadFile = File(...), who: Principal = Depends(role("provider", "reviewer"))) -> dict:
-        return system.documents.put(file.filename or "", file.file)
+        return system.documents.put(file.filename or "", file.file, uploader=who.actor, at=now_iso())
 
     @router.post("/cases", status_code=201, responses={409: ERRORS[409], 422: ERRORS[422]})
     def submit_case(body: rq.SubmitCase, who: Principal = Depends(role("provider")), key: str | None = Depends(idempotency_key)) -> JSONResponse:
         data = body.model_dump(mode="json")
         if who.role == "provider" and data["ordering_provider"]["npi"] not in who.npis:
             raise NotPermitted("a provider submits for its own NPIs only", rule="not-your-npi")
-        documents_exist(data["documents"])
+        data["documents"] = attachable(who, data["documents"])
         return answer(app_.submit(data, actor=who.actor, key=key))
 
     @router.post("/drafts", status_code=201, responses={409: ERRORS[409]})
@@ -256,8 +260,16 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
     @router.post("/cases/{case_id}/submit", responses={404: ERRORS[404], 409: ERRORS[409]})
     def submit_draft(case_id: str, body: rq.SubmitCase, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         data = body.model_dump(mode="json")
-        documents_exist(data["documents"])
-        return write(who, case_id, key, version, lambda kw: app_.submit_draft(case_id, data, **kw))
+
+        def submit(kw: dict) -> Answer:
+            npi = data["ordering_provider"]["npi"]
+            if who.role == "provider" and npi not in system.access.ordering_npis(who, app_.draft_starter(case_id)):
+                raise NotPermitted("a draft is submitted for the NPIs of the provider completing it, or of the"
+                                   " provider who started it and shares its worklist with it", rule="not-your-npi")
+            data["documents"] = attachable(who, data["documents"])
+            return app_.submit_draft(case_id, data, **kw)
+
+        return write(who, case_id, key, version, submit)
 
     @router.post("/cases/{case_id}/holds", responses={404: ERRORS[404], 409: ERRORS[409]})
     def place_hold(case_id: str, body: rq.Hold, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
@@ -265,8 +277,9 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.post("/cases/{case_id}/clinical", responses={404: ERRORS[404], 409: ERRORS[409], 413: ERRORS[413]})
     def upload_clinical(case_id: str, body: rq.Clinical, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
-        docs = documents_exist(body.model_dump(mode="json")["documents"])
-        return write(who, case_id, key, version, lambda kw: app_.upload_clinical(case_id, docs, body.notes, **kw))
+        docs = body.model_dump(mode="json")["documents"]
+        return write(who, case_id, key, version,
+                     lambda kw: app_.upload_clinical(case_id, attachable(who, docs), body.notes, **kw))
 
     @router.post("/cases/{case_id}/p2p", responses={404: ERRORS[404], 409: ERRORS[409]})
     def schedule_p2p(case_id: str, body: rq.ScheduleP2P, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
@@ -307,8 +320,9 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.post("/cases/{case_id}/reconsideration", responses={404: ERRORS[404], 409: ERRORS[409]})
     def request_reconsideration(case_id: str, body: rq.ReconsiderationRequest, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
-        docs = documents_exist(body.model_dump(mode="json")["documents"])
-        return write(who, case_id, key, version, lambda kw: app_.request_reconsideration(case_id, body.reason, docs, **kw))
+        docs = body.model_dump(mode="json")["documents"]
+        return write(who, case_id, key, version,
+                     lambda kw: app_.request_reconsideration(case_id, body.reason, attachable(who, docs), **kw))
 
     @router.post("/cases/{case_id}/reconsideration/decision", responses={404: ERRORS[404], 409: ERRORS[409]})
     def decide_reconsideration(case_id: str, body: rq.ReconsiderationDecision, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:

@@ -23,7 +23,7 @@ from domain.context import Context
 from domain.intake import intake
 from domain.chain import ChainWalker
 from domain.errors import CaseNotFound, IdempotencyConflict, VersionConflict
-from domain.events import CaseEvent
+from domain.events import CaseEvent, DraftStarted
 from domain.views import case_view
 from infra.registry import Registry
 from infra.transcoder import OrjsonTranscoder
@@ -75,11 +75,15 @@ class CaseLog(Application):
     def _scoped(actor: dict, key: str | None) -> str | None:
         return f"{actor.get('kind')}:{actor.get('id')}:{key}" if key else None
 
-    def load(self, case_id: Any, version: int | None = None) -> Case:
+    @staticmethod
+    def _uuid(case_id: Any) -> UUID:
         try:
-            uid = case_id if isinstance(case_id, UUID) else UUID(str(case_id))
+            return case_id if isinstance(case_id, UUID) else UUID(str(case_id))
         except ValueError:
             raise CaseNotFound(f"no case {case_id!r}") from None
+
+    def load(self, case_id: Any, version: int | None = None) -> Case:
+        uid = self._uuid(case_id)
         try:
             return self.repository.get(uid, version=version)
         except AggregateNotFoundError:
@@ -337,6 +341,12 @@ class CaseLog(Application):
 
     def view(self, case_id, now: datetime | None = None) -> dict:
         return case_view(self.load(case_id), now or self.clock.now())
+
+    def draft_starter(self, case_id) -> dict | None:
+        """Who started this case as a draft ("finish later"): the actor of its DraftStarted, or
+        None when the case began with a submission."""
+        first = next(iter(self.events.get(self._uuid(case_id), lte=1)), None)
+        return first.actor if isinstance(first, DraftStarted) else None
 
     def history(self, case_id, as_of: datetime | None = None) -> dict:
         case = self.load(case_id)

@@ -90,6 +90,33 @@ class Access:
             shared = cur.execute("SELECT npi FROM caselog_worklist_access WHERE user_id = ?", (who.sub,)).fetchall()
         return set(who.npis) | {r[0] for r in shared}
 
+    def sharing_with(self, who: Principal) -> set[str]:
+        """The users (providers) who share their worklist with this one."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT DISTINCT owner FROM caselog_worklist_access WHERE user_id = ?",
+                               (who.sub,)).fetchall()
+        return {r[0] for r in rows}
+
+    def acts_for(self, who: Principal, starter: dict | None) -> bool:
+        """Whether this user may read and complete what ``starter`` (an actor) began, a draft: it
+        is that user, or a provider who shares its worklist with this one."""
+        if starter is None:
+            return False
+        if (starter.get("kind"), starter.get("id")) == (who.role, who.sub):
+            return True
+        return starter.get("kind") == "provider" and starter.get("id") in self.sharing_with(who)
+
+    def ordering_npis(self, who: Principal, starter: dict | None) -> set[str]:
+        """The NPIs this provider may submit a draft ``starter`` began under: its own, and those
+        of the starter's worklist when the starter shares it with this user."""
+        npis = set(who.npis)
+        if starter is not None and starter.get("kind") == "provider" and starter.get("id") != who.sub:
+            with self.db.transaction() as cur:
+                rows = cur.execute("SELECT npi FROM caselog_worklist_access WHERE owner = ? AND user_id = ?",
+                                   (starter.get("id"), who.sub)).fetchall()
+            npis |= {r[0] for r in rows}
+        return npis
+
     def share(self, owner: Principal, user_id: str, email: str, at: str) -> None:
         with self.db.transaction() as cur:
             for npi in sorted(owner.npis):

@@ -141,9 +141,10 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     check_choice("CASELOG_PROJECTIONS", settings.projections)
     clock = clock or make_clock(settings)
     usable_dir(settings.data_dir)  # a data dir caselog cannot write is refused first, naming CASELOG_DATA_DIR
-    documents = DocumentStore(usable_dir(settings.data_dir / "documents"))
+    documents_dir = usable_dir(settings.data_dir / "documents")
     db = Database(settings)  # on PostgreSQL: one connection within CASELOG_CONNECT_TIMEOUT, or StoreUnavailable
     try:
+        documents = DocumentStore(documents_dir, db)
         registry = Registry(db)
         app = CaseLog(event_store_env(settings), clock=clock, registry=registry)
         runner = ProjectionRunner(db, app.recorder, projections())

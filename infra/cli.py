@@ -130,10 +130,18 @@ def submit(
     body = rq.parse(rq.SubmitCase, _read_json(file))
     system = _system()
     try:
+        _documents(system, body)
         answer = system.app.submit(body, actor=_actor(role, sub or body["ordering_provider"]["npi"], None), key=key)
     finally:
         system.close()
     _emit(answer.view)
+
+
+def _documents(system: System, body: dict) -> None:
+    """Documents named by id alone take the name, media type and size they were uploaded with.
+    The CLI acts as the operator who runs it (it holds the store): no uploader is checked."""
+    if body.get("documents"):
+        body["documents"] = system.documents.references(body["documents"], objects_uploaded=False)
 
 
 def _p2p(body: dict) -> str:
@@ -201,6 +209,7 @@ def act(
         raise InvalidInput(rq.FieldError("action", f"unknown action {action!r}; one of {', '.join([*ACTIONS, 'appeal-decision'])}"))
     system = _system()
     try:
+        _documents(system, body)
         answer = call(system.app)
     finally:
         system.close()

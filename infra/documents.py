@@ -1,5 +1,7 @@
 """Uploaded documents, stored content-addressed (sha256) under the data dir, each of the media type
-its content shows, never only its name."""
+its content shows, never only its name; and who uploaded each one under which name
+(``caselog_document_uploads``), so that a request can name a document by its id alone and a provider
+attaches only documents it, or a provider sharing its worklist with it, uploaded."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 import puremagic
 
-from domain.errors import DocumentTooLarge, FieldError, InvalidInput
+from domain.errors import DocumentTooLarge, FieldError, InvalidInput, NotPermitted
 from domain.validation import DOCUMENT_MEDIA_TYPES, MAX_DOCUMENT_BYTES
+from infra.database import Database
 
 CHUNK = 1024 * 1024
 # What a document's first bytes must be for the name it carries: PDF header, PNG signature, OLE2 compound
@@ -52,10 +55,27 @@ def mismatch(ext: str, path: Path) -> str | None:
     return None
 
 
+class DocumentNotYours(NotPermitted):
+    """A provider named a document that neither it nor a provider sharing its worklist with it uploaded."""
+
+    rule = "document-not-yours"
+    title = "Document not yours to attach"
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
 class DocumentStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, db: Database):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.db = db
+        with db.schema() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS caselog_document_uploads (sha256 TEXT NOT NULL,"
+                        " uploader_kind TEXT NOT NULL, uploader_id TEXT NOT NULL, name TEXT NOT NULL,"
+                        " media_type TEXT NOT NULL, size BIGINT NOT NULL, uploaded_at TEXT NOT NULL,"
+                        " PRIMARY KEY (sha256, uploader_kind, uploader_id))")
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -72,7 +92,8 @@ class DocumentStore:
             return f"{name!r} is not {KINDS[ext]}: the uploaded document holds {holds}"
         return None
 
-    def put(self, name: str, stream: BinaryIO) -> dict:
+    def put(self, name: str, stream: BinaryIO, *, uploader: dict, at: str) -> dict:
+        """Store the content and record the upload (the same user uploading it again renames it)."""
         ext = name[name.rfind("."):].lower() if "." in name else ""
         if ext not in DOCUMENT_MEDIA_TYPES:
             raise InvalidInput(FieldError("file", f"{name!r}: documents must be .doc, .docx, .pdf or .png"))
@@ -98,4 +119,75 @@ class DocumentStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        return {"document_id": sha, "name": name, "sha256": sha, "media_type": DOCUMENT_MEDIA_TYPES[ext], "size": size}
+        media_type = DOCUMENT_MEDIA_TYPES[ext]
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO caselog_document_uploads (sha256, uploader_kind, uploader_id, name, media_type,"
+                        " size, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (sha256, uploader_kind, uploader_id) DO UPDATE SET name = excluded.name,"
+                        " media_type = excluded.media_type, size = excluded.size, uploaded_at = excluded.uploaded_at",
+                        (sha, uploader["kind"], uploader["id"], name, media_type, size, at))
+        return {"document_id": sha, "name": name, "sha256": sha, "media_type": media_type, "size": size}
+
+    def uploads(self, sha256s: Iterable[str]) -> dict[str, list[dict]]:
+        """Every recorded upload of these documents, newest first, by sha256."""
+        wanted = sorted(set(sha256s))
+        found: dict[str, list[dict]] = {sha: [] for sha in wanted}
+        if not wanted:
+            return found
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT sha256, uploader_kind, uploader_id, name, media_type, size"
+                               f" FROM caselog_document_uploads WHERE sha256 IN ({', '.join('?' for _ in wanted)})"
+                               " ORDER BY uploaded_at DESC, uploader_id", wanted).fetchall()
+        for sha, kind, who, name, media_type, size in rows:
+            found[sha].append({"uploader": {"kind": kind, "id": who}, "name": name, "media_type": media_type,
+                               "size": int(size)})
+        return found
+
+    def references(self, documents: list, *, user: dict | None = None, colleagues: Iterable[str] = (),
+                   objects_uploaded: bool = True) -> list[dict]:
+        """The documents a request attaches, as stored references. One named by its id alone takes
+        the name, media type and size it was uploaded with (the user's own upload first).
+
+        ``user`` (a provider) may attach only what it uploaded or what a provider among
+        ``colleagues`` (those sharing their worklist with it) uploaded; without ``user``
+        (reviewers, admin, the operator's CLI) any uploaded document. Refused, recording nothing:
+        a document nobody uploaded (InvalidInput), one the user may not attach (DocumentNotYours).
+        ``objects_uploaded=False`` (the CLI) lets a full object through unchecked, as before."""
+        colleagues = set(colleagues)
+        me = (user or {}).get("kind"), (user or {}).get("id")
+
+        def by_user(upload: dict) -> bool:
+            return (upload["uploader"]["kind"], upload["uploader"]["id"]) == me
+
+        def usable(upload: dict) -> bool:
+            by = upload["uploader"]
+            return user is None or by_user(upload) or (by["kind"] == "provider" and by["id"] in colleagues)
+
+        known = self.uploads(doc if isinstance(doc, str) else doc["sha256"] for doc in documents)
+        resolved, unknown, foreign = [], [], []
+        for i, doc in enumerate(documents):
+            by_id = isinstance(doc, str)
+            sha = doc if by_id else doc["sha256"]
+            uploads = known.get(sha, [])
+            mine = sorted((u for u in uploads if usable(u)), key=lambda u: not by_user(u))
+            if not by_id and not objects_uploaded:
+                resolved.append(doc)
+            elif not uploads and (by_id or not self.exists(sha)):
+                field = f"documents[{i}]" if by_id else f"documents[{i}].sha256"
+                unknown.append(FieldError(field, f"no uploaded document has the id {sha}; POST /documents first"))
+            elif user is not None and not mine:
+                foreign.append(FieldError(f"documents[{i}]", f"document {sha} was uploaded by someone else; a provider"
+                                          " attaches what it uploaded or a provider sharing its worklist with it did"))
+            elif by_id:
+                first = mine[0]
+                resolved.append({"document_id": sha, "name": first["name"], "media_type": first["media_type"],
+                                 "size": first["size"], "sha256": sha})
+            elif (wrong := self.misnamed(sha, doc["name"])) is not None:
+                unknown.append(FieldError(f"documents[{i}].name", wrong))
+            else:
+                resolved.append(doc)
+        if unknown:
+            raise InvalidInput(unknown)
+        if foreign:
+            raise DocumentNotYours(foreign)
+        return resolved

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+import re
+from typing import Annotated, Any, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError,
+                      ValidatorFunctionWrapHandler, WrapSerializer, WrapValidator, model_validator)
+from pydantic_core import PydanticCustomError
 
 from domain.errors import FieldError, InvalidInput
 
@@ -101,6 +104,35 @@ class Document(Body):
     sha256: Text
 
 
+DOCUMENT_ID = re.compile(r"^[0-9a-f]{64}$")
+DocumentId = Annotated[str, Field(pattern=DOCUMENT_ID.pattern,
+                                  description="the document_id (sha256) POST /documents returned")]
+
+
+def _document_ref(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A document in a body: the object POST /documents returned, or its id alone (resolved
+    against the uploads at the entry, which needs the store)."""
+    if isinstance(value, str):
+        if not DOCUMENT_ID.match(value):
+            raise PydanticCustomError("document_id",
+                                      "a document id is the sha256 POST /documents returned (64 lowercase hex digits)")
+        return value
+    if not isinstance(value, (dict, Document)):
+        raise PydanticCustomError("document", "a document is the object POST /documents returned, or its document_id")
+    return handler(value)
+
+
+DocumentRef = Annotated[
+    Document,
+    WrapValidator(_document_ref, json_schema_input_type=Union[Document, DocumentId]),
+    WrapSerializer(lambda value, serialize: value if isinstance(value, str) else serialize(value)),
+]
+
+
+def documents_field() -> Any:
+    return Field(default=[], max_length=50, description="each the object POST /documents returned, or its document_id")
+
+
 SUBMIT_EXAMPLE = {
     "policy": "cigna-commercial/dme",
     "line_of_business": "commercial",
@@ -133,9 +165,6 @@ CLINICAL_DESCRIPTION = (
     "the rules as actor); `active_transplant` (boolean, medical oncology): the patient is active in transplant, "
     "outside the program (refused with the reason)."
 )
-DOCUMENTS_DESCRIPTION = (
-    "Documents uploaded with POST /documents: the object it returned, or its document id (the sha256) alone."
-)
 LOCAL_DATE_DESCRIPTION = (
     "ISO 8601 date (YYYY-MM-DD), or an instant with a time zone whose date in the plan's time zone is taken"
 )
@@ -155,7 +184,7 @@ class SubmitCase(Body):
         "`urgent_note` says so"))
     clinical: dict[str, Any] = Field(default={}, description=CLINICAL_DESCRIPTION,
                                      examples=[{"nccn_preferred_regimen": True}])
-    documents: list[Document] = Field(default=[], max_length=50, description=DOCUMENTS_DESCRIPTION)
+    documents: list[DocumentRef] = documents_field()
     submitted_at: Text | None = Field(default=None, description=(
         "ISO 8601 instant with time zone, for requests entered late (phone, fax): within the last year, not in the "
         "future"))
@@ -176,7 +205,7 @@ class Hold(Body):
 
 
 class Clinical(Body):
-    documents: list[Document] = Field(default=[], max_length=50)
+    documents: list[DocumentRef] = documents_field()
     notes: Text | None = Field(default=None, max_length=20000)
 
 
@@ -241,7 +270,7 @@ class Determination(Body):
 
 class ReconsiderationRequest(Body):
     reason: Text = Field(min_length=1)
-    documents: list[Document] = []
+    documents: list[DocumentRef] = documents_field()
 
 
 class ReconsiderationDecision(Body):

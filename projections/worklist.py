@@ -35,8 +35,11 @@ class Worklist(Projection):
         "CREATE INDEX IF NOT EXISTS worklist_case_number ON worklist (case_number)",
         "CREATE INDEX IF NOT EXISTS worklist_authorization ON worklist (authorization_number)",
         "CREATE INDEX IF NOT EXISTS worklist_member_id ON worklist (member_id)",
-        "CREATE INDEX IF NOT EXISTS worklist_member_last ON worklist (member_last_lc)",
-        "CREATE INDEX IF NOT EXISTS worklist_member_first ON worklist (member_first_lc)",
+        # a full name ("Grace Hopperfield", "Hopperfield, Grace") is one range of one of these two
+        "DROP INDEX IF EXISTS worklist_member_last",
+        "DROP INDEX IF EXISTS worklist_member_first",
+        "CREATE INDEX IF NOT EXISTS worklist_member_last_first ON worklist (member_last_lc, member_first_lc)",
+        "CREATE INDEX IF NOT EXISTS worklist_member_first_last ON worklist (member_first_lc, member_last_lc)",
         "CREATE INDEX IF NOT EXISTS worklist_provider_name ON worklist (provider_name_lc)",
     )
 

@@ -180,3 +180,23 @@ def test_token_is_printed_alone_and_bad_roles_exit_2(tmp_path):
     assert out.returncode == 0 and out.stdout.count(".") == 2 and len(out.stdout.strip().split()) == 1
     assert caselog(settings, "token", "--role", "king", "--sub", "x").returncode == 2
     assert caselog(settings, "token", "--role", "provider", "--sub", "x", "--npi", "1234567890").returncode == 2
+
+
+def test_a_document_named_by_its_id_takes_its_uploaded_name_and_an_unknown_id_exits_2(store, tmp_path):
+    import io
+
+    s = bootstrap(store)
+    try:
+        doc = s.documents.put("sleep-study.pdf", io.BytesIO(b"%PDF-1.4 study"),
+                              uploader={"kind": "provider", "id": "dr-doe"}, at=TODAY.isoformat())
+    finally:
+        s.close()
+    body = request(WELLSENSE, date_of_service=later(TODAY, 10), documents=[doc["document_id"]])
+    out = caselog(store, "submit", write(tmp_path, "by-id.json", body))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["documents"][0] == {**doc, "media_type": "application/pdf"}
+    before = store_state(store)
+    unknown = request(WELLSENSE, date_of_service=later(TODAY, 10), documents=["0" * 64])
+    out = caselog(store, "submit", write(tmp_path, "unknown.json", unknown))
+    assert out.returncode == 2 and "documents[0]" in out.stderr and "POST /documents" in out.stderr, out.stderr
+    assert store_state(store) == before
