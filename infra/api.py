@@ -406,17 +406,12 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
                 raise InvalidInput(FieldError("body", "give exactly one of advance (ISO 8601 duration) or to (instant)"))
             try:
                 if body.advance is not None:
-                    delta = TypeAdapter(timedelta).validate_python(body.advance)
-                    if delta < timedelta(0):
-                        raise InvalidInput(FieldError("advance", "the clock only moves forward"))
-                    fired = system.advance_clock(delta)
+                    delta, instant = TypeAdapter(timedelta).validate_python(body.advance), None
                 else:
-                    instant = datetime.fromisoformat(body.to.replace("Z", "+00:00"))
-                    if instant.tzinfo is None or instant < system.clock.now():
-                        raise InvalidInput(FieldError("to", "an instant with a time zone, not before the clock's now"))
-                    fired = system.advance_clock(to=instant)
+                    delta, instant = None, datetime.fromisoformat(body.to.replace("Z", "+00:00"))
             except (ValidationError, ValueError):
                 raise InvalidInput(FieldError("advance" if body.advance is not None else "to", "not an ISO 8601 duration or instant")) from None
+            fired = system.advance_clock(delta, to=instant)  # refuses a move out of bounds, naming the field
             system.catch_up()
             return {"now": system.clock.now().isoformat(), "fired": fired}
 

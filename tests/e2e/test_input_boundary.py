@@ -5,6 +5,7 @@ nothing, and leaves the system answering, on SQLite and on PostgreSQL (which can
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Callable
 
 import pytest
@@ -193,3 +194,40 @@ def test_a_search_with_a_control_character_is_refused_not_a_server_error(api, pa
 def test_a_worklist_share_with_bad_text_is_refused(api):
     refused_naming(api, lambda: api.post("/worklist/access", {"user_id": "dr\u0000roe", "email": "roe@example.org"}), "user_id")
     refused_naming(api, lambda: api.post("/worklist/access", {"user_id": "dr-roe", "email": "roe\u0000@example.org"}), "email")
+
+
+# ---- the test clock ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("move, field", [
+    ({"advance": "P3000000D"}, "advance"),
+    ({"advance": "P2000D"}, "advance"),
+    ({"to": "9999-12-31T00:00:00Z"}, "to"),
+    ({"to": "9999-12-31T23:59:59-10:00"}, "to"),
+    ({"to": "2100-01-01T00:00:00Z"}, "to"),
+    ({"to": "2026-03-11T00:00:00"}, "to"),
+    ({"advance": "PT1H\u0000"}, "advance"),
+])
+def test_the_test_clock_moves_within_bounds_and_nothing_after_a_refused_move_fails(api, move, field):
+    now = api.system.clock.now()
+    refused_naming(api, lambda: api.post("/admin/clock", move, who="admin"), field)
+    assert api.system.clock.now() == now
+    cid = answered(api.post("/cases", case_request(api)), 201)["case_id"]
+    answered(api.post("/admin/clock", {"advance": "P1800D"}, who="admin"))  # the longest move, firing what fell due
+    answered(api.post("/admin/clock", {"to": "2099-06-01T00:00:00Z"}, who="admin"))
+    late = case_request(api)
+    late["member"]["dob"] = (api.system.clock.now() - timedelta(days=40 * 365)).date().isoformat()
+    later_case = answered(api.post("/cases", late), 201)["case_id"]
+    answered(api.post(f"/cases/{later_case}/determination", {"outcome": "approved"}, who="md"))
+    assert answered(api.get(f"/cases/{cid}"))["case_id"] == cid
+    api.system.catch_up()
+
+
+def test_the_manual_clock_cannot_start_past_the_bound(tmp_path):
+    from infra.bootstrap import make_clock
+    from infra.settings import SettingError, Settings
+
+    with pytest.raises(SettingError) as refused:
+        make_clock(Settings(data_dir=tmp_path, clock="manual", clock_start="9999-12-31T00:00:00Z"))
+    assert "CASELOG_CLOCK_START" in str(refused.value)
+    assert make_clock(Settings(data_dir=tmp_path, clock="manual", clock_start="2099-01-01T00:00:00Z")).now().year == 2099
+
