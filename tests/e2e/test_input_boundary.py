@@ -5,14 +5,20 @@ nothing, and leaves the system answering, on SQLite and on PostgreSQL (which can
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from infra.bootstrap import bootstrap, make_clock
 from infra.samples import later, request
+from infra.settings import SettingError, Settings
 from tests.e2e.http_support import make_api
 from tests.support import DME, MEDONC, recorded
 
@@ -158,7 +164,8 @@ def test_free_text_keeps_tab_cr_lf_and_right_to_left_text_on_both_stores(api):
     assert events[-1]["data"]["notes"] == notes
 
 
-NAME_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters=BIDI), max_size=15)
+NAME_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters=BIDI),
+                    max_size=15)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -170,13 +177,14 @@ def test_any_control_line_break_or_bidi_character_in_a_name_is_refused(api, wher
     refused_naming(api, lambda: api.post("/cases", body), f"{part}.{key}")
 
 
-FREE_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from("\t\r\n"), min_size=1, max_size=80)
+FREE_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from("\t\r\n"),
+                    min_size=1, max_size=80)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(notes=FREE_TEXT)
 def test_any_free_text_without_control_characters_is_kept_as_sent(api, notes):
-    cid = api.system.app.submit(case_request(api, MEDONC), actor={"kind": "provider", "id": "hypothesis"}).view["case_id"]
+    cid = api.system.app.submit(case_request(api, MEDONC), actor={"kind": "provider", "id": "h"}).view["case_id"]
     assert answered(api.post(f"/cases/{cid}/clinical", {"notes": notes}))["case_id"] == cid
     assert api.system.app.history(cid)["events"][-1]["data"]["notes"] == notes
     api.system.catch_up()
@@ -192,8 +200,11 @@ def test_a_search_with_a_control_character_is_refused_not_a_server_error(api, pa
 
 
 def test_a_worklist_share_with_bad_text_is_refused(api):
-    refused_naming(api, lambda: api.post("/worklist/access", {"user_id": "dr\u0000roe", "email": "roe@example.org"}), "user_id")
-    refused_naming(api, lambda: api.post("/worklist/access", {"user_id": "dr-roe", "email": "roe\u0000@example.org"}), "email")
+    def share(body: dict) -> Callable[[], object]:
+        return lambda: api.post("/worklist/access", body)
+
+    refused_naming(api, share({"user_id": "dr\u0000roe", "email": "roe@example.org"}), "user_id")
+    refused_naming(api, share({"user_id": "dr-roe", "email": "roe\u0000@example.org"}), "email")
 
 
 # ---- the test clock ----------------------------------------------------------------------------
@@ -223,11 +234,42 @@ def test_the_test_clock_moves_within_bounds_and_nothing_after_a_refused_move_fai
 
 
 def test_the_manual_clock_cannot_start_past_the_bound(tmp_path):
-    from infra.bootstrap import make_clock
-    from infra.settings import SettingError, Settings
-
     with pytest.raises(SettingError) as refused:
         make_clock(Settings(data_dir=tmp_path, clock="manual", clock_start="9999-12-31T00:00:00Z"))
     assert "CASELOG_CLOCK_START" in str(refused.value)
-    assert make_clock(Settings(data_dir=tmp_path, clock="manual", clock_start="2099-01-01T00:00:00Z")).now().year == 2099
+    latest_start = make_clock(Settings(data_dir=tmp_path, clock="manual", clock_start="2099-12-31T00:00:00Z"))
+    assert latest_start.now().year == 2099
 
+
+
+# ---- the CLI parses with the same models ---------------------------------------------------------
+
+def test_the_cli_refuses_the_same_text_exit_2_naming_the_field(store, tmp_path):
+    def caselog(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CASELOG_DATA_DIR": str(store.data_dir), "COLUMNS": "200"}
+        env.pop("CASELOG_DATABASE_URL", None)
+        if store.database_url:
+            env["CASELOG_DATABASE_URL"] = store.database_url
+        return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, input=stdin, capture_output=True,
+                              text=True, timeout=300)
+
+    def state() -> tuple[int, int]:
+        system = bootstrap(store)
+        try:
+            return recorded(system)
+        finally:
+            system.close()
+
+    body = request(DME, date_of_service=later(datetime.now(timezone.utc), 10), documents=[])
+    body["member"]["last_name"] = "Ada\u0000x"
+    (tmp_path / "nul.json").write_text(json.dumps(body))
+    (tmp_path / "deep.json").write_text(json.dumps({"kind": "regimen", "changes": DEEP}))
+    before = state()
+    out = caselog("submit", str(tmp_path / "nul.json"))
+    assert out.returncode == 2 and "member.last_name" in out.stderr and "U+0000" in out.stderr, out.stderr
+    out = caselog("act", "7d1c1b0e-0000-4000-8000-000000000000", "authorization-update", str(tmp_path / "deep.json"))
+    assert out.returncode == 2 and "changes." + DEEP_AT in out.stderr, out.stderr
+    out = caselog("act", "7d1c1b0e-0000-4000-8000-000000000000", "cancel", "-", "--key", "k\u0001",
+                  stdin='{"reason": "x"}')
+    assert out.returncode == 2 and "--key" in out.stderr, out.stderr
+    assert state() == before
