@@ -182,7 +182,8 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.post("/documents", status_code=201, responses={413: ERRORS[413], 422: ERRORS[422]})
     def upload_document(file: UploadFile = File(...), who: Principal = Depends(role("provider", "reviewer"))) -> dict:
-        return system.documents.put(file.filename or "", file.file)
+        name = rq.checked("file", file.filename or "", max_length=255)  # it comes back as a Document's FileName
+        return system.documents.put(name, file.file)
 
     @router.post("/cases", status_code=201, responses={409: ERRORS[409], 422: ERRORS[422]})
     def submit_case(body: rq.SubmitCase, who: Principal = Depends(role("provider")), key: str | None = Depends(idempotency_key)) -> JSONResponse:

@@ -199,6 +199,15 @@ def test_a_search_with_a_control_character_is_refused_not_a_server_error(api, pa
     refused_naming(api, lambda: api.get(path, **params), field)
 
 
+def test_a_document_whose_file_name_a_request_could_not_carry_is_refused(api):
+    def upload(name: str) -> Callable[[], object]:
+        return lambda: api.client.post("/documents", files={"file": (name, b"%PDF-1.4", "application/pdf")},
+                                       headers=api.as_("provider"))
+
+    refused_naming(api, upload("notes\u202efdp.exe.pdf"), "file")
+    refused_naming(api, upload("x" * 256 + ".pdf"), "file")
+
+
 def test_a_worklist_share_with_bad_text_is_refused(api):
     def share(body: dict) -> Callable[[], object]:
         return lambda: api.post("/worklist/access", body)
