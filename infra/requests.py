@@ -74,7 +74,8 @@ def _text(kind: TextKind, max_length: int, description: str) -> Any:
     return Annotated[str, Field(max_length=max_length, description=description), AfterValidator(kind.check)]
 
 
-# The vocabulary of text fields: each field says what it holds by its type.
+# The vocabulary of text fields: each field says what it holds by its type. A field's own
+# Field(max_length=...) does not override its type's (pydantic keeps the type's): pick the type that fits.
 Code = _text(NAME_TEXT, 40, "a code, number or ISO 8601 value: NPI, TIN, procedure, diagnosis, phone, date, instant")
 Identifier = _text(NAME_TEXT, 100, "an identifier: member, document, case, P2P, policy, a reason from a list")
 PersonName = _text(NAME_TEXT, 100, "a person's given or family name")
