@@ -57,13 +57,13 @@ class Listing(BaseModel):
 
 
 class ShareWorklist(rq.Body):
-    user_id: str = Field(min_length=1, max_length=200)
-    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    user_id: rq.Identifier = Field(min_length=1)
+    email: rq.Email
 
 
 class ClockMove(rq.Body):
-    advance: str | None = Field(default=None, description="ISO 8601 duration, e.g. PT36H")
-    to: str | None = Field(default=None, description="ISO 8601 instant with a time zone")
+    advance: rq.Code | None = Field(default=None, description="ISO 8601 duration, e.g. PT36H")
+    to: rq.Code | None = Field(default=None, description="ISO 8601 instant with a time zone")
 
 
 ERRORS = {code: {"model": ProblemBody, "content": {PROBLEM: {}}} for code in (400, 401, 403, 404, 409, 413, 422)}
@@ -169,7 +169,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"]) for e in exc.errors()]
+        errors = rq.field_errors(exc.errors(), skip=1)
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
         if malformed:
             return problem_response(400, "malformed-json", "Malformed JSON", "the request body is not valid JSON", errors)
@@ -199,7 +199,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return check
 
     def idempotency_key(key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200)) -> str | None:
-        return key or None
+        return rq.checked("Idempotency-Key", key) or None
 
     def if_match(value: str | None = Header(default=None, alias="If-Match", max_length=40)) -> int | None:
         if value is None:
@@ -243,7 +243,8 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.post("/documents", status_code=201, responses={413: ERRORS[413], 422: ERRORS[422]})
     def upload_document(file: UploadFile = File(...), who: Principal = Depends(role("provider", "reviewer"))) -> dict:
-        return system.documents.put(file.filename or "", file.file, uploader=who.actor, at=now_iso())
+        name = rq.checked("file", file.filename or "", max_length=255)  # it comes back as a Document's FileName
+        return system.documents.put(name, file.file, uploader=who.actor, at=now_iso())
 
     @router.post("/cases", status_code=201, responses={409: ERRORS[409], 422: ERRORS[422]})
     def submit_case(body: rq.SubmitCase, who: Principal = Depends(role("provider")), key: str | None = Depends(idempotency_key)) -> JSONResponse:
@@ -290,15 +291,15 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return write(who, case_id, key, version, lambda kw: app_.schedule_p2p(case_id, **data, **kw))
 
     @router.post("/cases/{case_id}/p2p/{p2p_id}/reschedule", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def reschedule_p2p(case_id: str, p2p_id: str, body: rq.RescheduleP2P, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def reschedule_p2p(case_id: str, p2p_id: rq.Identifier, body: rq.RescheduleP2P, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.reschedule_p2p(case_id, p2p_id, body.slot, **kw))
 
     @router.post("/cases/{case_id}/p2p/{p2p_id}/cancel", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def cancel_p2p(case_id: str, p2p_id: str, body: rq.Reason, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def cancel_p2p(case_id: str, p2p_id: rq.Identifier, body: rq.Reason, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.cancel_p2p(case_id, p2p_id, body.reason, **kw))
 
     @router.post("/cases/{case_id}/p2p/{p2p_id}/complete", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def complete_p2p(case_id: str, p2p_id: str, body: rq.CompleteP2P, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def complete_p2p(case_id: str, p2p_id: rq.Identifier, body: rq.CompleteP2P, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.complete_p2p(case_id, p2p_id, body.outcome, **kw))
 
     @router.post("/cases/{case_id}/pre-denial-notice", responses={404: ERRORS[404], 409: ERRORS[409]})
@@ -373,8 +374,8 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return result
 
     @router.get("/worklist", response_model=Listing)
-    def get_worklist(status: str | None = Query(default=None, max_length=40), q: str | None = Query(default=None, max_length=100),
-                     sort: str = Query(default="-submitted", max_length=40), page: int = Query(default=1, ge=1, le=100000),
+    def get_worklist(status: rq.Code | None = None, q: rq.Name | None = None, sort: rq.Code = "-submitted",
+                     page: int = Query(default=1, ge=1, le=100000),
                      page_size: int = Query(default=25, ge=1, le=200), who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
         return queries.worklist(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page, page_size=page_size)
 
@@ -384,7 +385,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return {"items": system.access.shares(who)}
 
     @router.delete("/worklist/access/{user_id}", responses={404: ERRORS[404]})
-    def revoke_worklist(user_id: str, who: Principal = Depends(role("provider"))) -> dict:
+    def revoke_worklist(user_id: rq.Identifier, who: Principal = Depends(role("provider"))) -> dict:
         if not system.access.revoke(who, user_id):
             raise Problem(404, "not-shared", "Not shared", f"the worklist is not shared with {user_id}")
         return {"items": system.access.shares(who)}
@@ -395,18 +396,18 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return {"items": items, "total": len(items)}
 
     @router.get("/certification-summary", response_model=Listing)
-    def certification_summary(authorization_number: str | None = Query(default=None, max_length=40), case_number: str | None = Query(default=None, max_length=40),
-                              member_last_name: str | None = Query(default=None, max_length=100), npi: str | None = Query(default=None, max_length=20),
-                              status: str | None = Query(default=None, max_length=40), page: int = Query(default=1, ge=1, le=100000),
+    def certification_summary(authorization_number: rq.Code | None = None, case_number: rq.Code | None = None,
+                              member_last_name: rq.PersonName | None = None, npi: rq.Code | None = None,
+                              status: rq.Code | None = None, page: int = Query(default=1, ge=1, le=100000),
                               page_size: int = Query(default=50, ge=1, le=200), who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
         return queries.certification_summary(system.db, npis=system.access.visible_npis(who), authorization_number=authorization_number,
                                              case_number=case_number, member_last_name=member_last_name, npi=npi, status=status,
                                              page=page, page_size=page_size)
 
     @router.get("/authorizations/lookup", response_model=Listing, responses={422: ERRORS[422]})
-    def lookup(authorization_number: str | None = Query(default=None, max_length=40), npi: str | None = Query(default=None, max_length=20),
-               member_id: str | None = Query(default=None, max_length=64), dob: str | None = Query(default=None, max_length=10),
-               last_name: str | None = Query(default=None, max_length=100), who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
+    def lookup(authorization_number: rq.Code | None = None, npi: rq.Code | None = None,
+               member_id: rq.Identifier | None = None, dob: rq.Code | None = None, last_name: rq.PersonName | None = None,
+               who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
         rows = queries.lookup(system.db, authorization_number=authorization_number, npi=npi, member_id=member_id, dob=dob, last_name=last_name)
         npis = system.access.visible_npis(who)
         items = []
@@ -420,7 +421,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return {"items": items, "total": len(items)}
 
     @router.get("/requirements", responses={422: ERRORS[422]})
-    def requirements(policy: str = Query(..., max_length=80), place_of_service: str = Query(..., pattern=r"^[0-9]{2}$"),
+    def requirements(policy: rq.Identifier, place_of_service: str = Query(..., pattern=r"^[0-9]{2}$"),
                      date_of_service: date = Query(...), observation: bool = False, who: Principal = Depends(principal)) -> dict:
         if policy not in POLICY_IDS:
             raise InvalidInput(FieldError("policy", f"unknown policy {policy!r}; known: {', '.join(POLICY_IDS)}"))
@@ -433,7 +434,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.get("/metrics/prior-authorization", responses={422: ERRORS[422]})
     def pa_metrics(from_: datetime | None = Query(default=None, alias="from"), to: datetime | None = Query(default=None),
-                   policy: str | None = Query(default=None, max_length=80),
+                   policy: rq.Identifier | None = None,
                    partial_counts_as: str = Query(default="denied", pattern="^(approved|denied)$"),
                    who: Principal = Depends(role("ops", "auditor", "reviewer"))) -> dict:
         for name, value in (("from", from_), ("to", to)):
@@ -477,17 +478,12 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
                 raise InvalidInput(FieldError("body", "give exactly one of advance (ISO 8601 duration) or to (instant)"))
             try:
                 if body.advance is not None:
-                    delta = TypeAdapter(timedelta).validate_python(body.advance)
-                    if delta < timedelta(0):
-                        raise InvalidInput(FieldError("advance", "the clock only moves forward"))
-                    fired = system.advance_clock(delta)
+                    delta, instant = TypeAdapter(timedelta).validate_python(body.advance), None
                 else:
-                    instant = datetime.fromisoformat(body.to.replace("Z", "+00:00"))
-                    if instant.tzinfo is None or instant < system.clock.now():
-                        raise InvalidInput(FieldError("to", "an instant with a time zone, not before the clock's now"))
-                    fired = system.advance_clock(to=instant)
+                    delta, instant = None, datetime.fromisoformat(body.to.replace("Z", "+00:00"))
             except (ValidationError, ValueError):
                 raise InvalidInput(FieldError("advance" if body.advance is not None else "to", "not an ISO 8601 duration or instant")) from None
+            fired = system.advance_clock(delta, to=instant)  # refuses a move out of bounds, naming the field
             system.catch_up()
             return {"now": system.clock.now().isoformat(), "fired": fired}
 

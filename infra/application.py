@@ -4,11 +4,17 @@ Idempotency: a command given a key records ``{"key", "digest"}`` on its events. 
 with the same key and body finds them and answers as the first call did, recording
 nothing; the same key with another body is refused. A creation's case id is derived from
 its key, so even a crash between the save and the answer cannot create a second case.
+
+Concurrency: a save that loses a race to another command on the same case is decided again
+on the case as it now stands (``race_attempts``); only a client that sent the version it
+expects (If-Match) is told of the conflict.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
@@ -30,6 +36,23 @@ from infra.transcoder import OrjsonTranscoder
 
 KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/idempotency")
 SCHEDULER = {"kind": "scheduler", "id": "scheduler"}
+
+
+RACE_ATTEMPTS = 5
+RACE_PAUSE = 0.002  # seconds; doubled at each attempt, jittered
+
+
+def race_attempts(attempts: int = RACE_ATTEMPTS) -> Iterator[bool]:
+    """The attempts at a command whose save may lose a race (another command recorded on one of
+    its cases after it was loaded); yields whether each is the last, pausing a short random
+    while before each retry so racing commands spread out. A command retried this way loads
+    the case again and decides again: a keyed retry then finds the earlier answer, a client
+    that sent If-Match meets its version check (409), any other is decided on the case as it
+    now stands, so a race is invisible to a client that did not ask to see one."""
+    for n in range(attempts):
+        if n:
+            time.sleep(random.uniform(0, RACE_PAUSE * 2**n))
+        yield n == attempts - 1
 
 
 @dataclass(frozen=True)
@@ -120,42 +143,56 @@ class CaseLog(Application):
         decide: Callable[[Case, Context], Iterable[Case] | None],
         answer: Callable[[Case, list[Case], datetime], Answer] | None = None,
     ) -> Answer:
-        case = self.load(case_id)
         scoped = self._scoped(actor, key)
-        digest = digest_of(name, case.id, body)
-        if scoped:
-            self._check_key(scoped, digest, case.id)
-            earlier = self._earlier_answer(case, scoped, digest)
-            if earlier:
-                return earlier
-        if expected_version is not None and case.version != expected_version:
-            raise VersionConflict(f"expected version {expected_version}, the case is at version {case.version}")
-        ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
-        others = list(decide(case, ctx) or [])
-        self._save(case, *others)
-        if scoped:
-            self.registry.remember_key(scoped, digest, str(case.id))
-        if answer is not None:
-            return answer(case, others, ctx.now)
-        return Answer(case_view(case, ctx.now))
+        for last in race_attempts():
+            case = self.load(case_id)
+            digest = digest_of(name, case.id, body)
+            if scoped:
+                self._check_key(scoped, digest, case.id)
+                earlier = self._earlier_answer(case, scoped, digest)
+                if earlier:
+                    return earlier
+            if expected_version is not None and case.version != expected_version:
+                raise VersionConflict(f"expected version {expected_version}, the case is at version {case.version}")
+            ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
+            others = list(decide(case, ctx) or [])
+            try:
+                self._save(case, *others)
+            except VersionConflict:
+                if last:
+                    raise
+                continue  # lost a race: load the case as it now stands and decide again
+            if scoped:
+                self.registry.remember_key(scoped, digest, str(case.id))
+            if answer is not None:
+                return answer(case, others, ctx.now)
+            return Answer(case_view(case, ctx.now))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _create(self, name: str, body: dict, actor: dict, key: str | None, build: Callable[[Context, UUID, str], Case]) -> Answer:
         scoped = self._scoped(actor, key)
         digest = digest_of(name, None, body)
         case_id = uuid5(KEY_NAMESPACE, scoped) if scoped else uuid4()
-        if scoped:
-            self._check_key(scoped, digest, None)
-            if self.exists(case_id):
-                earlier = self._earlier_answer(self.load(case_id), scoped, digest, created=True)
-                if earlier:
-                    return earlier
-        ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
-        build(ctx, case_id, "0000000000")  # validate first: a refused request takes no case number
-        case = build(ctx, case_id, self.registry.case_number(str(case_id)))
-        self._save(case)
-        if scoped:
-            self.registry.remember_key(scoped, digest, str(case_id))
-        return Answer(case_view(case, ctx.now), True)
+        for last in race_attempts():
+            if scoped:
+                self._check_key(scoped, digest, None)
+                if self.exists(case_id):
+                    earlier = self._earlier_answer(self.load(case_id), scoped, digest, created=True)
+                    if earlier:
+                        return earlier
+            ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
+            build(ctx, case_id, "0000000000")  # validate first: a refused request takes no case number
+            case = build(ctx, case_id, self.registry.case_number(str(case_id)))
+            try:
+                self._save(case)
+            except VersionConflict:
+                if last:
+                    raise
+                continue  # the same key's request created it meanwhile: answer as it did
+            if scoped:
+                self.registry.remember_key(scoped, digest, str(case_id))
+            return Answer(case_view(case, ctx.now), True)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # ---- intake ---------------------------------------------------------------------------
 

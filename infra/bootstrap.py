@@ -9,9 +9,10 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
+from domain.errors import FieldError, InvalidInput
 from infra.application import CaseLog
 from infra.auth import Access
-from infra.clock import ManualClock, SystemClock
+from infra.clock import LATEST, LONGEST_MOVE, ManualClock, SystemClock
 from infra.documents import DocumentStore
 from infra.database import Database, connection_params
 from infra.registry import Registry
@@ -65,6 +66,8 @@ def make_clock(settings: Settings) -> Any:
     if settings.clock == "manual":
         try:
             start = datetime.fromisoformat(settings.clock_start.replace("Z", "+00:00")) if settings.clock_start else None
+            if start is not None and start.tzinfo is not None and start >= LATEST:
+                raise ValueError(f"before {LATEST.date().isoformat()}")
             return ManualClock(start)
         except ValueError as exc:
             raise SettingError("CASELOG_CLOCK_START", f"an ISO 8601 instant with a time zone ({exc})") from None
@@ -125,14 +128,24 @@ class System:
                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
                      deployment=self.settings.deployment)
 
-    def advance_clock(self, delta=None, to: datetime | None = None) -> int:
-        """Move the manual clock and fire everything that became due, in due order."""
+    def advance_clock(self, delta: timedelta | None = None, to: datetime | None = None) -> int:
+        """Move the manual clock and fire everything that became due, in due order. A move
+        backwards, an advance of more than LONGEST_MOVE, or one to LATEST or later is refused
+        naming the field."""
         if not getattr(self.clock, "manual", False):
             raise RuntimeError("only the manual clock can be moved")
-        if to is not None:
-            self.clock.set(to)
-        else:
-            self.clock.advance(delta)
+        field = "to"
+        if to is None:
+            if delta is None or delta < timedelta(0):
+                raise InvalidInput(FieldError("advance", "a duration: the clock only moves forward"))
+            if delta > LONGEST_MOVE:
+                raise InvalidInput(FieldError("advance", f"the test clock moves {LONGEST_MOVE.days} days at most"))
+            field, to = "advance", self.clock.now() + delta
+        if to.tzinfo is None or to < self.clock.now():
+            raise InvalidInput(FieldError(field, "an instant with a time zone, not before the clock's now"))
+        if to >= LATEST:
+            raise InvalidInput(FieldError(field, f"the test clock stays before {LATEST.date().isoformat()}"))
+        self.clock.set(to)
         return self.scheduler.fire_due()
 
 

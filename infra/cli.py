@@ -128,6 +128,7 @@ def submit(
 ) -> None:
     """Submit a prior-authorization request from a JSON file and print the case view."""
     body = rq.parse(rq.SubmitCase, _read_json(file))
+    key = rq.checked("--key", key)
     system = _system()
     try:
         _documents(system, body)
@@ -190,7 +191,7 @@ def act(
 ) -> None:
     """Run one command on a case (hold, clinical, p2p, determination, appeal...) and print the case view."""
     raw = {} if action == "alternative-accept" and file == "-" and sys.stdin.isatty() else _read_json(file)
-    kw = {"actor": _actor(role, sub, credential), "key": key, "expected_version": if_match}
+    kw = {"actor": _actor(role, sub, credential), "key": rq.checked("--key", key), "expected_version": if_match}
     if action == "appeal-decision":
         if level is None:
             raise InvalidInput(rq.FieldError("--level", "appeal-decision needs --level N"))

@@ -6,6 +6,10 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 UTC = timezone.utc
+# How far the manual (test) clock may go: a move of at most a few years, and never past 2100, so
+# that every deadline computed from it (appeal windows, authorizations valid for years) stays a date.
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+LONGEST_MOVE = timedelta(days=5 * 366)
 
 
 class SystemClock:

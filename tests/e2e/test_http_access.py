@@ -206,7 +206,7 @@ def test_an_unknown_or_malformed_document_id_is_422_naming_the_document(api):
     assert err["errors"] == [{"field": "documents[0]",
                               "message": f"no uploaded document has the id {'0' * 64}; POST /documents first"}]
     err = refused(api, lambda: api.post("/cases", body_for(api, documents=["notes.pdf"])), 422, "invalid-input")
-    assert err["errors"][0]["field"] == "documents.0" and "64 lowercase hex" in err["errors"][0]["message"]
+    assert err["errors"][0]["field"] == "documents[0]" and "64 lowercase hex" in err["errors"][0]["message"]
     refused(api, lambda: api.post("/cases", body_for(api, documents=[42])), 422, "invalid-input")
 
 
