@@ -510,11 +510,14 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
             for (name, partition), position in sorted(system.runner.partition_positions(system.settings.topic).items()):
                 lines.append(f'caselog_worker_position{{projection="{name}",partition="{partition}"}} {position}')
         if system.settings.kafka_bootstrap:
-            from infra.relay import Relay
+            from infra.relay import Relay, parked_count
 
             relay_position = system.runner.position(f"{Relay.TRACKING}:{system.settings.topic}")
+            parked = parked_count(system.db, system.settings.topic)
             lines += ["# HELP caselog_relay_lag Events not yet acknowledged by Kafka.", "# TYPE caselog_relay_lag gauge",
-                      f"caselog_relay_lag {head - relay_position}"]
+                      f"caselog_relay_lag {head - relay_position}",
+                      "# HELP caselog_relay_parked Events the relay parked: refused by the broker, or not encodable.",
+                      "# TYPE caselog_relay_parked gauge", f"caselog_relay_parked {parked}"]
         lines += ["# HELP caselog_deadlines_fired_total Deadline events recorded by this process.",
                   "# TYPE caselog_deadlines_fired_total counter", f"caselog_deadlines_fired_total {system.scheduler.fired}"]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

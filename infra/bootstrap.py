@@ -123,7 +123,7 @@ class System:
 
         return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
-                     deployment=self.settings.deployment)
+                     max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment)
 
     def advance_clock(self, delta=None, to: datetime | None = None) -> int:
         """Move the manual clock and fire everything that became due, in due order."""

@@ -403,17 +403,40 @@ def scheduler(
 
 @cli.command()
 @handled
-def relay() -> None:
+def relay(
+    retry_parked: bool = typer.Option(False, "--retry-parked",
+                                      help="publish the parked events again (after a fix), then exit"),
+) -> None:
     """Publish every stored event to Kafka (CASELOG_KAFKA_BOOTSTRAP, topic CASELOG_TOPIC) as
-    CloudEvents, recording the position only after the broker acknowledged. Runs until stopped."""
+    CloudEvents, recording the position only after the broker acknowledged. An event the broker
+    refuses or that cannot be encoded is parked (caselog_relay_parked) and the relay goes on.
+    Runs until stopped; with --retry-parked, publishes the parked events and exits (1 when some
+    are still refused)."""
     import signal
     import threading
 
     _kafka_settings()
     system = _system()
+    relay_ = system.relay()
+    if retry_parked:
+        try:
+            try:
+                published, left = relay_.retry_parked()
+            except Exception as exc:  # noqa: BLE001 - the broker is unreachable: nothing was lost
+                why = f"{type(exc).__name__}: {exc}"
+                raise Failure(f"broker unavailable ({why}); the parked events stay parked") from None
+            print(f"published {published} parked events; {left} still parked")
+            if left:
+                for row in relay_.parked_events():
+                    err.print(f"  position {row['position']} case {row['case_id']} version {row['version']}"
+                              f" {row['type']}: {row['reason']}", markup=False, highlight=False, soft_wrap=True)
+                raise typer.Exit(1)
+        finally:
+            relay_.close()
+            system.close()
+        return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    relay_ = system.relay()
     err.print(f"relay: publishing to {system.settings.topic} on {system.settings.kafka_bootstrap} from position {relay_.position()}")
     try:
         from infra.heartbeat import Heartbeat, heartbeat_path
@@ -450,7 +473,8 @@ def worker(
     err.print(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}", highlight=False)
     try:
         run_worker(app, loglevel=loglevel.lower(), ensure_topic=lambda: ensure_topic(
-            settings.kafka_bootstrap, settings.topic, settings.topic_partitions, settings.topic_replication))
+            settings.kafka_bootstrap, settings.topic, settings.topic_partitions, settings.topic_replication,
+            settings.topic_max_message_bytes))
     finally:
         db.close()
 

@@ -41,6 +41,7 @@ def usable_dir(path: Path) -> Path:
     return path
 
 
+KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes (1 MiB + 12)
 CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers")}
 
 
@@ -76,6 +77,7 @@ class Settings:
     topic: str = "caselog.case-events"
     topic_partitions: int = 6
     topic_replication: int = 1
+    topic_max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES
     deployment: str = "default"
     clock: str = "system"
     clock_start: str | None = None
@@ -89,6 +91,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
+        topic_max = _number(env, "CASELOG_TOPIC_MAX_MESSAGE_BYTES", KAFKA_MAX_MESSAGE_BYTES, minimum=4096)
         return cls(
             data_dir=Path(env.get("CASELOG_DATA_DIR") or "./caselog-data"),
             database_url=env.get("CASELOG_DATABASE_URL") or None,
@@ -96,6 +99,7 @@ class Settings:
             topic=env.get("CASELOG_TOPIC") or "caselog.case-events",
             topic_partitions=_number(env, "CASELOG_TOPIC_PARTITIONS", 6),
             topic_replication=_number(env, "CASELOG_TOPIC_REPLICATION", 1),
+            topic_max_message_bytes=topic_max,
             deployment=env.get("CASELOG_DEPLOYMENT") or "default",
             clock=_choice(env, "CASELOG_CLOCK"),
             clock_start=env.get("CASELOG_CLOCK_START") or None,

@@ -1,0 +1,133 @@
+"""No stored event stops the relay, and a topic that lost data is filled again (issue 10), on
+SQLite and PostgreSQL against a real Kafka-protocol broker (tansu)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from uuid import uuid4
+
+import pytest
+
+from domain.case import Case, Context
+from domain.errors import InvalidInput
+from infra.bootstrap import bootstrap
+from infra.relay import Relay, parse_message, published_size
+from infra.samples import later, request
+from tests.integration.test_kafka import drain, topic_messages
+from tests.support import DME, PROVIDER
+
+TOPIC_LIMIT = 16_384  # a topic (and producer) limit far below the application's bound
+
+
+def submit(system, member: int, **extra) -> str:
+    body = request(DME, date_of_service=later(system.clock.now(), 10), member_no=member, **extra)
+    return system.app.submit(body, actor=PROVIDER).view["case_id"]
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"finding": value}
+    return value
+
+
+def store_unencodable(system) -> str:
+    """A submission the store takes but whose CloudEvent orjson cannot write (nested one level
+    too deep for its limit once wrapped), saved past the application's check, as events stored
+    before that check existed were."""
+    ctx = Context(system.clock.now(), PROVIDER, None)
+    for depth in range(240, 260):
+        case_id = uuid4()
+        body = request(DME, date_of_service=later(system.clock.now(), 10), member_no=99, clinical=nested(depth))
+        try:
+            case = Case.submit(ctx, case_id=case_id, case_number="0000000000", request=body)
+            system.app.mapper.to_stored_event(case.pending_events[0])
+        except (TypeError, ValueError, InvalidInput):
+            continue  # the domain or the store refuses this depth itself
+        try:
+            published_size(system.app.mapper.to_stored_event(case.pending_events[0]), "default")
+        except TypeError:
+            number = system.app.registry.case_number(str(case_id))
+            case = Case.submit(ctx, case_id=case_id, case_number=number, request=body)
+            system.app.save(case)
+            return str(case_id)
+    pytest.fail("no nesting depth is stored yet cannot be published: store the bad event another way")
+
+
+def env_of(settings, **extra) -> dict:
+    env = {**os.environ, "CASELOG_DATA_DIR": str(settings.data_dir),
+           "CASELOG_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "CASELOG_TOPIC": settings.topic,
+           "CASELOG_TOPIC_PARTITIONS": str(settings.topic_partitions), **extra}
+    env.pop("CASELOG_DATABASE_URL", None)
+    if settings.database_url:
+        env["CASELOG_DATABASE_URL"] = settings.database_url
+    return env
+
+
+def caselog(settings, *args: str, **extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env_of(settings, **extra),
+                          capture_output=True, text=True, timeout=120)
+
+
+def relay_of(system, **options) -> Relay:
+    s = system.settings
+    return Relay(system.app.recorder, system.db, bootstrap=s.kafka_bootstrap, topic=s.topic,
+                 partitions=s.topic_partitions, deployment=s.deployment, **options)
+
+
+def on_topic(settings) -> list[tuple[str, int]]:
+    """(case id, version) of every message on the topic, in each partition's order."""
+    out = []
+    for _, m in topic_messages(settings.kafka_bootstrap, settings.topic):
+        event = parse_message(m.value, m.headers, m.key)
+        out.append((event.get_subject(), int(event.get_extension("caseversion"))))
+    return out
+
+
+def test_events_the_broker_refuses_or_cannot_encode_are_parked_and_the_events_after_them_flow(kafka_store, clock):
+    from fastapi.testclient import TestClient
+
+    from infra.api import create_app
+
+    system = bootstrap(kafka_store, clock=clock)
+    s = kafka_store
+    relay = relay_of(system, max_message_bytes=TOPIC_LIMIT)
+    try:
+        first = submit(system, 1)
+        large = submit(system, 2, clinical={"notes": "x" * 40_000})  # within the application's bound, over the topic's
+        deep = store_unencodable(system)
+        after = submit(system, 3)
+        drain(relay)
+        system.app.cancel(large, "no longer needed", actor=PROVIDER)  # the large case's next event waits behind it
+        system.app.cancel(first, "no longer needed", actor=PROVIDER)
+        last = submit(system, 4)
+        drain(relay)
+
+        assert relay.position() == system.app.max_position() and relay.lag() == 0
+        parked = {(p["case_id"], p["version"]): p for p in relay.parked_events()}
+        assert set(parked) == {(large, 1), (large, 2), (deep, 1)}
+        assert "MessageSizeTooLargeError" in parked[(large, 1)]["reason"]
+        assert "held behind the case's parked version 1" in parked[(large, 2)]["reason"]
+        assert "cannot be encoded" in parked[(deep, 1)]["reason"] and "Recursion limit" in parked[(deep, 1)]["reason"]
+        assert (parked[(large, 1)]["type"], parked[(large, 2)]["type"]) == ("CaseSubmitted", "CaseCancelled")
+        assert sorted(on_topic(s)) == sorted([(first, 1), (first, 2), (after, 1), (last, 1)])
+        metrics = TestClient(create_app(system)).get("/metrics").text
+        assert "caselog_relay_parked 3" in metrics.splitlines()
+
+        # the fix: the topic takes large messages again (CASELOG_TOPIC_MAX_MESSAGE_BYTES back to its default)
+        done = caselog(s, "relay", "--retry-parked")
+        assert done.returncode == 1, done.stderr  # the unencodable event can only stay parked
+        assert "published 2 parked events; 1 still parked" in done.stdout
+        assert f"case {deep} version 1" in done.stderr and "cannot be encoded" in done.stderr
+        assert [(p["case_id"], p["version"]) for p in relay.parked_events()] == [(deep, 1)]
+        messages = on_topic(s)
+        assert [m for m in messages if m[0] == large] == [(large, 1), (large, 2)], "a case reaches the topic in order"
+        assert len(messages) == len(set(messages)) == system.app.max_position() - 1
+    finally:
+        relay.close()
+        system.close()
+
+
+
