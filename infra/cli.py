@@ -64,7 +64,7 @@ def handled(fn: Callable) -> Callable:
             raise typer.Exit(1) from None
         except Failure as exc:
             err.print("[bold red]failed[/]: ", end="")
-            err.print(str(exc), highlight=False, markup=False)
+            err.print(str(exc), highlight=False, markup=False, soft_wrap=True)  # one line, whatever the width
             raise typer.Exit(1) from None
 
     return wrapper
@@ -348,17 +348,50 @@ def replay(
         except KeyError as exc:
             raise InvalidInput(rq.FieldError("--projection", str(exc.args[0]))) from None
         total = system.app.max_position()
+        stored = _check_topic_holds_the_store(system) if source == "kafka" else 0
+        read = 0
         with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
             task = bar.add_task("replay", total=total)
             records = None
             if source == "kafka":
                 from consumers.topic import read_topic
 
-                records = read_topic(system.settings.kafka_bootstrap, system.settings.topic)
+                def counted(events):
+                    nonlocal read
+                    for event in events:
+                        read += 1
+                        yield event
+
+                records = counted(read_topic(system.settings.kafka_bootstrap, system.settings.topic))
             done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n), source=records)
     finally:
         system.close()
+    if read < stored:  # re-deliveries hid missing events from the check above
+        raise Failure(f"the topic held {read} distinct events of the {stored} in the store; the read models are"
+                      " incomplete: run caselog replay (from the store)")
     print(f"rebuilt {', '.join(names)} from {done} events ({source})")
+
+
+def _check_topic_holds_the_store(system: System) -> int:
+    """Before ``replay --source kafka`` drops anything: refuse (exit 1) when the topic holds fewer
+    messages than the store holds events (recreated empty, lost data, events still parked).
+    Returns how many events the store holds."""
+    from infra.relay import high_water_marks, parked_count, stored_event_count
+
+    settings = system.settings
+    try:
+        marks = high_water_marks(settings.kafka_bootstrap, settings.topic)
+    except Exception as exc:  # noqa: BLE001 - an unreachable broker is a failure, not a traceback
+        raise Failure(f"cannot read topic {settings.topic} on {settings.kafka_bootstrap}"
+                      f" ({type(exc).__name__}: {exc})") from None
+    held = sum(end - begin for begin, end in (marks or {}).values())
+    stored = stored_event_count(system.db, system.app.recorder)
+    if held < stored:
+        parked = parked_count(system.db, settings.topic)
+        parked_note = f" ({parked} parked by the relay)" if parked else ""
+        raise Failure(f"topic {settings.topic} holds {held} messages, fewer than the {stored} events in the store"
+                      f"{parked_note}; nothing was replaced: replay from the store, or let the relay republish first")
+    return stored
 
 
 @cli.command()

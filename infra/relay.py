@@ -12,7 +12,8 @@ A broker outage is not the same as a message the broker refuses (too large, inva
 event that cannot be encoded: such an event is parked in ``caselog_relay_parked`` with the
 reason, logged once, and the relay goes on past it (the case's later events are parked behind
 it, so a subscriber still sees each case in order). ``caselog relay --retry-parked`` publishes
-them after the fix.
+them after the fix. The relay also checks that the topic still holds what it acknowledged: a
+topic recreated empty (or one that lost data) is re-published from the start.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -137,6 +139,56 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int =
         admin.close()
 
 
+def high_water_marks(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, tuple[int, int]] | None:
+    """Partition -> (first offset kept, offset after the last message) of a topic; None when it
+    does not exist. Some brokers (tansu) report a partition's end offset as its last batch's
+    base offset + 1, so the end is read: from the reported end - 1 until a poll brings nothing."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             allow_auto_create_topics=False,  # a broker default topic would hide the loss
+                             client_id="caselog-relay-check", request_timeout_ms=int(timeout * 1000) + 1000)
+    try:
+        found = consumer.partitions_for_topic(topic)
+        if not found:
+            return None
+        parts = [TopicPartition(topic, p) for p in sorted(found)]
+        begins, ends = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+        marks = {tp.partition: (begins[tp], ends[tp]) for tp in parts}
+        unread = [tp for tp in parts if ends[tp] > begins[tp]]
+        if not unread:
+            return marks
+        consumer.assign(unread)
+        for tp in unread:
+            consumer.seek(tp, max(ends[tp] - 1, begins[tp]))
+        limit = time.monotonic() + timeout
+        while unread:
+            got = consumer.poll(timeout_ms=300, max_records=100_000)
+            for tp in list(unread):
+                position = consumer.position(tp)
+                marks[tp.partition] = (begins[tp], max(ends[tp], position))
+                if position >= ends[tp] and not got.get(tp):
+                    unread.remove(tp)
+            if unread and time.monotonic() > limit:
+                raise TimeoutError(f"could not read the end of {topic} within {timeout:.0f}s")
+        return marks
+    finally:
+        consumer.close()
+
+
+def stored_event_count(db: Database, recorder: Any, upto: int | None = None) -> int:
+    """How many events the store holds (at or below position ``upto``). Positions can have gaps
+    (a PostgreSQL sequence skips a number on a rolled-back insert), so they are counted."""
+    if db.dialect == "postgres":
+        table, column = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"', "notification_id"
+    else:
+        table, column = recorder.events_table_name, "rowid"
+    with db.transaction() as cur:
+        if upto is None:
+            return int(cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return int(cur.execute(f"SELECT count(*) FROM {table} WHERE {column} <= ?", (upto,)).fetchone()[0])
+
+
 def parked_count(db: Database, topic: str) -> int:
     """Events of ``topic`` parked by the relay (refused by the broker or not encodable)."""
     with db.schema() as cur:
@@ -154,7 +206,7 @@ class Relay:
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
                  replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
-                 poll_seconds: float = 0.2, producer_config: dict | None = None):
+                 poll_seconds: float = 0.2, check_seconds: float = 60.0, producer_config: dict | None = None):
         self.recorder = recorder
         self.db = db
         self.bootstrap = bootstrap
@@ -165,6 +217,7 @@ class Relay:
         self.deployment = deployment
         self.batch = batch
         self.poll_seconds = poll_seconds
+        self.check_seconds = check_seconds
         self.producer_config = producer_config or {}
         self.name = f"{self.TRACKING}:{topic}"
         self._producer = None
@@ -327,6 +380,34 @@ class Relay:
             self.published += 1
         return published, parked_count(self.db, self.topic)
 
+    # ---- a topic that lost data ------------------------------------------------------------
+
+    def check_topic(self, report: Callable[[str], None] | None = None) -> bool:
+        """Compare the topic with what the relay recorded as acknowledged: when it holds fewer
+        messages (recreated empty, or it lost data), start again from position 0. Re-published
+        events keep their ids, so a subscriber's dedupe still sees each one once."""
+        position = self.position()
+        if position == 0:
+            return False
+        with self.db.transaction() as cur:
+            parked = int(cur.execute("SELECT count(*) FROM caselog_relay_parked WHERE topic = ? AND position <= ?",
+                                     (self.topic, position)).fetchone()[0])
+        acknowledged = stored_event_count(self.db, self.recorder, position) - parked
+        marks = high_water_marks(self.bootstrap, self.topic)
+        if marks is None:  # deleted: create it again now rather than wait for the producer to give up
+            self.ensure_topic()
+        held = sum(end for _, end in (marks or {}).values())
+        if held >= acknowledged:
+            return False
+        line = (f"relay: topic {self.topic} holds {held} messages but {acknowledged} events up to position {position}"
+                " were acknowledged: the topic lost data; republishing every event from position 0")
+        log.warning(line)
+        if report is not None:
+            report(line)
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,))
+        return True
+
     # ---- the loop ----------------------------------------------------------------------------
 
     def _listen(self, stop: threading.Event) -> None:
@@ -359,14 +440,17 @@ class Relay:
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
             threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
-        backoff, topic_ready = 0.5, False
+        backoff, topic_ready, checked = 0.5, False, None
         while not stop.is_set():
             if heartbeat is not None:
                 heartbeat.beat()
             try:
                 if not topic_ready:
                     self.ensure_topic()
-                    topic_ready = True
+                    topic_ready, checked = True, None
+                if checked is None or time.monotonic() - checked >= self.check_seconds:
+                    self.check_topic(report)
+                    checked = time.monotonic()
                 sent = self.publish_once()
                 backoff = 0.5
                 self.last_error = None
@@ -377,6 +461,7 @@ class Relay:
             except Exception as exc:  # noqa: BLE001 - the broker may be down: back off and retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._reset_producer()
+                topic_ready = False  # a broker that comes back may have lost the topic: check it again
                 log.warning("relay: broker unavailable (%s); retrying in %.1fs", self.last_error, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

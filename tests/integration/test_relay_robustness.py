@@ -3,19 +3,23 @@ SQLite and PostgreSQL against a real Kafka-protocol broker (tansu)."""
 
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import sys
+import threading
+import time
 from uuid import uuid4
 
 import pytest
 
+from consumers.dedupe import CaseVersionDeduper
 from domain.case import Case, Context
 from domain.errors import InvalidInput
 from infra.bootstrap import bootstrap
-from infra.relay import Relay, parse_message, published_size
+from infra.relay import Relay, high_water_marks, parse_message, published_size, stored_event_count
 from infra.samples import later, request
-from tests.integration.test_kafka import drain, topic_messages
+from tests.integration.test_kafka import check_topic_equals_store, drain, topic_messages
 from tests.support import DME, PROVIDER
 
 TOPIC_LIMIT = 16_384  # a topic (and producer) limit far below the application's bound
@@ -77,6 +81,10 @@ def relay_of(system, **options) -> Relay:
                  partitions=s.topic_partitions, deployment=s.deployment, **options)
 
 
+def held_on_topic(settings) -> int:
+    return sum(end for _, end in (high_water_marks(settings.kafka_bootstrap, settings.topic) or {}).values())
+
+
 def on_topic(settings) -> list[tuple[str, int]]:
     """(case id, version) of every message on the topic, in each partition's order."""
     out = []
@@ -84,6 +92,20 @@ def on_topic(settings) -> list[tuple[str, int]]:
         event = parse_message(m.value, m.headers, m.key)
         out.append((event.get_subject(), int(event.get_extension("caseversion"))))
     return out
+
+
+def delete_topic(settings) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    try:
+        admin.delete_topics([settings.topic])
+        limit = time.monotonic() + 20
+        while settings.topic in admin.list_topics():
+            assert time.monotonic() < limit, "the topic was not deleted"
+            time.sleep(0.1)
+    finally:
+        admin.close()
 
 
 def test_events_the_broker_refuses_or_cannot_encode_are_parked_and_the_events_after_them_flow(kafka_store, clock):
@@ -130,4 +152,69 @@ def test_events_the_broker_refuses_or_cannot_encode_are_parked_and_the_events_af
         system.close()
 
 
+def test_a_topic_recreated_empty_is_republished_from_the_start_with_the_same_ids(kafka_store, clock):
+    s = kafka_store
+    system = bootstrap(s, clock=clock)
+    relay = relay_of(system, check_seconds=0.5)
+    stop, reports = threading.Event(), []
+    runner = threading.Thread(target=relay.run, args=(stop,), kwargs={"report": reports.append})
+    try:
+        cases = [submit(system, n) for n in range(1, 13)]
+        for case in cases[::3]:
+            system.app.cancel(case, "no longer needed", actor=PROVIDER)
+        total = system.app.max_position()
+        runner.start()
 
+        def topic_holds(count: int) -> None:
+            limit = time.monotonic() + 60
+            while relay.position() < total or held_on_topic(s) < count:
+                assert time.monotonic() < limit, f"the relay did not fill the topic (at {relay.position()} of {total})"
+                time.sleep(0.2)
+
+        topic_holds(total)
+        first_ids = set(check_topic_equals_store(system, s))
+        delete_topic(s)  # Kafka lost its data: the topic comes back empty while the relay runs
+        topic_holds(total)
+        ids = check_topic_equals_store(system, s)
+        assert set(ids) == first_ids and set(ids.values()) == {1}, "every event once more, with the same ids"
+        assert any("lost data; republishing every event from position 0" in line for line in reports), reports
+        deduper = CaseVersionDeduper()
+        seen = [m for m in on_topic(s) if deduper.accept(*m)]
+        assert len(seen) == total == stored_event_count(system.db, system.app.recorder)
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+        relay.close()
+        system.close()
+
+
+def test_replay_from_a_topic_holding_fewer_events_than_the_store_exits_1_and_replaces_nothing(kafka_store, clock):
+    s = kafka_store
+    system = bootstrap(s, clock=clock)
+    relay = system.relay()
+    try:
+        for n in range(1, 6):
+            submit(system, n)
+        drain(relay)
+        system.catch_up()
+        worklist = collections.Counter(system.runner.position(p) for p in system.in_process)
+        with system.db.transaction() as cur:
+            rows = cur.execute("SELECT count(*) FROM worklist").fetchone()[0]
+        assert rows == 5
+        delete_topic(s)
+        relay.ensure_topic()  # recreated empty
+        done = caselog(s, "replay", "--source", "kafka")
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "holds 0 messages, fewer than the 5 events in the store" in lines[0], done.stderr
+        with system.db.transaction() as cur:
+            assert cur.execute("SELECT count(*) FROM worklist").fetchone()[0] == rows, "the worklist was emptied"
+        assert collections.Counter(system.runner.position(p) for p in system.in_process) == worklist
+        relay.check_topic()  # the relay republishes, and the replay then goes through
+        drain(relay)
+        again = caselog(s, "replay", "--source", "kafka")
+        assert again.returncode == 0, again.stderr
+        assert "from" in again.stdout
+    finally:
+        relay.close()
+        system.close()
