@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.intake import requirement
-from domain.errors import (CaseNotFound, DocumentTooLarge, DomainError, FieldError, IdempotencyConflict, InvalidInput,
-                           NotPermitted, RuleViolation, VersionConflict)
+from domain.errors import (CaseNotFound, DocumentTooLarge, DomainError, EventTooLarge, FieldError, IdempotencyConflict,
+                           InvalidInput, NotPermitted, RuleViolation, VersionConflict)
 from domain.policy import POLICY_IDS
 from domain.validation import MAX_DOCUMENT_BYTES
 from infra import requests as rq
@@ -70,7 +70,7 @@ ERRORS = {code: {"model": ProblemBody, "content": {PROBLEM: {}}} for code in (40
 
 
 def status_of(exc: DomainError) -> int:
-    if isinstance(exc, DocumentTooLarge):
+    if isinstance(exc, (DocumentTooLarge, EventTooLarge)):
         return 413
     if isinstance(exc, InvalidInput):
         return 422

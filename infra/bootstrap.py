@@ -146,7 +146,8 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     try:
         documents = DocumentStore(documents_dir, db)
         registry = Registry(db)
-        app = CaseLog(event_store_env(settings), clock=clock, registry=registry)
+        app = CaseLog(event_store_env(settings), clock=clock, registry=registry,
+                      max_event_bytes=settings.max_event_bytes, deployment=settings.deployment)
         runner = ProjectionRunner(db, app.recorder, projections())
     except BaseException:
         db.close()

@@ -15,12 +15,13 @@ import pytest
 
 from consumers.dedupe import CaseVersionDeduper
 from domain.case import Case, Context
-from domain.errors import InvalidInput
+from domain.errors import EventTooLarge, InvalidInput
 from infra.bootstrap import bootstrap
 from infra.relay import Relay, high_water_marks, parse_message, published_size, stored_event_count
 from infra.samples import later, request
+from infra.settings import SettingError, Settings
 from tests.integration.test_kafka import check_topic_equals_store, drain, topic_messages
-from tests.support import DME, PROVIDER
+from tests.support import DME, PROVIDER, recorded
 
 TOPIC_LIMIT = 16_384  # a topic (and producer) limit far below the application's bound
 
@@ -150,6 +151,45 @@ def test_events_the_broker_refuses_or_cannot_encode_are_parked_and_the_events_af
     finally:
         relay.close()
         system.close()
+
+
+def test_a_command_whose_event_would_not_fit_the_topic_is_refused_and_records_nothing(store, clock):
+    from dataclasses import replace
+
+    from tests.e2e.http_support import make_api
+
+    system = bootstrap(replace(store, max_event_bytes=64 * 1024), clock=clock)
+    try:
+        case = submit(system, 1)
+        before = recorded(system)
+        with pytest.raises(EventTooLarge) as refused:
+            submit(system, 2, clinical={"notes": "x" * 70_000})
+        assert "CaseSubmitted" in refused.value.errors[0].message and refused.value.errors[0].field == "body"
+        with pytest.raises(EventTooLarge):
+            system.app.cancel(case, "x" * 70_000, actor=PROVIDER)
+        with pytest.raises(InvalidInput, match="cannot be stored and published as JSON"):
+            submit(system, 3, clinical=nested(251))
+        assert recorded(system) == before, "a refused command recorded something (an event or a case number)"
+
+        api = make_api(system)
+        document = api.upload()
+        before = recorded(system)
+        body = request(DME, date_of_service=later(system.clock.now(), 10), member_no=5,
+                       clinical={"notes": "x" * 70_000}, documents=[document])
+        answer = api.post("/cases", body)
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["type"].endswith("/event-too-large") and answer.json()["errors"][0]["field"] == "body"
+        assert recorded(system) == before
+        assert submit(system, 6)  # an ordinary command still goes through
+    finally:
+        system.close()
+
+
+def test_the_event_bound_must_leave_room_below_the_topic_message_limit():
+    assert Settings.from_env({}).max_event_bytes == 512 * 1024
+    assert Settings.from_env({"CASELOG_TOPIC_MAX_MESSAGE_BYTES": "65536"}).max_event_bytes == 65536 - 1024
+    with pytest.raises(SettingError, match="CASELOG_MAX_EVENT_BYTES"):
+        Settings.from_env({"CASELOG_MAX_EVENT_BYTES": "1048576"})
 
 
 def test_a_topic_recreated_empty_is_republished_from_the_start_with_the_same_ids(kafka_store, clock):
