@@ -45,6 +45,13 @@ class DocumentTooLarge(InvalidInput):
     title = "Document too large"
 
 
+class EventTooLarge(InvalidInput):
+    """The command's event would not fit the Kafka topic's message size (CASELOG_MAX_EVENT_BYTES)."""
+
+    rule = "event-too-large"
+    title = "Event too large"
+
+
 class RuleViolation(DomainError):
     """The command is well formed but a policy rule refuses it now."""
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.intake import requirement
-from domain.errors import (CaseNotFound, DocumentTooLarge, DomainError, FieldError, IdempotencyConflict, InvalidInput,
-                           NotPermitted, RuleViolation, VersionConflict)
+from domain.errors import (CaseNotFound, DocumentTooLarge, DomainError, EventTooLarge, FieldError, IdempotencyConflict,
+                           InvalidInput, NotPermitted, RuleViolation, VersionConflict)
 from domain.policy import POLICY_IDS
 from domain.validation import MAX_DOCUMENT_BYTES
 from infra import requests as rq
@@ -70,7 +70,7 @@ ERRORS = {code: {"model": ProblemBody, "content": {PROBLEM: {}}} for code in (40
 
 
 def status_of(exc: DomainError) -> int:
-    if isinstance(exc, DocumentTooLarge):
+    if isinstance(exc, (DocumentTooLarge, EventTooLarge)):
         return 413
     if isinstance(exc, InvalidInput):
         return 422
@@ -506,11 +506,14 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
             for (name, partition), position in sorted(system.runner.partition_positions(system.settings.topic).items()):
                 lines.append(f'caselog_worker_position{{projection="{name}",partition="{partition}"}} {position}')
         if system.settings.kafka_bootstrap:
-            from infra.relay import Relay
+            from infra.relay import Relay, parked_count
 
             relay_position = system.runner.position(f"{Relay.TRACKING}:{system.settings.topic}")
+            parked = parked_count(system.db, system.settings.topic)
             lines += ["# HELP caselog_relay_lag Events not yet acknowledged by Kafka.", "# TYPE caselog_relay_lag gauge",
-                      f"caselog_relay_lag {head - relay_position}"]
+                      f"caselog_relay_lag {head - relay_position}",
+                      "# HELP caselog_relay_parked Events the relay parked: refused by the broker, or not encodable.",
+                      "# TYPE caselog_relay_parked gauge", f"caselog_relay_parked {parked}"]
         lines += ["# HELP caselog_deadlines_fired_total Deadline events recorded by this process.",
                   "# TYPE caselog_deadlines_fired_total counter", f"caselog_deadlines_fired_total {system.scheduler.fired}"]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -28,7 +28,7 @@ from domain.case import Case
 from domain.context import Context
 from domain.intake import intake
 from domain.chain import ChainWalker
-from domain.errors import CaseNotFound, IdempotencyConflict, VersionConflict
+from domain.errors import CaseNotFound, EventTooLarge, FieldError, IdempotencyConflict, InvalidInput, VersionConflict
 from domain.events import CaseEvent, DraftStarted
 from domain.views import case_view
 from infra.registry import Registry
@@ -84,9 +84,12 @@ def event_record(event: CaseEvent) -> dict:
 class CaseLog(Application):
     name = "caselog"
 
-    def __init__(self, env: dict, *, clock: Any, registry: Registry):
+    def __init__(self, env: dict, *, clock: Any, registry: Registry, max_event_bytes: int = 512 * 1024,
+                 deployment: str = "default"):
         self.clock = clock
         self.registry = registry
+        self.max_event_bytes = max_event_bytes
+        self.deployment = deployment
         super().__init__(env)
 
     def construct_transcoder(self) -> Transcoder:
@@ -115,7 +118,31 @@ class CaseLog(Application):
     def exists(self, case_id: UUID) -> bool:
         return case_id in self.repository
 
+    def _refuse_unpublishable(self, cases: tuple[Case, ...]) -> None:
+        """Every stored event must be publishable: its CloudEvent must encode and fit the topic
+        (``max_event_bytes``, below its message limit), or the command is refused before
+        anything is saved; a case number taken for a new case is given back."""
+        from infra.relay import published_size
+
+        for case in cases:
+            for event in case.pending_events:
+                name = type(event).__name__
+                try:
+                    size = published_size(self.mapper.to_stored_event(event), self.deployment)
+                except (TypeError, ValueError) as exc:  # orjson: nesting too deep, a value JSON cannot hold
+                    why = f"the {name} event it makes cannot be stored and published as JSON ({exc})"
+                    error: InvalidInput = InvalidInput(FieldError("body", why))
+                else:
+                    if size <= self.max_event_bytes:
+                        continue
+                    why = (f"the {name} event it makes would be {size} bytes on the Kafka topic;"
+                           f" at most {self.max_event_bytes} (CASELOG_MAX_EVENT_BYTES)")
+                    error = EventTooLarge(FieldError("body", why))
+                self.registry.release_case_numbers([str(c.id) for c in cases if c.version == len(c.pending_events)])
+                raise error
+
     def _save(self, *cases: Case) -> None:
+        self._refuse_unpublishable(cases)
         try:
             self.save(*cases)
         except IntegrityError:

@@ -126,7 +126,7 @@ class System:
 
         return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
-                     deployment=self.settings.deployment)
+                     max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment)
 
     def advance_clock(self, delta: timedelta | None = None, to: datetime | None = None) -> int:
         """Move the manual clock and fire everything that became due, in due order. A move
@@ -159,7 +159,8 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     try:
         documents = DocumentStore(documents_dir, db)
         registry = Registry(db)
-        app = CaseLog(event_store_env(settings), clock=clock, registry=registry)
+        app = CaseLog(event_store_env(settings), clock=clock, registry=registry,
+                      max_event_bytes=settings.max_event_bytes, deployment=settings.deployment)
         runner = ProjectionRunner(db, app.recorder, projections())
     except BaseException:
         db.close()

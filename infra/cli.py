@@ -64,7 +64,7 @@ def handled(fn: Callable) -> Callable:
             raise typer.Exit(1) from None
         except Failure as exc:
             err.print("[bold red]failed[/]: ", end="")
-            err.print(str(exc), highlight=False, markup=False)
+            err.print(str(exc), highlight=False, markup=False, soft_wrap=True)  # one line, whatever the width
             raise typer.Exit(1) from None
 
     return wrapper
@@ -349,17 +349,50 @@ def replay(
         except KeyError as exc:
             raise InvalidInput(rq.FieldError("--projection", str(exc.args[0]))) from None
         total = system.app.max_position()
+        stored = _check_topic_holds_the_store(system) if source == "kafka" else 0
+        read = 0
         with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
             task = bar.add_task("replay", total=total)
             records = None
             if source == "kafka":
                 from consumers.topic import read_topic
 
-                records = read_topic(system.settings.kafka_bootstrap, system.settings.topic)
+                def counted(events):
+                    nonlocal read
+                    for event in events:
+                        read += 1
+                        yield event
+
+                records = counted(read_topic(system.settings.kafka_bootstrap, system.settings.topic))
             done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n), source=records)
     finally:
         system.close()
+    if read < stored:  # re-deliveries hid missing events from the check above
+        raise Failure(f"the topic held {read} distinct events of the {stored} in the store; the read models are"
+                      " incomplete: run caselog replay (from the store)")
     print(f"rebuilt {', '.join(names)} from {done} events ({source})")
+
+
+def _check_topic_holds_the_store(system: System) -> int:
+    """Before ``replay --source kafka`` drops anything: refuse (exit 1) when the topic holds fewer
+    messages than the store holds events (recreated empty, lost data, events still parked).
+    Returns how many events the store holds."""
+    from infra.relay import high_water_marks, parked_count, stored_event_count
+
+    settings = system.settings
+    try:
+        marks = high_water_marks(settings.kafka_bootstrap, settings.topic)
+    except Exception as exc:  # noqa: BLE001 - an unreachable broker is a failure, not a traceback
+        raise Failure(f"cannot read topic {settings.topic} on {settings.kafka_bootstrap}"
+                      f" ({type(exc).__name__}: {exc})") from None
+    held = sum(end - begin for begin, end in (marks or {}).values())
+    stored = stored_event_count(system.db, system.app.recorder)
+    if held < stored:
+        parked = parked_count(system.db, settings.topic)
+        parked_note = f" ({parked} parked by the relay)" if parked else ""
+        raise Failure(f"topic {settings.topic} holds {held} messages, fewer than the {stored} events in the store"
+                      f"{parked_note}; nothing was replaced: replay from the store, or let the relay republish first")
+    return stored
 
 
 @cli.command()
@@ -404,17 +437,40 @@ def scheduler(
 
 @cli.command()
 @handled
-def relay() -> None:
+def relay(
+    retry_parked: bool = typer.Option(False, "--retry-parked",
+                                      help="publish the parked events again (after a fix), then exit"),
+) -> None:
     """Publish every stored event to Kafka (CASELOG_KAFKA_BOOTSTRAP, topic CASELOG_TOPIC) as
-    CloudEvents, recording the position only after the broker acknowledged. Runs until stopped."""
+    CloudEvents, recording the position only after the broker acknowledged. An event the broker
+    refuses or that cannot be encoded is parked (caselog_relay_parked) and the relay goes on.
+    Runs until stopped; with --retry-parked, publishes the parked events and exits (1 when some
+    are still refused)."""
     import signal
     import threading
 
     _kafka_settings()
     system = _system()
+    relay_ = system.relay()
+    if retry_parked:
+        try:
+            try:
+                published, left = relay_.retry_parked()
+            except Exception as exc:  # noqa: BLE001 - the broker is unreachable: nothing was lost
+                why = f"{type(exc).__name__}: {exc}"
+                raise Failure(f"broker unavailable ({why}); the parked events stay parked") from None
+            print(f"published {published} parked events; {left} still parked")
+            if left:
+                for row in relay_.parked_events():
+                    err.print(f"  position {row['position']} case {row['case_id']} version {row['version']}"
+                              f" {row['type']}: {row['reason']}", markup=False, highlight=False, soft_wrap=True)
+                raise typer.Exit(1)
+        finally:
+            relay_.close()
+            system.close()
+        return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    relay_ = system.relay()
     err.print(f"relay: publishing to {system.settings.topic} on {system.settings.kafka_bootstrap} from position {relay_.position()}")
     try:
         from infra.heartbeat import Heartbeat, heartbeat_path
@@ -451,7 +507,8 @@ def worker(
     err.print(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}", highlight=False)
     try:
         run_worker(app, loglevel=loglevel.lower(), ensure_topic=lambda: ensure_topic(
-            settings.kafka_bootstrap, settings.topic, settings.topic_partitions, settings.topic_replication))
+            settings.kafka_bootstrap, settings.topic, settings.topic_partitions, settings.topic_replication,
+            settings.topic_max_message_bytes))
     finally:
         db.close()
 

@@ -35,6 +35,12 @@ class Registry:
                 numbers.update({r[0]: str(CASE_NUMBER_BASE + int(r[1])) for r in rows})
         return numbers
 
+    def release_case_numbers(self, case_ids: list[str]) -> None:
+        """Cases refused before they were saved keep no number (the sequence never reuses it)."""
+        if case_ids:
+            with self.db.transaction() as cur:
+                cur.executemany("DELETE FROM caselog_case_numbers WHERE case_id = ?", [(c,) for c in case_ids])
+
     def find_key(self, key: str) -> tuple[str, str] | None:
         with self.db.transaction() as cur:
             row = cur.execute("SELECT digest, case_id FROM caselog_idempotency WHERE key = ?", (key,)).fetchone()

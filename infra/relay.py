@@ -7,6 +7,13 @@ SQLite has no subscription, so the relay polls; on PostgreSQL it also listens (t
 eventsourcing subscription, LISTEN/NOTIFY) to wake early, and polls anyway, since a lost
 NOTIFY must not stall it. While the broker is down, writes go on; the relay retries with
 backoff and reports its lag.
+
+A broker outage is not the same as a message the broker refuses (too large, invalid) or a stored
+event that cannot be encoded: such an event is parked in ``caselog_relay_parked`` with the
+reason, logged once, and the relay goes on past it (the case's later events are parked behind
+it, so a subscriber still sees each case in order). ``caselog relay --retry-parked`` publishes
+them after the fix. The relay also checks that the topic still holds what it acknowledged: a
+topic recreated empty (or one that lost data) is re-published from the start.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from datetime import datetime
+import time
+from datetime import datetime, timezone
 from typing import Any, Callable
-from uuid import NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import orjson
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured, to_structured
@@ -25,11 +33,17 @@ from cloudevents.core.v1.event import CloudEvent
 
 from infra.database import Database
 from infra.heartbeat import Heartbeat
+from infra.settings import KAFKA_MAX_MESSAGE_BYTES
 from projections.records import EventRecord, from_stored
 from projections.runner import ensure_tracking, tracked_position
 
 log = logging.getLogger("caselog.relay")
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
+PARKED = (
+    "CREATE TABLE IF NOT EXISTS caselog_relay_parked (topic TEXT NOT NULL, position BIGINT NOT NULL,"
+    " case_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
+    " parked_at TEXT NOT NULL, PRIMARY KEY (topic, position))"
+)
 
 
 def event_id(case_id: str, version: int) -> str:
@@ -76,15 +90,39 @@ def to_message(record: EventRecord, deployment: str) -> KafkaMessage:
     return to_structured(cloud_event(record, deployment), OrjsonFormat(), key_mapper=lambda e: e.get_subject())
 
 
+def kafka_fields(message: KafkaMessage) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of a message, as the producer takes them."""
+    key = message.key if isinstance(message.key, bytes) else str(message.key).encode()
+    return key, message.value, list(message.headers.items())
+
+
+def published_size(stored: Any, deployment: str) -> int:
+    """The bytes a stored event takes on the topic (key, value and headers); raises when it
+    cannot be encoded. The position is taken at its widest, so the size is an upper bound."""
+    record = from_stored(2**53, stored.originator_id, stored.originator_version, stored.topic, stored.state)
+    key, value, headers = kafka_fields(to_message(record, deployment))
+    return len(key) + len(value) + sum(len(k) + len(v) for k, v in headers)
+
+
+def refused(exc: BaseException) -> bool:
+    """A message the broker (or the producer's own size check) refuses for what it is, so that
+    sending it again can only fail again; anything else is taken for an outage and retried."""
+    from kafka.errors import CorruptRecordError, InvalidRecordError, MessageSizeTooLargeError, RecordListTooLargeError
+
+    return isinstance(exc, (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, CorruptRecordError))
+
+
 def parse_message(value: bytes, headers: dict[str, bytes] | None = None, key: bytes | None = None):
     """A Kafka message value back into a CloudEvent (the cloudevents package's Kafka binding)."""
     message = KafkaMessage(headers=headers or {"content-type": b"application/cloudevents+json"}, key=key, value=value)
     return from_structured(message, JSONFormat())
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1) -> None:
-    """Create the case-events topic (unlimited retention) unless it exists. The relay and the
-    workers both call it, so neither depends on the other having started first."""
+def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1,
+                 max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES) -> None:
+    """Create the case-events topic (unlimited retention, ``max.message.bytes``) unless it
+    exists. The relay and the workers both call it, so neither depends on the other having
+    started first."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -92,36 +130,104 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int =
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="caselog-admin", request_timeout_ms=10_000)
     try:
         if topic not in admin.list_topics():
+            configs = {"retention.ms": "-1", "retention.bytes": "-1", "max.message.bytes": str(max_message_bytes)}
             admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication,
-                                          topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})])
+                                          topic_configs=configs)])
     except TopicAlreadyExistsError:
         pass
     finally:
         admin.close()
 
 
+def high_water_marks(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, tuple[int, int]] | None:
+    """Partition -> (first offset kept, offset after the last message) of a topic; None when it
+    does not exist. Some brokers (tansu) report a partition's end offset as its last batch's
+    base offset + 1, so the end is read: from the reported end - 1 until a poll brings nothing."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             allow_auto_create_topics=False,  # a broker default topic would hide the loss
+                             client_id="caselog-relay-check", request_timeout_ms=int(timeout * 1000) + 1000)
+    try:
+        found = consumer.partitions_for_topic(topic)
+        if not found:
+            return None
+        parts = [TopicPartition(topic, p) for p in sorted(found)]
+        begins, ends = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+        marks = {tp.partition: (begins[tp], ends[tp]) for tp in parts}
+        unread = [tp for tp in parts if ends[tp] > begins[tp]]
+        if not unread:
+            return marks
+        consumer.assign(unread)
+        for tp in unread:
+            consumer.seek(tp, max(ends[tp] - 1, begins[tp]))
+        limit = time.monotonic() + timeout
+        while unread:
+            got = consumer.poll(timeout_ms=300, max_records=100_000)
+            for tp in list(unread):
+                position = consumer.position(tp)
+                marks[tp.partition] = (begins[tp], max(ends[tp], position))
+                if position >= ends[tp] and not got.get(tp):
+                    unread.remove(tp)
+            if unread and time.monotonic() > limit:
+                raise TimeoutError(f"could not read the end of {topic} within {timeout:.0f}s")
+        return marks
+    finally:
+        consumer.close()
+
+
+def stored_event_count(db: Database, recorder: Any, upto: int | None = None) -> int:
+    """How many events the store holds (at or below position ``upto``). Positions can have gaps
+    (a PostgreSQL sequence skips a number on a rolled-back insert), so they are counted."""
+    if db.dialect == "postgres":
+        table, column = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"', "notification_id"
+    else:
+        table, column = recorder.events_table_name, "rowid"
+    with db.transaction() as cur:
+        if upto is None:
+            return int(cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return int(cur.execute(f"SELECT count(*) FROM {table} WHERE {column} <= ?", (upto,)).fetchone()[0])
+
+
+def parked_count(db: Database, topic: str) -> int:
+    """Events of ``topic`` parked by the relay (refused by the broker or not encodable)."""
+    with db.schema() as cur:
+        cur.execute(PARKED)
+        return int(cur.execute("SELECT count(*) FROM caselog_relay_parked WHERE topic = ?", (topic,)).fetchone()[0])
+
+
+def _identity(n: Any) -> tuple[str, int, str]:
+    """(case id, version, event type) of a stored notification, whatever its state holds."""
+    return str(UUID(str(n.originator_id))), n.originator_version, n.topic.rsplit(":", 1)[-1]
+
+
 class Relay:
     TRACKING = "relay"
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
-                 replication: int = 1, batch: int = 1000, poll_seconds: float = 0.2, producer_config: dict | None = None):
+                 replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
+                 poll_seconds: float = 0.2, check_seconds: float = 60.0, producer_config: dict | None = None):
         self.recorder = recorder
         self.db = db
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
         self.replication = replication
+        self.max_message_bytes = max_message_bytes
         self.deployment = deployment
         self.batch = batch
         self.poll_seconds = poll_seconds
+        self.check_seconds = check_seconds
         self.producer_config = producer_config or {}
         self.name = f"{self.TRACKING}:{topic}"
         self._producer = None
         self._wake = threading.Event()
         self.published = 0
+        self.parked = 0
         self.last_error: str | None = None
         with db.schema() as cur:
             ensure_tracking(cur, self.name)
+            cur.execute(PARKED)
 
     # ---- position and lag ------------------------------------------------------------------
 
@@ -135,10 +241,39 @@ class Relay:
         with self.db.transaction() as cur:
             cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ? AND position < ?", (position, self.name, position))
 
+    # ---- parked events ---------------------------------------------------------------------
+
+    def _parked(self) -> tuple[set[int], dict[str, int]]:
+        """The parked positions, and each case's first parked version."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT position, case_id, version FROM caselog_relay_parked WHERE topic = ?",
+                               (self.topic,)).fetchall()
+        first: dict[str, int] = {}
+        for _, case_id, version in rows:
+            first[case_id] = min(int(version), first.get(case_id, int(version)))
+        return {int(r[0]) for r in rows}, first
+
+    def _park(self, n: Any, reason: str) -> None:
+        case_id, version, type_name = _identity(n)
+        now = datetime.now(timezone.utc).isoformat()
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO caselog_relay_parked (topic, position, case_id, version, type, reason, parked_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (topic, position) DO NOTHING",
+                        (self.topic, n.id, case_id, version, type_name, reason[:2000], now))
+        self.parked += 1
+        log.warning("relay: parked position %d (case %s version %d, %s): %s",
+                    n.id, case_id, version, type_name, reason)
+
+    def parked_events(self) -> list[dict]:
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT position, case_id, version, type, reason, parked_at FROM caselog_relay_parked"
+                               " WHERE topic = ? ORDER BY position", (self.topic,)).fetchall()
+        return [dict(zip(("position", "case_id", "version", "type", "reason", "parked_at"), r)) for r in rows]
+
     # ---- Kafka -----------------------------------------------------------------------------
 
     def ensure_topic(self) -> None:
-        ensure_topic(self.bootstrap, self.topic, self.partitions, self.replication)
+        ensure_topic(self.bootstrap, self.topic, self.partitions, self.replication, self.max_message_bytes)
 
     def producer(self):
         if self._producer is None:
@@ -146,29 +281,134 @@ class Relay:
 
             config = {"bootstrap_servers": self.bootstrap, "acks": "all", "enable_idempotence": True, "linger_ms": 5,
                       "max_in_flight_requests_per_connection": 5, "retries": 2**31 - 1, "request_timeout_ms": 10_000,
-                      "client_id": "caselog-relay", **self.producer_config}
+                      "max_request_size": self.max_message_bytes, "client_id": "caselog-relay",
+                      "allow_auto_create_topics": False,  # the relay creates it, with its partitions and configs
+                      **self.producer_config}
             self._producer = KafkaProducer(**config)
         return self._producer
 
+    def _send(self, n: Any) -> tuple[Any, str | None]:
+        """Send one stored event: (its future, None), or (None, why it cannot be published: it
+        cannot be encoded, or the producer's size check refuses it). Anything else raises: an outage."""
+        try:
+            record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+            key, value, headers = kafka_fields(to_message(record, self.deployment))
+        except Exception as exc:  # noqa: BLE001 - whatever a stored event holds, it must not stop the relay
+            return None, f"cannot be encoded as a CloudEvent: {type(exc).__name__}: {exc}"
+        try:
+            return self.producer().send(self.topic, key=key, value=value, headers=headers), None
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            return None, f"refused by the producer: {type(exc).__name__}: {exc}"
+
     def publish_once(self, timeout: float = 15.0) -> int:
-        """Publish the next batch after the recorded position; record it once acknowledged."""
+        """Publish the next batch after the recorded position, parking what cannot be published;
+        record the position once every event up to it was acknowledged or parked."""
         start = self.position() + 1
         rows = self.recorder.select_notifications(start, self.batch)
         if not rows:
             return 0
-        producer = self.producer()
-        futures = []
+        parked_positions, first_parked = self._parked()
+        sent: list[tuple[Any, Any]] = []
         for n in rows:
-            record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
-            message = to_message(record, self.deployment)
-            futures.append(producer.send(self.topic, key=message.key if isinstance(message.key, bytes) else str(message.key).encode(),
-                                         value=message.value, headers=list(message.headers.items())))
-        producer.flush(timeout=timeout)
-        for f in futures:
-            f.get(timeout=timeout)  # raises if the broker did not acknowledge
-        self._record(rows[-1].id)
-        self.published += len(rows)
+            if n.id in parked_positions:
+                continue
+            case_id, version, _ = _identity(n)
+            if version > first_parked.get(case_id, version):
+                self._park(n, f"held behind the case's parked version {first_parked[case_id]}"
+                              " (a case is published in order)")
+                continue
+            future, reason = self._send(n)
+            if future is None:
+                self._park(n, reason)
+                first_parked[case_id] = min(version, first_parked.get(case_id, version))
+            else:
+                sent.append((n, future))
+        if sent:
+            self.producer().flush(timeout=timeout)
+        failed: dict[int, Exception] = {}
+        for n, future in sent:
+            try:
+                future.get(timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - sorted below: a refusal is parked, the rest is an outage
+                if refused(exc):
+                    self._park(n, f"refused by the broker: {type(exc).__name__}: {exc}")
+                else:
+                    failed[n.id] = exc
+        done = rows[-1].id if not failed else max((n.id for n in rows if n.id < min(failed)), default=start - 1)
+        if done >= start:
+            self._record(done)
+        self.published += sum(1 for n, _ in sent if n.id <= done and n.id not in failed)
+        if failed:
+            raise failed[min(failed)]
         return len(rows)
+
+    def retry_parked(self, timeout: float = 15.0) -> tuple[int, int]:
+        """Publish the parked events again, in store order, one at a time; each acknowledged one
+        leaves the table. A case whose event is refused again keeps it and its later events
+        parked. Returns (published, still parked). A broker outage raises."""
+        self.ensure_topic()
+        published, blocked = 0, set()
+        for row in self.parked_events():
+            if row["case_id"] in blocked:
+                continue
+            found = self.recorder.select_notifications(row["position"], 1)
+            if not found or found[0].id != row["position"]:
+                blocked.add(row["case_id"])
+                continue
+            n = found[0]
+            future, reason = self._send(n)
+            if future is not None:
+                self.producer().flush(timeout=timeout)
+                try:
+                    future.get(timeout=timeout)
+                except Exception as exc:
+                    if not refused(exc):
+                        raise
+                    future, reason = None, f"refused by the broker: {type(exc).__name__}: {exc}"
+            if future is None:
+                log.warning("relay: parked position %d still cannot be published: %s", n.id, reason)
+                with self.db.transaction() as cur:
+                    cur.execute("UPDATE caselog_relay_parked SET reason = ? WHERE topic = ? AND position = ?",
+                                (reason[:2000], self.topic, n.id))
+                blocked.add(row["case_id"])
+                continue
+            with self.db.transaction() as cur:
+                cur.execute("DELETE FROM caselog_relay_parked WHERE topic = ? AND position = ?", (self.topic, n.id))
+            published += 1
+            self.published += 1
+        return published, parked_count(self.db, self.topic)
+
+    # ---- a topic that lost data ------------------------------------------------------------
+
+    def check_topic(self, report: Callable[[str], None] | None = None) -> bool:
+        """Compare the topic with what the relay recorded as acknowledged: when it holds fewer
+        messages (recreated empty, or it lost data), start again from position 0. Re-published
+        events keep their ids, so a subscriber's dedupe still sees each one once."""
+        position = self.position()
+        if position == 0:
+            return False
+        with self.db.transaction() as cur:
+            parked = int(cur.execute("SELECT count(*) FROM caselog_relay_parked WHERE topic = ? AND position <= ?",
+                                     (self.topic, position)).fetchone()[0])
+        acknowledged = stored_event_count(self.db, self.recorder, position) - parked
+        marks = high_water_marks(self.bootstrap, self.topic)
+        if marks is None:  # deleted: create it again now rather than wait for the producer to give up
+            self.ensure_topic()
+        held = sum(end for _, end in (marks or {}).values())
+        if held >= acknowledged:
+            return False
+        line = (f"relay: topic {self.topic} holds {held} messages but {acknowledged} events up to position {position}"
+                " were acknowledged: the topic lost data; republishing every event from position 0")
+        log.warning(line)
+        if report is not None:
+            report(line)
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,))
+        return True
+
+    # ---- the loop ----------------------------------------------------------------------------
 
     def _listen(self, stop: threading.Event) -> None:
         """PostgreSQL only: wake the loop on NOTIFY (the loop polls anyway)."""
@@ -200,14 +440,17 @@ class Relay:
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
             threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
-        backoff, topic_ready = 0.5, False
+        backoff, topic_ready, checked = 0.5, False, None
         while not stop.is_set():
             if heartbeat is not None:
                 heartbeat.beat()
             try:
                 if not topic_ready:
                     self.ensure_topic()
-                    topic_ready = True
+                    topic_ready, checked = True, None
+                if checked is None or time.monotonic() - checked >= self.check_seconds:
+                    self.check_topic(report)
+                    checked = time.monotonic()
                 sent = self.publish_once()
                 backoff = 0.5
                 self.last_error = None
@@ -218,6 +461,7 @@ class Relay:
             except Exception as exc:  # noqa: BLE001 - the broker may be down: back off and retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._reset_producer()
+                topic_ready = False  # a broker that comes back may have lost the topic: check it again
                 log.warning("relay: broker unavailable (%s); retrying in %.1fs", self.last_error, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

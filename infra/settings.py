@@ -41,6 +41,8 @@ def usable_dir(path: Path) -> Path:
     return path
 
 
+KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes (1 MiB + 12)
+RECORD_OVERHEAD = 1024  # a record's framing in its batch, with room to spare
 CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers")}
 
 
@@ -76,6 +78,8 @@ class Settings:
     topic: str = "caselog.case-events"
     topic_partitions: int = 6
     topic_replication: int = 1
+    topic_max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES
+    max_event_bytes: int = 512 * 1024  # a command whose event would publish larger is refused: every event fits
     deployment: str = "default"
     clock: str = "system"
     clock_start: str | None = None
@@ -89,6 +93,12 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
+        topic_max = _number(env, "CASELOG_TOPIC_MAX_MESSAGE_BYTES", KAFKA_MAX_MESSAGE_BYTES, minimum=4096)
+        room = topic_max - RECORD_OVERHEAD
+        max_event = _number(env, "CASELOG_MAX_EVENT_BYTES", min(cls.max_event_bytes, room), minimum=1024)
+        if max_event > room:
+            raise SettingError("CASELOG_MAX_EVENT_BYTES", f"at most CASELOG_TOPIC_MAX_MESSAGE_BYTES"
+                               f" - {RECORD_OVERHEAD} ({room}), so that every stored event can be published")
         return cls(
             data_dir=Path(env.get("CASELOG_DATA_DIR") or "./caselog-data"),
             database_url=env.get("CASELOG_DATABASE_URL") or None,
@@ -96,6 +106,8 @@ class Settings:
             topic=env.get("CASELOG_TOPIC") or "caselog.case-events",
             topic_partitions=_number(env, "CASELOG_TOPIC_PARTITIONS", 6),
             topic_replication=_number(env, "CASELOG_TOPIC_REPLICATION", 1),
+            topic_max_message_bytes=topic_max,
+            max_event_bytes=max_event,
             deployment=env.get("CASELOG_DEPLOYMENT") or "default",
             clock=_choice(env, "CASELOG_CLOCK"),
             clock_start=env.get("CASELOG_CLOCK_START") or None,
