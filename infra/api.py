@@ -23,8 +23,8 @@ from domain.errors import (CaseNotFound, DocumentTooLarge, DomainError, EventToo
                            InvalidInput, NotPermitted, RuleViolation, VersionConflict)
 from domain.policy import POLICY_IDS
 from domain.validation import MAX_DOCUMENT_BYTES
-from infra import requests as rq
-from infra.application import Answer
+from application import bodies, commands
+from application.caselog import Answer
 from infra.auth import Principal, load_secret, verify
 from infra.bootstrap import System
 from projections import queries
@@ -56,14 +56,14 @@ class Listing(BaseModel):
     total: int | None = None
 
 
-class ShareWorklist(rq.Body):
-    user_id: rq.Identifier = Field(min_length=1)
-    email: rq.Email
+class ShareWorklist(bodies.Body):
+    user_id: bodies.Identifier = Field(min_length=1)
+    email: bodies.Email
 
 
-class ClockMove(rq.Body):
-    advance: rq.Code | None = Field(default=None, description="ISO 8601 duration, e.g. PT36H")
-    to: rq.Code | None = Field(default=None, description="ISO 8601 instant with a time zone")
+class ClockMove(bodies.Body):
+    advance: bodies.Code | None = Field(default=None, description="ISO 8601 duration, e.g. PT36H")
+    to: bodies.Code | None = Field(default=None, description="ISO 8601 instant with a time zone")
 
 
 ERRORS = {code: {"model": ProblemBody, "content": {PROBLEM: {}}} for code in (400, 401, 403, 404, 409, 413, 422)}
@@ -169,7 +169,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = rq.field_errors(exc.errors(), skip=1)
+        errors = bodies.field_errors(exc.errors(), skip=1)
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
         if malformed:
             return problem_response(400, "malformed-json", "Malformed JSON", "the request body is not valid JSON", errors)
@@ -199,7 +199,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return check
 
     def idempotency_key(key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200)) -> str | None:
-        return rq.checked("Idempotency-Key", key) or None
+        return bodies.checked("Idempotency-Key", key) or None
 
     def if_match(value: str | None = Header(default=None, alias="If-Match", max_length=40)) -> int | None:
         if value is None:
@@ -243,11 +243,11 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.post("/documents", status_code=201, responses={413: ERRORS[413], 422: ERRORS[422]})
     def upload_document(file: UploadFile = File(...), who: Principal = Depends(role("provider", "reviewer"))) -> dict:
-        name = rq.checked("file", file.filename or "", max_length=255)  # it comes back as a Document's FileName
+        name = bodies.checked("file", file.filename or "", max_length=255)  # it comes back as a Document's FileName
         return system.documents.put(name, file.file, uploader=who.actor, at=now_iso())
 
     @router.post("/cases", status_code=201, responses={409: ERRORS[409], 422: ERRORS[422]})
-    def submit_case(body: rq.SubmitCase, who: Principal = Depends(role("provider")), key: str | None = Depends(idempotency_key)) -> JSONResponse:
+    def submit_case(body: commands.SubmitCase, who: Principal = Depends(role("provider")), key: str | None = Depends(idempotency_key)) -> JSONResponse:
         data = body.model_dump(mode="json")
         if who.role == "provider" and data["ordering_provider"]["npi"] not in who.npis:
             raise NotPermitted("a provider submits for its own NPIs only", rule="not-your-npi")
@@ -255,11 +255,11 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return answer(app_.submit(data, actor=who.actor, key=key))
 
     @router.post("/drafts", status_code=201, responses={409: ERRORS[409]})
-    def start_draft(body: rq.StartDraft, who: Principal = Depends(role("provider")), key: str | None = Depends(idempotency_key)) -> JSONResponse:
+    def start_draft(body: commands.StartDraft, who: Principal = Depends(role("provider")), key: str | None = Depends(idempotency_key)) -> JSONResponse:
         return answer(app_.start_draft(body.model_dump(mode="json"), actor=who.actor, key=key))
 
     @router.post("/cases/{case_id}/submit", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def submit_draft(case_id: str, body: rq.SubmitCase, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def submit_draft(case_id: str, body: commands.SubmitCase, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         data = body.model_dump(mode="json")
 
         def submit(kw: dict) -> Answer:
@@ -273,17 +273,17 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return write(who, case_id, key, version, submit)
 
     @router.post("/cases/{case_id}/holds", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def place_hold(case_id: str, body: rq.Hold, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def place_hold(case_id: str, body: commands.Hold, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.place_hold(case_id, body.requested_items, body.due_at, **kw))
 
     @router.post("/cases/{case_id}/clinical", responses={404: ERRORS[404], 409: ERRORS[409], 413: ERRORS[413]})
-    def upload_clinical(case_id: str, body: rq.Clinical, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def upload_clinical(case_id: str, body: commands.Clinical, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         docs = body.model_dump(mode="json")["documents"]
         return write(who, case_id, key, version,
                      lambda kw: app_.upload_clinical(case_id, attachable(who, docs), body.notes, **kw))
 
     @router.post("/cases/{case_id}/p2p", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def schedule_p2p(case_id: str, body: rq.ScheduleP2P, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def schedule_p2p(case_id: str, body: commands.ScheduleP2P, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         data = body.model_dump(mode="json")
         if who.role == "provider":
             for other in data["also_cases"]:
@@ -291,27 +291,27 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return write(who, case_id, key, version, lambda kw: app_.schedule_p2p(case_id, **data, **kw))
 
     @router.post("/cases/{case_id}/p2p/{p2p_id}/reschedule", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def reschedule_p2p(case_id: str, p2p_id: rq.Identifier, body: rq.RescheduleP2P, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def reschedule_p2p(case_id: str, p2p_id: bodies.Identifier, body: commands.RescheduleP2P, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.reschedule_p2p(case_id, p2p_id, body.slot, **kw))
 
     @router.post("/cases/{case_id}/p2p/{p2p_id}/cancel", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def cancel_p2p(case_id: str, p2p_id: rq.Identifier, body: rq.Reason, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def cancel_p2p(case_id: str, p2p_id: bodies.Identifier, body: commands.Reason, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.cancel_p2p(case_id, p2p_id, body.reason, **kw))
 
     @router.post("/cases/{case_id}/p2p/{p2p_id}/complete", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def complete_p2p(case_id: str, p2p_id: rq.Identifier, body: rq.CompleteP2P, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def complete_p2p(case_id: str, p2p_id: bodies.Identifier, body: commands.CompleteP2P, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.complete_p2p(case_id, p2p_id, body.outcome, **kw))
 
     @router.post("/cases/{case_id}/pre-denial-notice", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def pre_denial_notice(case_id: str, body: rq.PreDenialNotice, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def pre_denial_notice(case_id: str, body: commands.PreDenialNotice, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.give_pre_denial_notice(case_id, body.channel, body.notes, **kw))
 
     @router.post("/cases/{case_id}/extension-of-timeframe", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def extend_timeframe(case_id: str, body: rq.ExtendTimeframe, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def extend_timeframe(case_id: str, body: commands.ExtendTimeframe, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.extend_timeframe(case_id, body.reason, body.days, **kw))
 
     @router.post("/cases/{case_id}/determination", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def determine(case_id: str, body: rq.Determination, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def determine(case_id: str, body: commands.Determination, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         data = body.model_dump(mode="json")
         return write(who, case_id, key, version, lambda kw: app_.determine(case_id, **data, **kw))
 
@@ -320,39 +320,39 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return write(who, case_id, key, version, lambda kw: app_.accept_alternative(case_id, **kw))
 
     @router.post("/cases/{case_id}/reconsideration", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def request_reconsideration(case_id: str, body: rq.ReconsiderationRequest, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def request_reconsideration(case_id: str, body: commands.ReconsiderationRequest, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         docs = body.model_dump(mode="json")["documents"]
         return write(who, case_id, key, version,
                      lambda kw: app_.request_reconsideration(case_id, body.reason, attachable(who, docs), **kw))
 
     @router.post("/cases/{case_id}/reconsideration/decision", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def decide_reconsideration(case_id: str, body: rq.ReconsiderationDecision, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def decide_reconsideration(case_id: str, body: commands.ReconsiderationDecision, who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         data = body.model_dump(mode="json")
         return write(who, case_id, key, version, lambda kw: app_.decide_reconsideration(case_id, **data, **kw))
 
     @router.post("/cases/{case_id}/appeals", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def file_appeal(case_id: str, body: rq.AppealRequest, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def file_appeal(case_id: str, body: commands.AppealRequest, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.file_appeal(case_id, body.reason, body.filed_at, **kw))
 
     @router.post("/cases/{case_id}/appeals/{level}/decision", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def decide_appeal(case_id: str, body: rq.AppealDecision, level: int = FastAPIPath(..., ge=1, le=10), who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def decide_appeal(case_id: str, body: commands.AppealDecision, level: int = FastAPIPath(..., ge=1, le=10), who: Principal = Depends(role("reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         data = body.model_dump(mode="json")
         return write(who, case_id, key, version, lambda kw: app_.decide_appeal(case_id, level, **data, **kw))
 
     @router.post("/cases/{case_id}/authorization/updates", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def update_authorization(case_id: str, body: rq.AuthorizationUpdate, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def update_authorization(case_id: str, body: commands.AuthorizationUpdate, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.update_authorization(case_id, body.kind, body.changes, **kw))
 
     @router.post("/cases/{case_id}/authorization/extension", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def extend_authorization(case_id: str, body: rq.AuthorizationExtension, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def extend_authorization(case_id: str, body: commands.AuthorizationExtension, who: Principal = Depends(role("provider")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.extend_authorization(case_id, body.valid_to, **kw))
 
     @router.post("/cases/{case_id}/withdrawal", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def withdraw(case_id: str, body: rq.Reason, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def withdraw(case_id: str, body: commands.Reason, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.withdraw(case_id, body.reason, **kw))
 
     @router.post("/cases/{case_id}/cancel", responses={404: ERRORS[404], 409: ERRORS[409]})
-    def cancel(case_id: str, body: rq.Reason, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
+    def cancel(case_id: str, body: commands.Reason, who: Principal = Depends(role("provider", "reviewer")), key=Depends(idempotency_key), version=Depends(if_match)) -> JSONResponse:
         return write(who, case_id, key, version, lambda kw: app_.cancel(case_id, body.reason, **kw))
 
     # ---- reads -----------------------------------------------------------------------------
@@ -374,7 +374,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return result
 
     @router.get("/worklist", response_model=Listing)
-    def get_worklist(status: rq.Code | None = None, q: rq.Name | None = None, sort: rq.Code = "-submitted",
+    def get_worklist(status: bodies.Code | None = None, q: bodies.Name | None = None, sort: bodies.Code = "-submitted",
                      page: int = Query(default=1, ge=1, le=100000),
                      page_size: int = Query(default=25, ge=1, le=200), who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
         return queries.worklist(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page, page_size=page_size)
@@ -385,7 +385,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return {"items": system.access.shares(who)}
 
     @router.delete("/worklist/access/{user_id}", responses={404: ERRORS[404]})
-    def revoke_worklist(user_id: rq.Identifier, who: Principal = Depends(role("provider"))) -> dict:
+    def revoke_worklist(user_id: bodies.Identifier, who: Principal = Depends(role("provider"))) -> dict:
         if not system.access.revoke(who, user_id):
             raise Problem(404, "not-shared", "Not shared", f"the worklist is not shared with {user_id}")
         return {"items": system.access.shares(who)}
@@ -396,17 +396,17 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return {"items": items, "total": len(items)}
 
     @router.get("/certification-summary", response_model=Listing)
-    def certification_summary(authorization_number: rq.Code | None = None, case_number: rq.Code | None = None,
-                              member_last_name: rq.PersonName | None = None, npi: rq.Code | None = None,
-                              status: rq.Code | None = None, page: int = Query(default=1, ge=1, le=100000),
+    def certification_summary(authorization_number: bodies.Code | None = None, case_number: bodies.Code | None = None,
+                              member_last_name: bodies.PersonName | None = None, npi: bodies.Code | None = None,
+                              status: bodies.Code | None = None, page: int = Query(default=1, ge=1, le=100000),
                               page_size: int = Query(default=50, ge=1, le=200), who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
         return queries.certification_summary(system.db, npis=system.access.visible_npis(who), authorization_number=authorization_number,
                                              case_number=case_number, member_last_name=member_last_name, npi=npi, status=status,
                                              page=page, page_size=page_size)
 
     @router.get("/authorizations/lookup", response_model=Listing, responses={422: ERRORS[422]})
-    def lookup(authorization_number: rq.Code | None = None, npi: rq.Code | None = None,
-               member_id: rq.Identifier | None = None, dob: rq.Code | None = None, last_name: rq.PersonName | None = None,
+    def lookup(authorization_number: bodies.Code | None = None, npi: bodies.Code | None = None,
+               member_id: bodies.Identifier | None = None, dob: bodies.Code | None = None, last_name: bodies.PersonName | None = None,
                who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
         rows = queries.lookup(system.db, authorization_number=authorization_number, npi=npi, member_id=member_id, dob=dob, last_name=last_name)
         npis = system.access.visible_npis(who)
@@ -421,7 +421,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         return {"items": items, "total": len(items)}
 
     @router.get("/requirements", responses={422: ERRORS[422]})
-    def requirements(policy: rq.Identifier, place_of_service: str = Query(..., pattern=r"^[0-9]{2}$"),
+    def requirements(policy: bodies.Identifier, place_of_service: str = Query(..., pattern=r"^[0-9]{2}$"),
                      date_of_service: date = Query(...), observation: bool = False, who: Principal = Depends(principal)) -> dict:
         if policy not in POLICY_IDS:
             raise InvalidInput(FieldError("policy", f"unknown policy {policy!r}; known: {', '.join(POLICY_IDS)}"))
@@ -434,7 +434,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.get("/metrics/prior-authorization", responses={422: ERRORS[422]})
     def pa_metrics(from_: datetime | None = Query(default=None, alias="from"), to: datetime | None = Query(default=None),
-                   policy: rq.Identifier | None = None,
+                   policy: bodies.Identifier | None = None,
                    partial_counts_as: str = Query(default="denied", pattern="^(approved|denied)$"),
                    who: Principal = Depends(role("ops", "auditor", "reviewer"))) -> dict:
         for name, value in (("from", from_), ("to", to)):

@@ -10,12 +10,14 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 from domain.errors import FieldError, InvalidInput
-from infra.application import CaseLog
+from application.caselog import CaseLog
 from infra.auth import Access
 from infra.clock import LATEST, LONGEST_MOVE, ManualClock, SystemClock
 from infra.documents import DocumentStore
 from infra.database import Database, connection_params
 from infra.registry import Registry
+from infra.relay import published_size
+from infra.transcoder import OrjsonTranscoder
 from infra.settings import SettingError, Settings, check_choice, usable_dir
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
@@ -159,8 +161,9 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     try:
         documents = DocumentStore(documents_dir, db)
         registry = Registry(db)
-        app = CaseLog(event_store_env(settings), clock=clock, registry=registry,
-                      max_event_bytes=settings.max_event_bytes, deployment=settings.deployment)
+        app = CaseLog(event_store_env(settings), clock=clock, registry=registry, transcoder=OrjsonTranscoder(),
+                      published_size=lambda stored: published_size(stored, settings.deployment),
+                      max_event_bytes=settings.max_event_bytes)
         runner = ProjectionRunner(db, app.recorder, projections())
     except BaseException:
         db.close()

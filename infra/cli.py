@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from domain.chain import ChainBreak
 from domain.errors import DomainError, InvalidInput
-from infra import requests as rq
+from application import bodies, commands
+from domain.errors import FieldError
 from infra.bootstrap import System, bootstrap
 from infra.settings import SettingError, Settings, StoreUnavailable
 
@@ -78,7 +79,7 @@ def _kafka_settings() -> Settings:
     """The settings of a command that needs Kafka, refused (exit 2) when no broker is set."""
     settings = Settings.from_env()
     if not settings.kafka_bootstrap:
-        raise InvalidInput(rq.FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
+        raise InvalidInput(FieldError("CASELOG_KAFKA_BOOTSTRAP", "set it to the Kafka bootstrap servers (host:port)"))
     return settings
 
 
@@ -86,11 +87,11 @@ def _read_json(path: str) -> Any:
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
-        raise InvalidInput(rq.FieldError("file", f"cannot read {path}: {exc.strerror}")) from None
+        raise InvalidInput(FieldError("file", f"cannot read {path}: {exc.strerror}")) from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(rq.FieldError("file", f"{path} is not valid JSON: {exc}")) from None
+        raise InvalidInput(FieldError("file", f"{path} is not valid JSON: {exc}")) from None
 
 
 def _instant(field: str, value: str | None) -> datetime | None:
@@ -99,9 +100,9 @@ def _instant(field: str, value: str | None) -> datetime | None:
     try:
         instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(rq.FieldError(field, f"{value!r} is not an ISO 8601 instant")) from None
+        raise InvalidInput(FieldError(field, f"{value!r} is not an ISO 8601 instant")) from None
     if instant.tzinfo is None:
-        raise InvalidInput(rq.FieldError(field, "an instant must carry a time zone"))
+        raise InvalidInput(FieldError(field, "an instant must carry a time zone"))
     return instant
 
 
@@ -127,8 +128,8 @@ def submit(
     key: Optional[str] = KeyOpt,
 ) -> None:
     """Submit a prior-authorization request from a JSON file and print the case view."""
-    body = rq.parse(rq.SubmitCase, _read_json(file))
-    key = rq.checked("--key", key)
+    body = bodies.parse(commands.SubmitCase, _read_json(file))
+    key = bodies.checked("--key", key)
     system = _system()
     try:
         _documents(system, body)
@@ -148,29 +149,29 @@ def _documents(system: System, body: dict) -> None:
 def _p2p(body: dict) -> str:
     p2p = body.pop("p2p_id", None)
     if not p2p:
-        raise InvalidInput(rq.FieldError("p2p_id", "name the P2P (p2p_id in the body)"))
+        raise InvalidInput(FieldError("p2p_id", "name the P2P (p2p_id in the body)"))
     return p2p
 
 
 # action name -> (body model, call on the application)
 ACTIONS: dict[str, tuple[type, Callable[..., Any]]] = {
-    "hold": (rq.Hold, lambda app, c, b, **kw: app.place_hold(c, b["requested_items"], b["due_at"], **kw)),
-    "clinical": (rq.Clinical, lambda app, c, b, **kw: app.upload_clinical(c, b["documents"], b["notes"], **kw)),
-    "p2p": (rq.ScheduleP2P, lambda app, c, b, **kw: app.schedule_p2p(c, **b, **kw)),
-    "p2p-reschedule": (rq.RescheduleP2P, lambda app, c, b, p2p, **kw: app.reschedule_p2p(c, p2p, b["slot"], **kw)),
-    "p2p-cancel": (rq.Reason, lambda app, c, b, p2p, **kw: app.cancel_p2p(c, p2p, b["reason"], **kw)),
-    "p2p-complete": (rq.CompleteP2P, lambda app, c, b, p2p, **kw: app.complete_p2p(c, p2p, b["outcome"], **kw)),
-    "pre-denial-notice": (rq.PreDenialNotice, lambda app, c, b, **kw: app.give_pre_denial_notice(c, b["channel"], b["notes"], **kw)),
-    "extension-of-timeframe": (rq.ExtendTimeframe, lambda app, c, b, **kw: app.extend_timeframe(c, b["reason"], b["days"], **kw)),
-    "determination": (rq.Determination, lambda app, c, b, **kw: app.determine(c, **b, **kw)),
-    "alternative-accept": (rq.Empty, lambda app, c, b, **kw: app.accept_alternative(c, **kw)),
-    "reconsideration": (rq.ReconsiderationRequest, lambda app, c, b, **kw: app.request_reconsideration(c, b["reason"], b["documents"], **kw)),
-    "reconsideration-decision": (rq.ReconsiderationDecision, lambda app, c, b, **kw: app.decide_reconsideration(c, **b, **kw)),
-    "appeal": (rq.AppealRequest, lambda app, c, b, **kw: app.file_appeal(c, b["reason"], b["filed_at"], **kw)),
-    "authorization-update": (rq.AuthorizationUpdate, lambda app, c, b, **kw: app.update_authorization(c, b["kind"], b["changes"], **kw)),
-    "authorization-extension": (rq.AuthorizationExtension, lambda app, c, b, **kw: app.extend_authorization(c, b["valid_to"], **kw)),
-    "withdrawal": (rq.Reason, lambda app, c, b, **kw: app.withdraw(c, b["reason"], **kw)),
-    "cancel": (rq.Reason, lambda app, c, b, **kw: app.cancel(c, b["reason"], **kw)),
+    "hold": (commands.Hold, lambda app, c, b, **kw: app.place_hold(c, b["requested_items"], b["due_at"], **kw)),
+    "clinical": (commands.Clinical, lambda app, c, b, **kw: app.upload_clinical(c, b["documents"], b["notes"], **kw)),
+    "p2p": (commands.ScheduleP2P, lambda app, c, b, **kw: app.schedule_p2p(c, **b, **kw)),
+    "p2p-reschedule": (commands.RescheduleP2P, lambda app, c, b, p2p, **kw: app.reschedule_p2p(c, p2p, b["slot"], **kw)),
+    "p2p-cancel": (commands.Reason, lambda app, c, b, p2p, **kw: app.cancel_p2p(c, p2p, b["reason"], **kw)),
+    "p2p-complete": (commands.CompleteP2P, lambda app, c, b, p2p, **kw: app.complete_p2p(c, p2p, b["outcome"], **kw)),
+    "pre-denial-notice": (commands.PreDenialNotice, lambda app, c, b, **kw: app.give_pre_denial_notice(c, b["channel"], b["notes"], **kw)),
+    "extension-of-timeframe": (commands.ExtendTimeframe, lambda app, c, b, **kw: app.extend_timeframe(c, b["reason"], b["days"], **kw)),
+    "determination": (commands.Determination, lambda app, c, b, **kw: app.determine(c, **b, **kw)),
+    "alternative-accept": (commands.Empty, lambda app, c, b, **kw: app.accept_alternative(c, **kw)),
+    "reconsideration": (commands.ReconsiderationRequest, lambda app, c, b, **kw: app.request_reconsideration(c, b["reason"], b["documents"], **kw)),
+    "reconsideration-decision": (commands.ReconsiderationDecision, lambda app, c, b, **kw: app.decide_reconsideration(c, **b, **kw)),
+    "appeal": (commands.AppealRequest, lambda app, c, b, **kw: app.file_appeal(c, b["reason"], b["filed_at"], **kw)),
+    "authorization-update": (commands.AuthorizationUpdate, lambda app, c, b, **kw: app.update_authorization(c, b["kind"], b["changes"], **kw)),
+    "authorization-extension": (commands.AuthorizationExtension, lambda app, c, b, **kw: app.extend_authorization(c, b["valid_to"], **kw)),
+    "withdrawal": (commands.Reason, lambda app, c, b, **kw: app.withdraw(c, b["reason"], **kw)),
+    "cancel": (commands.Reason, lambda app, c, b, **kw: app.cancel(c, b["reason"], **kw)),
 }
 P2P_ACTIONS = {"p2p-reschedule", "p2p-cancel", "p2p-complete"}
 
@@ -191,23 +192,23 @@ def act(
 ) -> None:
     """Run one command on a case (hold, clinical, p2p, determination, appeal...) and print the case view."""
     raw = {} if action == "alternative-accept" and file == "-" and sys.stdin.isatty() else _read_json(file)
-    kw = {"actor": _actor(role, sub, credential), "key": rq.checked("--key", key), "expected_version": if_match}
+    kw = {"actor": _actor(role, sub, credential), "key": bodies.checked("--key", key), "expected_version": if_match}
     if action == "appeal-decision":
         if level is None:
-            raise InvalidInput(rq.FieldError("--level", "appeal-decision needs --level N"))
-        body = rq.parse(rq.AppealDecision, raw)
+            raise InvalidInput(FieldError("--level", "appeal-decision needs --level N"))
+        body = bodies.parse(commands.AppealDecision, raw)
         call = lambda app: app.decide_appeal(case, level, **body, **kw)  # noqa: E731
     elif action in ACTIONS:
         model, fn = ACTIONS[action]
-        body = rq.parse(model, raw)
+        body = bodies.parse(model, raw)
         if action in P2P_ACTIONS:
             if not p2p:
-                raise InvalidInput(rq.FieldError("--p2p", f"{action} needs --p2p ID"))
+                raise InvalidInput(FieldError("--p2p", f"{action} needs --p2p ID"))
             call = lambda app: fn(app, case, body, p2p, **kw)  # noqa: E731
         else:
             call = lambda app: fn(app, case, body, **kw)  # noqa: E731
     else:
-        raise InvalidInput(rq.FieldError("action", f"unknown action {action!r}; one of {', '.join([*ACTIONS, 'appeal-decision'])}"))
+        raise InvalidInput(FieldError("action", f"unknown action {action!r}; one of {', '.join([*ACTIONS, 'appeal-decision'])}"))
     system = _system()
     try:
         _documents(system, body)
@@ -320,11 +321,11 @@ def token(
     from infra.auth import ROLES, load_secret, mint
 
     if role not in ROLES:
-        raise InvalidInput(rq.FieldError("--role", f"one of {', '.join(ROLES)}"))
+        raise InvalidInput(FieldError("--role", f"one of {', '.join(ROLES)}"))
     for n in npi:
         check_npi("--npi", n)
     if credential and credential.upper() not in ("MD", "DO", "RN", "NP", "PA"):
-        raise InvalidInput(rq.FieldError("--credential", "MD, DO, RN, NP or PA"))
+        raise InvalidInput(FieldError("--credential", "MD, DO, RN, NP or PA"))
 
     secret = load_secret(Settings.from_env().data_dir)
     print(mint(secret, role=role, sub=sub, npis=npi, credential=credential, email=email, ttl_seconds=int(ttl_hours * 3600)))
@@ -338,16 +339,16 @@ def replay(
 ) -> None:
     """Drop and rebuild projections from the event store or the Kafka topic, in batches, with a progress bar."""
     if source not in ("store", "kafka"):
-        raise InvalidInput(rq.FieldError("--source", "store or kafka"))
+        raise InvalidInput(FieldError("--source", "store or kafka"))
     system = _system()
     if source == "kafka" and not system.settings.kafka_bootstrap:
         system.close()
-        raise InvalidInput(rq.FieldError("--source", "kafka needs CASELOG_KAFKA_BOOTSTRAP"))
+        raise InvalidInput(FieldError("--source", "kafka needs CASELOG_KAFKA_BOOTSTRAP"))
     try:
         try:
             names = [p.name for p in system.runner.by_name(projection)]
         except KeyError as exc:
-            raise InvalidInput(rq.FieldError("--projection", str(exc.args[0]))) from None
+            raise InvalidInput(FieldError("--projection", str(exc.args[0]))) from None
         total = system.app.max_position()
         stored = _check_topic_holds_the_store(system) if source == "kafka" else 0
         read = 0
@@ -496,7 +497,7 @@ def worker(
     from infra.bootstrap import projection_worker
 
     if loglevel.lower() not in ("debug", "info", "warning", "error"):
-        raise InvalidInput(rq.FieldError("--loglevel", "debug, info, warning or error"))
+        raise InvalidInput(FieldError("--loglevel", "debug, info, warning or error"))
     settings = _kafka_settings()
     from consumers.worker import run_worker
     from infra.relay import ensure_topic
@@ -534,7 +535,7 @@ def bench(
     import subprocess
 
     if name not in BENCHMARKS:
-        raise InvalidInput(rq.FieldError("name", f"one of {', '.join(BENCHMARKS)}"))
+        raise InvalidInput(FieldError("name", f"one of {', '.join(BENCHMARKS)}"))
     root = Path(__file__).resolve().parent.parent
     if not (root / "bench" / "__init__.py").exists():
         raise Failure(f"no bench/ beside {root / 'infra'}: benchmarks run from a source checkout")
@@ -552,7 +553,7 @@ def alive(
     from infra.heartbeat import COMPONENTS, age_seconds, heartbeat_path
 
     if component not in COMPONENTS:
-        raise InvalidInput(rq.FieldError("component", f"one of {', '.join(COMPONENTS)}"))
+        raise InvalidInput(FieldError("component", f"one of {', '.join(COMPONENTS)}"))
     age = age_seconds(heartbeat_path(Settings.from_env().data_dir, component))
     if age is None or age > within:
         raise Failure(f"{component}: " + ("no heartbeat yet" if age is None else f"last heartbeat {age:.0f}s ago"))

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from domain.errors import DomainError
-from infra.application import CaseLog
+from application.caselog import CaseLog
 from infra.bootstrap import System
 from infra.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI, document, later, request
 

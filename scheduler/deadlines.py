@@ -11,8 +11,6 @@ from infra.database import Cursor
 from projections.base import Projection
 from projections.records import EventRecord
 
-KINDS = ("hold_due", "decision_warning", "decision_due", "appeal_window", "reconsideration_window",
-         "authorization_expiry", "alternative_lapse", "draft_expiry", "p2p_slot")
 
 
 ARM = ("INSERT INTO deadlines (case_id, kind, p2p_id, instant, fire_at) VALUES (?, ?, ?, ?, ?) "

@@ -18,7 +18,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from domain.vocabulary import ADVERSE, MEDICARE_LINES
 from domain.errors import DomainError
 from domain.policy import policy_version
-from infra.application import CaseLog
+from application.caselog import CaseLog
 from infra.bootstrap import bootstrap
 from infra.clock import ManualClock
 from infra.samples import document, later, request

@@ -24,15 +24,15 @@ import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Transcoder
 
+from application.deadlines import DEADLINES
+from application.ports import Clock, PublishedSize, Registry
 from domain.case import Case
+from domain.chain import ChainWalker
 from domain.context import Context
 from domain.intake import intake
-from domain.chain import ChainWalker
 from domain.errors import CaseNotFound, EventTooLarge, FieldError, IdempotencyConflict, InvalidInput, VersionConflict
 from domain.events import CaseEvent, DraftStarted
 from domain.views import case_view
-from infra.registry import Registry
-from infra.transcoder import OrjsonTranscoder
 
 KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/idempotency")
 SCHEDULER = {"kind": "scheduler", "id": "scheduler"}
@@ -84,16 +84,17 @@ def event_record(event: CaseEvent) -> dict:
 class CaseLog(Application):
     name = "caselog"
 
-    def __init__(self, env: dict, *, clock: Any, registry: Registry, max_event_bytes: int = 512 * 1024,
-                 deployment: str = "default"):
+    def __init__(self, env: dict, *, clock: Clock, registry: Registry, transcoder: Transcoder,
+                 published_size: PublishedSize, max_event_bytes: int = 512 * 1024):
         self.clock = clock
         self.registry = registry
+        self.transcoder_ = transcoder
+        self.published_size = published_size
         self.max_event_bytes = max_event_bytes
-        self.deployment = deployment
         super().__init__(env)
 
     def construct_transcoder(self) -> Transcoder:
-        return OrjsonTranscoder()
+        return self.transcoder_
 
     # ---- plumbing --------------------------------------------------------------------------
 
@@ -122,13 +123,11 @@ class CaseLog(Application):
         """Every stored event must be publishable: its CloudEvent must encode and fit the topic
         (``max_event_bytes``, below its message limit), or the command is refused before
         anything is saved; a case number taken for a new case is given back."""
-        from infra.relay import published_size
-
         for case in cases:
             for event in case.pending_events:
                 name = type(event).__name__
                 try:
-                    size = published_size(self.mapper.to_stored_event(event), self.deployment)
+                    size = self.published_size(self.mapper.to_stored_event(event))
                 except (TypeError, ValueError) as exc:  # orjson: nesting too deep, a value JSON cannot hold
                     why = f"the {name} event it makes cannot be stored and published as JSON ({exc})"
                     error: InvalidInput = InvalidInput(FieldError("body", why))
@@ -381,25 +380,12 @@ class CaseLog(Application):
 
     # ---- deadlines (called by the scheduler) ----------------------------------------------
 
-    DEADLINES: dict[str, str] = {
-        "hold_due": "lapse_hold",
-        "decision_warning": "warn_decision_due",
-        "decision_due": "mark_decision_overdue",
-        "appeal_window": "close_appeal_window",
-        "reconsideration_window": "close_reconsideration_window",
-        "authorization_expiry": "expire_authorization",
-        "alternative_lapse": "lapse_alternative",
-        "draft_expiry": "expire_draft",
-        "p2p_slot": "miss_p2p",
-    }
-
     def fire_deadline(self, kind: str, case_id, instant: datetime, p2p_id: str | None = None) -> Answer:
-        """Turn a due instant into its event. A second firing is refused by the aggregate
-        (the deadline is disarmed once its event is recorded), so it records nothing."""
-        method = self.DEADLINES[kind]
-        args = (p2p_id, instant) if kind == "p2p_slot" else (instant,)
+        """Turn a due instant into its event (``application.deadlines``). A second firing is refused
+        by the aggregate (the deadline is disarmed once its event is recorded), so it records nothing."""
+        fire = DEADLINES[kind]
         return self._change(f"deadline:{kind}", case_id, {"instant": instant, "p2p_id": p2p_id}, SCHEDULER, None, None,
-                            lambda c, ctx: getattr(c, method)(ctx, *args))
+                            lambda c, ctx: fire(c, ctx, instant, p2p_id))
 
     # ---- reads ----------------------------------------------------------------------------
 

@@ -1,0 +1,264 @@
+"""The command bodies HTTP and CLI share (one model per write), built on the domain's
+vocabularies. The shapes and text are checked here; the rules are the domain's."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (ConfigDict, Field, StrictBool, StrictInt, ValidatorFunctionWrapHandler, WrapSerializer,
+                      WrapValidator)
+from pydantic_core import PydanticCustomError
+
+from application.bodies import (Body, Changes, ClinicalAnswers, Code, FileName, FreeText, Identifier, JsonSafe, Name,
+                                Narrative, PersonName)
+from domain.vocabulary import (APPEAL_OUTCOMES, CHANNELS, LINE_DECISIONS, LINES_OF_BUSINESS, NOTICE_CHANNELS, OUTCOMES,
+                               P2P_LEVELS, RECONSIDERATION_OUTCOMES, RENTAL_UNITS, UPDATE_KINDS)
+
+
+class Member(Body):
+    id: Identifier = Field(min_length=1)
+    first_name: PersonName = Field(min_length=1)
+    last_name: PersonName = Field(min_length=1)
+    dob: Code = Field(description="ISO 8601 date", examples=["1958-04-02"])
+
+
+class OrderingProvider(Body):
+    npi: Code
+    tin: Code
+    name: Name = Field(min_length=1)
+    phone: Code | None = None
+    fax: Code | None = None
+    notify_by_email: StrictBool = True
+
+
+class Site(Body):
+    npi: Code
+    tin: Code
+    name: Name = Field(min_length=1)
+    place_of_service: Code = Field(description="two-digit CMS place-of-service code", examples=["11", "12", "22"])
+
+
+class Procedure(Body):
+    code: Code
+    units: StrictInt = Field(default=1, ge=1, le=100_000)
+    modifiers: list[Code] = Field(default=[], max_length=10)
+
+
+class Service(Body):
+    date_of_service: Code = Field(description="ISO 8601 date")
+    procedures: list[Procedure] = Field(min_length=1, max_length=50)
+    diagnoses: list[Code] = Field(min_length=1, max_length=25)
+    observation: StrictBool = False
+
+
+class Document(Body):
+    document_id: Identifier | None = None
+    name: FileName
+    media_type: Identifier | None = None
+    size: StrictInt = Field(ge=0, le=2**40)
+    sha256: Identifier
+
+
+DOCUMENT_ID = re.compile(r"^[0-9a-f]{64}$")
+DocumentId = Annotated[str, Field(pattern=DOCUMENT_ID.pattern,
+                                  description="the document_id (sha256) POST /documents returned")]
+
+
+def _document_ref(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A document in a body: the object POST /documents returned, or its id alone (resolved
+    against the uploads at the entry, which needs the store)."""
+    if isinstance(value, str):
+        if not DOCUMENT_ID.match(value):
+            raise PydanticCustomError("document_id",
+                                      "a document id is the sha256 POST /documents returned (64 lowercase hex digits)")
+        return value
+    if not isinstance(value, (dict, Document)):
+        raise PydanticCustomError("document", "a document is the object POST /documents returned, or its document_id")
+    return handler(value)
+
+
+DocumentRef = Annotated[
+    Document,
+    WrapValidator(_document_ref, json_schema_input_type=Union[Document, DocumentId]),
+    WrapSerializer(lambda value, serialize: value if isinstance(value, str) else serialize(value)),
+]
+
+
+def documents_field() -> Any:
+    return Field(default=[], max_length=50, description="each the object POST /documents returned, or its document_id")
+
+
+SUBMIT_EXAMPLE = {
+    "policy": "cigna-commercial/dme",
+    "line_of_business": "commercial",
+    "member": {"id": "M00001234", "first_name": "Alex", "last_name": "Rivera", "dob": "1958-04-02"},
+    "ordering_provider": {"npi": "1234567893", "tin": "123456789", "name": "Dr. Jane Doe", "phone": "555-555-0100",
+                          "fax": "555-555-0101", "notify_by_email": True},
+    "site": {"npi": "1555555550", "tin": "987654321", "name": "HomeCare Medical Supply", "place_of_service": "12"},
+    "service": {"date_of_service": "2026-12-15", "procedures": [{"code": "E0601", "units": 1, "modifiers": []}], "diagnoses": ["G47.33"]},
+    "urgent": False,
+    "clinical": {"ahi": 22},
+    "documents": [],
+}
+
+
+# Medical oncology: a preferred NCCN regimen is approved by the rules on submission (CaseAutoApproved,
+# actor kind "system" naming the policy row and rule); rules never deny.
+AUTO_APPROVAL_EXAMPLE = {
+    **SUBMIT_EXAMPLE,
+    "policy": "cigna-commercial/medical-oncology",
+    "site": {**SUBMIT_EXAMPLE["site"], "name": "Harbor Oncology Associates", "place_of_service": "11"},
+    "service": {"date_of_service": "2026-12-15", "procedures": [{"code": "J9271", "units": 20, "modifiers": []}],
+                "diagnoses": ["C34.90"]},
+    "clinical": {"nccn_preferred_regimen": True, "regimen": "pembrolizumab 200 mg q3w"},
+}
+
+CLINICAL_DESCRIPTION = (
+    "Answers to the program's clinical questions, as a JSON object. Answers the rules read: "
+    "`nccn_preferred_regimen` (boolean, medical oncology): true when the requested regimen is an NCCN preferred "
+    "regimen for the diagnosis; the rules then approve the request on submission (CaseAutoApproved, recorded with "
+    "the rules as actor); `active_transplant` (boolean, medical oncology): the patient is active in transplant, "
+    "outside the program (refused with the reason)."
+)
+LOCAL_DATE_DESCRIPTION = (
+    "ISO 8601 date (YYYY-MM-DD), or an instant with a time zone whose date in the plan's time zone is taken"
+)
+
+
+class SubmitCase(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SUBMIT_EXAMPLE, AUTO_APPROVAL_EXAMPLE]})
+    policy: Identifier
+    line_of_business: Literal[LINES_OF_BUSINESS]
+    member: Member
+    ordering_provider: OrderingProvider
+    site: Site
+    service: Service
+    urgent: StrictBool = Field(default=False, description=(
+        "the requester marks the request clinically urgent; where the program requires it, it is processed as urgent "
+        "only with at least one clinical document (or when taken by phone), otherwise as standard and the answer's "
+        "`urgent_note` says so"))
+    clinical: ClinicalAnswers = Field(default={}, description=CLINICAL_DESCRIPTION,
+                                      examples=[{"nccn_preferred_regimen": True}])
+    documents: list[DocumentRef] = documents_field()
+    submitted_at: Code | None = Field(default=None, description=(
+        "ISO 8601 instant with time zone, for requests entered late (phone, fax): within the last year, not in the "
+        "future"))
+    channel: Literal[CHANNELS] = Field(default="portal", description=(
+        "how the request came in: portal (web), phone or fax; letters to the provider go by e-notification only "
+        "for web-initiated requests"))
+
+
+class StartDraft(JsonSafe):
+    """The fields of a request in the making: any of SubmitCase's, kept as a free-form object (DRAFT)."""
+
+    model_config = ConfigDict(extra="allow")
+    policy: Identifier
+    line_of_business: Literal[LINES_OF_BUSINESS]
+
+
+class Hold(Body):
+    requested_items: list[Name] = Field(min_length=1, max_length=50)
+    due_at: Code | None = None
+
+
+class Clinical(Body):
+    documents: list[DocumentRef] = documents_field()
+    notes: Narrative | None = None
+
+
+class Contact(Body):
+    name: Name = Field(min_length=1)
+    phone: Code = Field(min_length=1)
+    instructions: FreeText | None = None
+
+
+class ScheduleP2P(Body):
+    level: Literal[P2P_LEVELS]
+    slot: Code
+    reviewer: Name = Field(min_length=1)
+    contact: Contact
+    also_cases: list[Identifier] = Field(default=[], max_length=20)
+
+
+class RescheduleP2P(Body):
+    slot: Code
+
+
+class Reason(Body):
+    reason: FreeText = Field(min_length=1)
+
+
+class CompleteP2P(Body):
+    outcome: FreeText = Field(min_length=1)
+
+
+class PreDenialNotice(Body):
+    channel: Literal[NOTICE_CHANNELS] = Field(description=(
+        "Medicare lines: a denial needs the provider told telephonically and in writing: one notice by "
+        "phone_and_writing, or one by phone and one in writing (fax, e-notification, mail)"))
+    notes: Narrative | None = None
+
+
+class ExtendTimeframe(Body):
+    reason: Identifier
+    days: StrictInt = Field(ge=-1000, le=1000)
+
+
+class Line(Body):
+    code: Code
+    units_requested: StrictInt | None = Field(default=None, ge=0, le=100_000)
+    units_approved: StrictInt | None = Field(default=None, ge=-100_000, le=100_000)
+    decision: Literal[LINE_DECISIONS] | None = None
+    rental: Literal[RENTAL_UNITS] | None = None
+
+
+class Determination(Body):
+    outcome: Literal[OUTCOMES]
+    lines: list[Line] = Field(default=[], max_length=50)
+    rationale: Narrative | None = None
+    guidelines: list[Name] = Field(default=[], max_length=50)
+    valid_from: Code | None = Field(default=None, description=LOCAL_DATE_DESCRIPTION)
+    valid_to: Code | None = Field(default=None, description=LOCAL_DATE_DESCRIPTION + "; default: the policy's validity")
+    technique: Name | None = None
+    fractions: StrictInt | None = Field(default=None, ge=-1000, le=1000)
+    igrt: StrictBool | None = None
+    site_of_care_redirect: StrictBool = False
+
+
+class ReconsiderationRequest(Body):
+    reason: FreeText = Field(min_length=1)
+    documents: list[DocumentRef] = documents_field()
+
+
+class ReconsiderationDecision(Body):
+    outcome: Literal[RECONSIDERATION_OUTCOMES]
+    lines: list[Line] = Field(default=[], max_length=50)
+    rationale: Narrative | None = None
+    guidelines: list[Name] = Field(default=[], max_length=50)
+    valid_to: Code | None = Field(default=None, description="ISO date; required where the program states the treatment span")
+
+
+class AppealRequest(Body):
+    reason: FreeText = Field(min_length=1)
+    filed_at: Code | None = None
+
+
+class AppealDecision(Body):
+    outcome: Literal[APPEAL_OUTCOMES]
+    rationale: Narrative | None = None
+    lines: list[Line] = Field(default=[], max_length=50)
+    valid_to: Code | None = Field(default=None, description="ISO date; required where the program states the treatment span")
+
+
+class AuthorizationUpdate(Body):
+    kind: Literal[UPDATE_KINDS]
+    changes: Changes
+
+
+class AuthorizationExtension(Body):
+    valid_to: Code = Field(description=LOCAL_DATE_DESCRIPTION)
+
+
+class Empty(Body):
+    pass
