@@ -15,8 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
-                      model_validator)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from domain.errors import FieldError, InvalidInput

@@ -29,9 +29,9 @@ from application.ports import Clock, PublishedSize, Registry
 from domain.case import Case
 from domain.chain import ChainWalker
 from domain.context import Context
-from domain.intake import intake
 from domain.errors import CaseNotFound, EventTooLarge, FieldError, IdempotencyConflict, InvalidInput, VersionConflict
 from domain.events import CaseEvent, DraftStarted
+from domain.intake import intake
 from domain.views import case_view
 
 KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/idempotency")

@@ -6,14 +6,42 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (ConfigDict, Field, StrictBool, StrictInt, ValidatorFunctionWrapHandler, WrapSerializer,
-                      WrapValidator)
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidatorFunctionWrapHandler,
+    WrapSerializer,
+    WrapValidator,
+)
 from pydantic_core import PydanticCustomError
 
-from application.bodies import (Body, Changes, ClinicalAnswers, Code, FileName, FreeText, Identifier, JsonSafe, Name,
-                                Narrative, PersonName)
-from domain.vocabulary import (APPEAL_OUTCOMES, CHANNELS, LINE_DECISIONS, LINES_OF_BUSINESS, NOTICE_CHANNELS, OUTCOMES,
-                               P2P_LEVELS, RECONSIDERATION_OUTCOMES, RENTAL_UNITS, UPDATE_KINDS)
+from application.bodies import (
+    Body,
+    Changes,
+    ClinicalAnswers,
+    Code,
+    FileName,
+    FreeText,
+    Identifier,
+    JsonSafe,
+    Name,
+    Narrative,
+    PersonName,
+)
+from domain.vocabulary import (
+    APPEAL_OUTCOMES,
+    CHANNELS,
+    LINE_DECISIONS,
+    LINES_OF_BUSINESS,
+    NOTICE_CHANNELS,
+    OUTCOMES,
+    P2P_LEVELS,
+    RECONSIDERATION_OUTCOMES,
+    RENTAL_UNITS,
+    UPDATE_KINDS,
+)
 
 
 class Member(Body):

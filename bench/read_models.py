@@ -98,7 +98,7 @@ def main() -> None:
     from fastapi.testclient import TestClient
 
     from infra.api import create_app
-    from infra.auth import load_secret, mint
+    from infra.identity import load_secret, mint
 
     client = TestClient(create_app(system))
     secret = load_secret(data)

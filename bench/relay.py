@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench.loader import load  # noqa: E402
 from infra.bootstrap import bootstrap  # noqa: E402
 from infra.clock import ManualClock, SystemClock  # noqa: E402
-from infra.relay import to_message  # noqa: E402
+from infra.kafka.message import to_message  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from projections.records import from_stored  # noqa: E402
 
@@ -132,7 +132,7 @@ def main() -> None:
         reader.start()
         runner = threading.Thread(target=relay.run, args=(stop,))
         runner.start()
-        from infra.relay import event_id
+        from infra.kafka.message import event_id
         from infra.samples import PROVIDER_NPI, later, request
 
         # each command records 5 events (a preferred-regimen request approved by rules, with 3 letters)

@@ -36,7 +36,7 @@ from bench.loader import load  # noqa: E402
 from bench.relay import OUT, start_broker  # noqa: E402
 from infra.bootstrap import bootstrap, read_models  # noqa: E402
 from infra.clock import ManualClock  # noqa: E402
-from infra.database import Database  # noqa: E402
+from infra.store.database import Database  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 
 CASELOG = str(Path(sys.executable).with_name("caselog"))

@@ -9,23 +9,8 @@ import time
 from typing import Iterator
 
 from consumers.dedupe import CaseVersionDeduper
-from infra.relay import parse_message
+from infra.kafka.message import parse_message, record_of
 from projections.records import EventRecord
-
-
-def record_of(event) -> EventRecord:
-    """A CloudEvent from the topic as the record projections read (the same as from the store)."""
-    data = event.get_data()
-    return {
-        "position": int(event.get_extension("position")),
-        "case_id": data["case_id"],
-        "version": int(data["version"]),
-        "type": data["type"],
-        "occurred_at": data["occurred_at"],
-        "actor": data["actor"],
-        "data": data["data"],
-        "hash": data["hash"],
-    }
 
 
 def consumer(bootstrap: str):

@@ -21,9 +21,9 @@ from typing import Any, Callable, Sequence
 
 from consumers.topic import record_of
 from infra.heartbeat import Heartbeat
-from infra.relay import parse_message
+from infra.kafka.message import parse_message
 from projections.base import Projection
-from projections.runner import ProjectionRunner
+from infra.store.runner import ProjectionRunner
 
 log = logging.getLogger("caselog.worker")
 

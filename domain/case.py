@@ -17,9 +17,19 @@ from domain.context import UTC, Context, due, iso, require
 from domain.errors import FieldError, InvalidInput, NotApplicable, NotPermitted, RuleViolation
 from domain.review import CaseUnderReview
 from domain.validation import check_documents, check_instant, check_local_date, check_npi, check_procedure, check_tin
-from domain.vocabulary import (ADMINISTRATIVE_UPDATES, ADVERSE, APPEAL_OUTCOMES, AUTHORIZED_STATUSES, MEDICARE_LINES,
-                               OUTCOMES, PHYSICIAN_CREDENTIALS, RECONSIDERATION_OUTCOMES, TELEPHONIC_NOTICE,
-                               UPDATE_KINDS, WRITTEN_NOTICE)
+from domain.vocabulary import (
+    ADMINISTRATIVE_UPDATES,
+    ADVERSE,
+    APPEAL_OUTCOMES,
+    AUTHORIZED_STATUSES,
+    MEDICARE_LINES,
+    OUTCOMES,
+    PHYSICIAN_CREDENTIALS,
+    RECONSIDERATION_OUTCOMES,
+    TELEPHONIC_NOTICE,
+    UPDATE_KINDS,
+    WRITTEN_NOTICE,
+)
 
 
 class Case(CaseUnderReview):

@@ -8,7 +8,15 @@ from datetime import date, datetime, timedelta
 from domain.context import UTC, Context, calendar_for, iso, require
 from domain.errors import FieldError, InvalidInput, NotApplicable, RuleViolation
 from domain.policy import PolicyRow, policy_in_force
-from domain.validation import check_date, check_documents, check_icd10, check_instant, check_npi, check_procedure, check_tin
+from domain.validation import (
+    check_date,
+    check_documents,
+    check_icd10,
+    check_instant,
+    check_npi,
+    check_procedure,
+    check_tin,
+)
 from domain.vocabulary import CHANNELS, LINES_OF_BUSINESS
 
 LATE_ENTRY_LIMIT = timedelta(days=366)  # a request entered late (phone, fax) was received within the last year

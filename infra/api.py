@@ -25,9 +25,13 @@ from domain.policy import POLICY_IDS
 from domain.validation import MAX_DOCUMENT_BYTES
 from application import bodies, commands
 from application.caselog import Answer
-from infra.auth import Principal, load_secret, verify
+from infra.identity import Principal, load_secret, verify
 from infra.bootstrap import System
-from projections import queries
+from projections.certification import certification_page
+from projections.lookup import authorizations_found
+from projections.metrics import prior_authorization_figures
+from projections.review_queue import review_queue_page
+from projections.worklist import worklist_page
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://caselog.dev/problems/"
@@ -377,7 +381,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
     def get_worklist(status: bodies.Code | None = None, q: bodies.Name | None = None, sort: bodies.Code = "-submitted",
                      page: int = Query(default=1, ge=1, le=100000),
                      page_size: int = Query(default=25, ge=1, le=200), who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
-        return queries.worklist(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page, page_size=page_size)
+        return worklist_page(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page, page_size=page_size)
 
     @router.post("/worklist/access", status_code=201)
     def share_worklist(body: ShareWorklist, who: Principal = Depends(role("provider"))) -> dict:
@@ -400,7 +404,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
                               member_last_name: bodies.PersonName | None = None, npi: bodies.Code | None = None,
                               status: bodies.Code | None = None, page: int = Query(default=1, ge=1, le=100000),
                               page_size: int = Query(default=50, ge=1, le=200), who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
-        return queries.certification_summary(system.db, npis=system.access.visible_npis(who), authorization_number=authorization_number,
+        return certification_page(system.db, npis=system.access.visible_npis(who), authorization_number=authorization_number,
                                              case_number=case_number, member_last_name=member_last_name, npi=npi, status=status,
                                              page=page, page_size=page_size)
 
@@ -408,7 +412,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
     def lookup(authorization_number: bodies.Code | None = None, npi: bodies.Code | None = None,
                member_id: bodies.Identifier | None = None, dob: bodies.Code | None = None, last_name: bodies.PersonName | None = None,
                who: Principal = Depends(role("provider", "reviewer", "auditor", "ops"))) -> dict:
-        rows = queries.lookup(system.db, authorization_number=authorization_number, npi=npi, member_id=member_id, dob=dob, last_name=last_name)
+        rows = authorizations_found(system.db, authorization_number=authorization_number, npi=npi, member_id=member_id, dob=dob, last_name=last_name)
         npis = system.access.visible_npis(who)
         items = []
         for row in rows:
@@ -430,7 +434,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
     @router.get("/queues/review", response_model=Listing)
     def review_queue(page: int = Query(default=1, ge=1, le=100000), page_size: int = Query(default=100, ge=1, le=200),
                      who: Principal = Depends(role("reviewer", "ops", "auditor"))) -> dict:
-        return queries.review_queue(system.db, app_.clock.now(), page=page, page_size=page_size)
+        return review_queue_page(system.db, app_.clock.now(), page=page, page_size=page_size)
 
     @router.get("/metrics/prior-authorization", responses={422: ERRORS[422]})
     def pa_metrics(from_: datetime | None = Query(default=None, alias="from"), to: datetime | None = Query(default=None),
@@ -440,7 +444,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
         for name, value in (("from", from_), ("to", to)):
             if value is not None and value.tzinfo is None:
                 raise InvalidInput(FieldError(name, "an instant must carry a time zone"))
-        return queries.prior_authorization_metrics(system.db, start=from_.isoformat() if from_ else None,
+        return prior_authorization_figures(system.db, start=from_.isoformat() if from_ else None,
                                                    end=to.isoformat() if to else None, policy=policy, partial_counts_as=partial_counts_as)
 
     def browser_principal(token: str | None = Query(default=None, max_length=4096, description="a token, for a browser that sends no header"),
@@ -454,8 +458,8 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
     @router.get("/dashboard", response_class=HTMLResponse)
     def dashboard(who: Principal = Depends(browser_principal)) -> HTMLResponse:
-        queue = queries.review_queue(system.db, app_.clock.now(), page_size=50)
-        figures = queries.prior_authorization_metrics(system.db)
+        queue = review_queue_page(system.db, app_.clock.now(), page_size=50)
+        figures = prior_authorization_figures(system.db)
         rows = "".join(
             f"<tr><td>{html.escape(i['case_number'])}</td><td>{html.escape(i['status'])}</td><td>{'urgent' if i['urgent'] else ''}</td>"
             f"<td>{html.escape(i['decision_due_at'])}</td><td>{'AT RISK' if i['at_risk'] else ''}{'OVERDUE' if i['overdue'] else ''}</td></tr>"
@@ -506,7 +510,7 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
             for (name, partition), position in sorted(system.runner.partition_positions(system.settings.topic).items()):
                 lines.append(f'caselog_worker_position{{projection="{name}",partition="{partition}"}} {position}')
         if system.settings.kafka_bootstrap:
-            from infra.relay import Relay, parked_count
+            from infra.kafka.relay import Relay, parked_count
 
             relay_position = system.runner.position(f"{Relay.TRACKING}:{system.settings.topic}")
             parked = parked_count(system.db, system.settings.topic)

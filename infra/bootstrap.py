@@ -11,19 +11,19 @@ from psycopg.conninfo import make_conninfo
 
 from domain.errors import FieldError, InvalidInput
 from application.caselog import CaseLog
-from infra.auth import Access
+from infra.store.access import Access
 from infra.clock import LATEST, LONGEST_MOVE, ManualClock, SystemClock
-from infra.documents import DocumentStore
-from infra.database import Database, connection_params
-from infra.registry import Registry
-from infra.relay import published_size
-from infra.transcoder import OrjsonTranscoder
+from infra.store.documents import DocumentStore
+from infra.store.database import Database, connection_params
+from infra.store.registry import Registry
+from infra.kafka.message import published_size
+from infra.store.transcoder import OrjsonTranscoder
 from infra.settings import SettingError, Settings, check_choice, usable_dir
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
 from projections.metrics import PriorAuthorizationMetrics
 from projections.review_queue import ReviewQueue
-from projections.runner import ProjectionRunner
+from infra.store.runner import ProjectionRunner
 from projections.worklist import Worklist
 from scheduler.deadlines import Deadlines
 from scheduler.service import DeadlineScheduler
@@ -124,7 +124,7 @@ class System:
 
     def relay(self):
         """The Kafka relay for this store (CASELOG_KAFKA_BOOTSTRAP must be set)."""
-        from infra.relay import Relay
+        from infra.kafka.relay import Relay
 
         return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,

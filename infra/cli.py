@@ -291,7 +291,7 @@ def serve(
     import uvicorn
 
     from infra.api import create_app
-    from infra.auth import load_secret
+    from infra.identity import load_secret
     from infra.http_server import TimedH11Protocol
 
     system = _system()
@@ -318,7 +318,7 @@ def token(
 ) -> None:
     """Print a bearer token signed with this deployment's secret (alone on stdout)."""
     from domain.validation import check_npi
-    from infra.auth import ROLES, load_secret, mint
+    from infra.identity import ROLES, load_secret, mint
 
     if role not in ROLES:
         raise InvalidInput(FieldError("--role", f"one of {', '.join(ROLES)}"))
@@ -378,7 +378,8 @@ def _check_topic_holds_the_store(system: System) -> int:
     """Before ``replay --source kafka`` drops anything: refuse (exit 1) when the topic holds fewer
     messages than the store holds events (recreated empty, lost data, events still parked).
     Returns how many events the store holds."""
-    from infra.relay import high_water_marks, parked_count, stored_event_count
+    from infra.kafka.topic import high_water_marks
+    from infra.kafka.relay import parked_count, stored_event_count
 
     settings = system.settings
     try:
@@ -500,7 +501,7 @@ def worker(
         raise InvalidInput(FieldError("--loglevel", "debug, info, warning or error"))
     settings = _kafka_settings()
     from consumers.worker import run_worker
-    from infra.relay import ensure_topic
+    from infra.kafka.topic import ensure_topic
 
     _, app, db = projection_worker(settings)
     if not settings.uses_postgres:
@@ -574,7 +575,7 @@ def tail(
 
     from consumers.dedupe import CaseVersionDeduper
     from consumers.topic import consumer as make_consumer
-    from infra.relay import parse_message
+    from infra.kafka.message import parse_message
 
     settings = _kafka_settings()
     from kafka import TopicPartition
@@ -610,7 +611,7 @@ def tail(
 @handled
 def schema(out: Optional[Path] = typer.Option(None, "--out", help="write events/<Type>.json and asyncapi.json here instead of stdout")) -> None:
     """Print the JSON Schema of every event type (as published on Kafka) and the AsyncAPI document."""
-    from infra.schema import asyncapi, event_schemas
+    from infra.kafka.schema import asyncapi, event_schemas
 
     settings = Settings.from_env()
     events, doc = event_schemas(settings), asyncapi(settings)

@@ -6,11 +6,36 @@ doubles a row."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
-from infra.database import Cursor
+from domain.errors import FieldError, InvalidInput
 from projections.records import EventRecord
+
+MAX_PAGE_SIZE = 200
+
+
+class Cursor(Protocol):
+    """What a projection writes and reads through (the store's cursor; SQL with ``?`` markers)."""
+
+    rowcount: int
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> "Cursor": ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def fetchone(self) -> tuple | None: ...
+
+    def fetchall(self) -> list[tuple]: ...
+
+
+class ReadStore(Protocol):
+    """Where a read model's queries run: one read transaction at a time, on a known SQL dialect."""
+
+    dialect: str
+
+    def transaction(self) -> AbstractContextManager[Cursor]: ...
 
 
 class Projection:
@@ -56,3 +81,20 @@ def upsert(cur: Cursor, table: str, keys: Sequence[str], row: dict[str, Any]) ->
 
 def update(cur: Cursor, table: str, case_id: str, **values: Any) -> None:
     cur.execute(_update_sql(table, tuple(values)), [*values.values(), case_id])
+
+
+def page_window(page: int, page_size: int) -> tuple[int, int]:
+    if page < 1:
+        raise InvalidInput(FieldError("page", "pages start at 1"))
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(FieldError("page_size", f"between 1 and {MAX_PAGE_SIZE}"))
+    return page_size, (page - 1) * page_size
+
+
+def npi_filter(npis: set[str] | None, column: str, where: list[str], params: list[Any]) -> None:
+    if npis is not None:
+        if not npis:
+            where.append("1 = 0")
+        else:
+            where.append(f"{column} IN ({', '.join('?' for _ in npis)})")
+            params.extend(sorted(npis))

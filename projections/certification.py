@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain.policy import policy_version
-from infra.database import Cursor
-from projections.base import Projection, update, upsert
+from projections.base import Cursor, Projection, ReadStore, npi_filter, page_window, update, upsert
 from projections.facts import lifecycle_changes
 from projections.records import EventRecord
 
@@ -45,3 +46,28 @@ class CertificationSummary(Projection):
         changes = lifecycle_changes(event, valid_to="expiration_date")
         if changes:
             update(cur, "certification_summary", case_id, **changes)
+
+
+# ---- queries ------------------------------------------------------------------------------
+
+
+def certification_page(db: ReadStore, *, npis: set[str] | None = None, authorization_number: str | None = None,
+                          case_number: str | None = None, member_last_name: str | None = None, npi: str | None = None,
+                          status: str | None = None, page: int = 1, page_size: int = 50) -> dict:
+    limit, offset = page_window(page, page_size)
+    where: list[str] = []
+    params: list[Any] = []
+    npi_filter(npis, "provider_npi", where, params)
+    for column, value in (("authorization_number", authorization_number), ("case_number", case_number),
+                          ("member_last_name", member_last_name), ("provider_npi", npi), ("status", status)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    cols = ("case_id", "authorization_number", "case_number", "member_last_name", "provider_last_name", "provider_npi", "status",
+            "initiated_at", "procedure_code", "service_description", "site_name", "expiration_date", "correspondence_count")
+    with db.transaction() as cur:
+        total = cur.execute(f"SELECT COUNT(*) FROM certification_summary{clause}", params).fetchone()[0]
+        rows = cur.execute(f"SELECT {', '.join(cols)} FROM certification_summary{clause} ORDER BY initiated_at DESC, case_id LIMIT ? OFFSET ?",
+                           [*params, limit, offset]).fetchall()
+    return {"items": [dict(zip(cols, r)) for r in rows], "total": total}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from infra.database import Cursor
-from projections.base import Projection, update, upsert
+from typing import Any
+
+from domain.errors import FieldError, InvalidInput
+from projections.base import Cursor, Projection, ReadStore, update, upsert
 from projections.facts import lifecycle_changes
 from projections.records import EventRecord
 
@@ -44,3 +46,25 @@ class AuthorizationLookup(Projection):
         if "authorization_number" in changes:
             changes["approved_at"] = at
         update(cur, "authorization_lookup", case_id, **changes, last_updated=at)
+
+
+# ---- queries ------------------------------------------------------------------------------
+
+
+LOOKUP_COLUMNS = ("case_id", "case_number", "authorization_number", "ordering_npi", "site_npi", "status", "approved_at", "service",
+                  "site_name", "expiration_date", "last_updated", "correspondence_count")
+
+
+def authorizations_found(db: ReadStore, *, authorization_number: str | None = None, npi: str | None = None, member_id: str | None = None,
+           dob: str | None = None, last_name: str | None = None) -> list[dict]:
+    if authorization_number and npi:
+        sql = "authorization_number = ? AND (ordering_npi = ? OR site_npi = ?)"
+        params: list[Any] = [authorization_number, npi, npi]
+    elif member_id and dob and last_name:
+        sql = "member_id = ? AND member_dob = ? AND member_last_lc = ?"
+        params = [member_id, dob, last_name.lower()]
+    else:
+        raise InvalidInput(FieldError("query", "give authorization_number and npi, or member_id, dob and last_name"))
+    with db.transaction() as cur:
+        rows = cur.execute(f"SELECT {', '.join(LOOKUP_COLUMNS)} FROM authorization_lookup WHERE {sql} ORDER BY last_updated DESC LIMIT 50", params).fetchall()
+    return [dict(zip(LOOKUP_COLUMNS, r)) for r in rows]

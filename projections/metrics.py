@@ -3,8 +3,11 @@ keeping the received, decided and notified instants apart."""
 
 from __future__ import annotations
 
-from infra.database import Cursor
-from projections.base import Projection, update, upsert
+import statistics
+from datetime import datetime
+
+from domain.errors import FieldError, InvalidInput
+from projections.base import Cursor, Projection, ReadStore, update, upsert
 from projections.records import EventRecord
 
 
@@ -48,3 +51,60 @@ class PriorAuthorizationMetrics(Projection):
                     update(cur, "pa_requests", case_id, final_outcome=final)
             case _:
                 pass
+
+
+# ---- queries ------------------------------------------------------------------------------
+
+
+def _hours(a: str, b: str) -> float:
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() / 3600
+
+
+def _ratio(numerator: int, denominator: int) -> dict:
+    return {"numerator": numerator, "denominator": denominator, "percent": round(100 * numerator / denominator, 2) if denominator else None}
+
+
+def prior_authorization_figures(db: ReadStore, *, start: str | None = None, end: str | None = None, policy: str | None = None,
+                                partial_counts_as: str = "denied") -> dict:
+    """CMS-0057-F figures over requests decided in [start, end), each with numerator and denominator."""
+    if partial_counts_as not in ("approved", "denied"):
+        raise InvalidInput(FieldError("partial_counts_as", "approved or denied"))
+    where, params = ["decided_at IS NOT NULL"], []
+    if start:
+        where.append("decided_at >= ?")
+        params.append(start)
+    if end:
+        where.append("decided_at < ?")
+        params.append(end)
+    if policy:
+        where.append("policy = ?")
+        params.append(policy)
+    with db.transaction() as cur:
+        rows = cur.execute(
+            f"SELECT urgent, received_at, decided_at, notified_at, outcome, extended, appealed, appeal_outcome, final_outcome FROM pa_requests WHERE {' AND '.join(where)}",
+            params).fetchall()
+    approved_set = {"approved"} | ({"partially_approved"} if partial_counts_as == "approved" else set())
+
+    def figures(subset: list[tuple]) -> dict:
+        times = [_hours(r[1], r[2]) for r in subset]
+        notified = [_hours(r[1], r[3]) for r in subset if r[3]]
+        return {
+            "decided": len(subset),
+            "approved": _ratio(sum(r[4] in approved_set for r in subset), len(subset)),
+            "denied": _ratio(sum(r[4] not in approved_set for r in subset), len(subset)),
+            "average_hours_to_decision": round(statistics.fmean(times), 2) if times else None,
+            "median_hours_to_decision": round(statistics.median(times), 2) if times else None,
+            "average_hours_to_notification": round(statistics.fmean(notified), 2) if notified else None,
+        }
+
+    standard = [r for r in rows if not r[0]]
+    expedited = [r for r in rows if r[0]]
+    appealed = [r for r in standard if r[6]]
+    overturned = {"overturned"} | ({"partially_overturned"} if partial_counts_as == "approved" else set())
+    return {
+        "period": {"from": start, "to": end, "policy": policy, "partial_approvals_count_as": partial_counts_as},
+        "standard": figures(standard),
+        "expedited": figures(expedited),
+        "standard_approved_after_appeal": _ratio(sum(r[7] in overturned for r in appealed), len(appealed)),
+        "extended_then_approved": _ratio(sum(bool(r[5]) and r[8] in approved_set for r in rows), len(rows)),
+    }

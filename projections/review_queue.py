@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from infra.database import Cursor
-from projections.base import Projection, update, upsert
+from datetime import datetime
+
+from projections.base import Cursor, Projection, ReadStore, page_window, update, upsert
 from projections.facts import status_after
 from projections.records import EventRecord
 
@@ -39,3 +40,21 @@ class ReviewQueue(Projection):
                 status = status_after(event)
                 if status and status not in OPEN:
                     cur.execute("DELETE FROM review_queue WHERE case_id = ?", (case_id,))
+
+
+# ---- queries ------------------------------------------------------------------------------
+
+
+def review_queue_page(db: ReadStore, now: datetime, *, page: int = 1, page_size: int = 100) -> dict:
+    limit, offset = page_window(page, page_size)
+    with db.transaction() as cur:
+        total = cur.execute("SELECT COUNT(*) FROM review_queue").fetchone()[0]
+        rows = cur.execute(
+            "SELECT case_id, case_number, status, urgent, decision_due_at, hold_due_at, decision_warning_at, policy FROM review_queue"
+            " ORDER BY urgent DESC, decision_due_at ASC, case_id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+    stamp = now.isoformat()
+    items = [{
+        "case_id": r[0], "case_number": r[1], "status": r[2], "urgent": bool(r[3]), "decision_due_at": r[4], "hold_due_at": r[5],
+        "at_risk": r[6] <= stamp < r[4], "overdue": r[4] <= stamp, "policy": r[7],
+    } for r in rows]
+    return {"items": items, "total": total}

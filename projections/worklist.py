@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from domain.errors import FieldError, InvalidInput
 from domain.policy import policy_version
-from infra.database import Cursor
-from projections.base import Projection, update, upsert
-from projections.facts import STATUS_BUCKETS, lifecycle_changes, member_name
+from projections.base import Cursor, Projection, ReadStore, npi_filter, page_window, update, upsert
+from projections.facts import BUCKETS, STATUS_BUCKETS, lifecycle_changes, member_name
 from projections.records import EventRecord
 
 
@@ -73,3 +76,138 @@ class Worklist(Projection):
                 count(cur, [(before[0], -1), (changes["bucket"], 1)])
         if changes:
             update(cur, "worklist", case_id, **changes, updated_at=at)
+
+
+# ---- queries ------------------------------------------------------------------------------
+
+
+WORKLIST_SORTS = {
+    "submitted": "submitted_at", "end_date": "end_date", "patient": "member_last_lc", "status": "bucket",
+    "case_number": "case_number", "procedure": "procedure_code",
+}
+SEARCH_CAP = 5000  # an unscoped search (reviewers, ops) pages through at most this many matches
+NAME_WORDS = 6  # a longer query is not split into first and last names
+
+
+def bucket_named(status: str | None) -> str | None:
+    """The worklist bucket a status filter names, in any case, with spaces, underscores or hyphens
+    between words ("approved", "Partially Approved", "partially_approved", "PARTIALLY-APPROVED");
+    None for every bucket (no filter, or "All")."""
+    if status is None or not status.strip():
+        return None
+    spoken = " ".join(re.split(r"[\s_-]+", status.strip())).casefold()
+    if spoken == "all":
+        return None
+    for bucket in BUCKETS:
+        if bucket.casefold() == spoken:
+            return bucket
+    raise InvalidInput(FieldError("status", f"one of {', '.join(('All',) + BUCKETS)} (any case; _ or - for spaces)"))
+
+
+def _prefix(column: str, text: str) -> tuple[str, list[Any]]:
+    return f"{column} >= ? AND {column} < ?", [text, text + "\uffff"]
+
+
+def _search_terms(q: str) -> list[tuple[str, list[Any]]]:
+    """What `q` may match, each term one index range: case number, authorization number, member id
+    or provider NPI exactly; the start of a member's last or first name or of the provider's name;
+    a member's full name as typed ("Grace Hopperfield", "Hopperfield Grace") or as the row shows it
+    ("Hopperfield, Grace"), the last word possibly cut short. Names compare in lower case."""
+    needle = q.strip()
+    low = " ".join(needle.lower().split())
+    terms: list[tuple[str, list[Any]]] = [(f"{column} = ?", [needle]) for column in
+                                          ("case_number", "authorization_number", "member_id", "provider_npi")]
+    terms += [_prefix(column, low) for column in ("member_last_lc", "member_first_lc", "provider_name_lc")]
+    if "," in low:
+        last, _, first = (" ".join(part.split()) for part in low.partition(","))
+        if last:
+            sql, params = _prefix("member_first_lc", first)
+            terms.append((f"member_last_lc = ? AND {sql}", [last, *params]))
+    words = low.split()
+    if 2 <= len(words) <= NAME_WORDS:
+        for k in range(1, len(words)):
+            head, tail = " ".join(words[:k]), " ".join(words[k:])
+            for whole, cut in (("member_first_lc", "member_last_lc"), ("member_last_lc", "member_first_lc")):
+                sql, params = _prefix(cut, tail)
+                terms.append((f"{whole} = ? AND {sql}", [head, *params]))
+    return terms
+
+
+def worklist_page(db: ReadStore, *, npis: set[str] | None = None, status: str | None = None, q: str | None = None,
+             sort: str = "-submitted", page: int = 1, page_size: int = 25) -> dict:
+    """A page of the worklist. A provider's page (``npis``: its NPIs and those of worklists shared
+    with it) is filtered in the query itself, search included, and counted exactly through the NPI
+    index. An unscoped search collects the matching case ids term by term, each through its own
+    index and already filtered by bucket, up to SEARCH_CAP rows, then pages through those."""
+    limit, offset = page_window(page, page_size)
+    column = WORKLIST_SORTS.get(sort.lstrip("-"))
+    if column is None:
+        raise InvalidInput(FieldError("sort", f"one of {', '.join(sorted(WORKLIST_SORTS))}, optionally prefixed with -"))
+    direction = "DESC" if sort.startswith("-") else "ASC"
+    bucket = bucket_named(status)
+    terms = _search_terms(q) if q and q.strip() else []
+    where: list[str] = []
+    params: list[Any] = []
+    npi_filter(npis, "provider_npi", where, params)
+    with db.transaction() as cur:
+        if npis is not None:
+            # the NPI index is the way in; `|| ''` and `+column` keep SQLite's planner (no
+            # statistics) from walking a whole bucket or name range instead of the provider's rows
+            if bucket:
+                where.append("(bucket || '') = ?")
+                params.append(bucket)
+            if terms:
+                where.append("(" + " OR ".join(f"({_unindexed(sql, db.dialect)})" for sql, _ in terms) + ")")
+                params += [p for _, term in terms for p in term]
+        elif terms:
+            status_sql = " AND (bucket || '') = ?" if bucket else ""
+            status_params = [bucket] if bucket else []
+            # UNION ALL streams, term by term (exact matches first), and stops at the cap
+            union = " UNION ALL ".join(f"SELECT case_id FROM worklist WHERE {sql}{status_sql}" for sql, _ in terms)
+            found = cur.execute(f"{union} LIMIT {SEARCH_CAP}",
+                                [p for _, term in terms for p in (*term, *status_params)])
+            hits = list(dict.fromkeys(r[0] for r in found.fetchall()))
+            if not hits:
+                return {"items": [], "total": 0}
+            where.append(f"case_id IN ({', '.join('?' for _ in hits)})")
+            params += hits
+        elif bucket:
+            where.append("bucket = ?")
+            params.append(bucket)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        if npis is not None:
+            total = cur.execute(f"SELECT COUNT(*) FROM worklist{clause}", params).fetchone()[0]
+        elif terms:
+            total = len(hits)
+        else:
+            total = _counted(cur, bucket)
+        rows = cur.execute(
+            "SELECT case_id, case_number, authorization_number, member_name, member_id, bucket, submitted_at, end_date,"
+            " procedure_code, provider_name, provider_npi, site_name, insurer, status"
+            f" FROM worklist{clause} ORDER BY {column} {direction}, case_id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+    keys = ("case_id", "case_number", "authorization_number", "patient", "member_id", "status", "submitted", "end_date",
+            "procedure", "ordering_provider", "ordering_provider_npi", "site", "insurer", "case_status")
+    items = [{**dict(zip(keys, r)), "request_id": r[1], "authorization_id": r[2]} for r in rows]
+    return {"items": items, "total": total}
+
+
+_COLUMN = re.compile(r"\b(case_number|authorization_number|member_id|provider_npi|member_last_lc|member_first_lc"
+                     r"|provider_name_lc)\b")
+
+
+def _unindexed(sql: str, dialect: str) -> str:
+    """A search term as a filter on rows the NPI index found: on SQLite `+column` is no index's
+    column (and costs nothing); PostgreSQL's planner, which has statistics, needs no hint."""
+    return _COLUMN.sub(lambda m: f"+{m.group(1)}", sql) if dialect == "sqlite" else sql
+
+
+def _counted(cur, bucket: str | None) -> int:
+    """The total of an unscoped worklist page from the per-bucket counters (no scan)."""
+    sql = "SELECT COALESCE(SUM(n), 0) FROM worklist_counts WHERE scope = '*'"
+    params: list[Any] = []
+    if bucket:
+        sql += " AND bucket = ?"
+        params.append(bucket)
+    return int(cur.execute(sql, params).fetchone()[0])

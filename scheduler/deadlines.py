@@ -7,11 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.review import P2P_MISSED_AFTER
-from infra.database import Cursor
-from projections.base import Projection
+from projections.base import Cursor, Projection
 from projections.records import EventRecord
-
-
 
 ARM = ("INSERT INTO deadlines (case_id, kind, p2p_id, instant, fire_at) VALUES (?, ?, ?, ?, ?) "
        "ON CONFLICT (case_id, kind, p2p_id) DO UPDATE SET instant = excluded.instant, fire_at = excluded.fire_at")

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from domain.errors import RuleViolation, VersionConflict
-from projections.runner import ProjectionRunner
+from infra.store.runner import ProjectionRunner
 from scheduler.deadlines import due
 
 log = logging.getLogger("caselog.scheduler")

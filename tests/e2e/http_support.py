@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from fastapi.testclient import TestClient
 
-from infra.auth import load_secret, mint
+from infra.identity import load_secret, mint
 from infra.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI
 
 

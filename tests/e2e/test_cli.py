@@ -152,7 +152,7 @@ def test_tampering_with_a_stored_event_makes_verify_exit_1_naming_the_case(tmp_p
 
 
 def test_replay_rebuilds_projections_and_audit_report_lists_reads(store, tmp_path):
-    from infra.auth import Principal
+    from infra.identity import Principal
 
     body = request(WELLSENSE, date_of_service=later(TODAY, 10))
     case_id = json.loads(caselog(store, "submit", write(tmp_path, "r.json", body)).stdout)["case_id"]

@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from infra.auth import load_secret, mint
+from infra.identity import load_secret, mint
 from infra.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI, later, request
-from projections import queries
+from projections import worklist
 from tests.e2e.http_support import make_api
 from tests.support import DME, recorded
 
@@ -164,7 +164,7 @@ def test_worklist_status_takes_bucket_names_in_any_case_with_underscores_or_hyph
 
 
 def test_worklist_search_finds_the_providers_own_cases_however_many_others_match(api, monkeypatch):
-    monkeypatch.setattr(queries, "SEARCH_CAP", 3)  # the cap for an unscoped search; 5,000 in use
+    monkeypatch.setattr(worklist, "SEARCH_CAP", 3)  # the cap for an unscoped search; 5,000 in use
     theirs = [submit(api, who="other_provider", npi=OTHER_PROVIDER_NPI, member=member("Alex", f"Rivera{n}", n))
               ["case_id"] for n in range(1, 6)]
     mine = submit(api, member=member("Alex", "Rivera9", 9))["case_id"]

@@ -17,7 +17,7 @@ from consumers.dedupe import CaseVersionDeduper
 from consumers.topic import partitions_of
 from infra.bootstrap import bootstrap
 from infra.demo import run_demo
-from infra.relay import event_id, parse_message
+from infra.kafka.message import event_id, parse_message
 from infra.samples import later, request
 from tests.support import DME, PROVIDER
 
@@ -69,7 +69,7 @@ def check_topic_equals_store(system, settings) -> collections.Counter:
         seen[case_id] = version
         record = stored[(case_id, version)]
         data = event.get_data()
-        assert event.get_type() == f"caselog.case.{__import__('infra.relay', fromlist=['short_type']).short_type(record['type'])}.v1"
+        assert event.get_type() == f"caselog.case.{__import__('infra.kafka.message', fromlist=['short_type']).short_type(record['type'])}.v1"
         assert event.get_source() == f"caselog/{settings.deployment}"
         assert int(event.get_extension("position")) == record["position"]
         assert (data["data"], data["actor"], data["hash"]) == (record["data"], record["actor"], record["hash"])
@@ -191,7 +191,7 @@ def test_every_published_event_validates_against_the_generated_schema(kafka_stor
     import jsonschema_rs
     import orjson
 
-    from infra.schema import asyncapi, event_schemas
+    from infra.kafka.schema import asyncapi, event_schemas
 
     schemas = event_schemas(kafka_store)
     validators = {name: jsonschema_rs.validator_for(schema) for name, schema in schemas.items()}

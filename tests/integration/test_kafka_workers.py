@@ -22,7 +22,7 @@ import psycopg
 
 from bench.loader import load
 from infra.bootstrap import bootstrap, read_models
-from infra.database import Database
+from infra.store.database import Database
 from infra.demo import run_demo
 from infra.settings import Settings
 

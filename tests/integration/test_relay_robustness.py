@@ -17,7 +17,9 @@ from consumers.dedupe import CaseVersionDeduper
 from domain.case import Case, Context
 from domain.errors import EventTooLarge, InvalidInput
 from infra.bootstrap import bootstrap
-from infra.relay import Relay, high_water_marks, parse_message, published_size, stored_event_count
+from infra.kafka.message import parse_message, published_size
+from infra.kafka.topic import high_water_marks
+from infra.kafka.relay import Relay, stored_event_count
 from infra.samples import later, request
 from infra.settings import SettingError, Settings
 from tests.integration.test_kafka import check_topic_equals_store, drain, topic_messages
@@ -174,8 +176,9 @@ def test_a_command_whose_event_would_not_fit_the_topic_is_refused_and_records_no
         api = make_api(system)
         document = api.upload()
         before = recorded(system)
+        # within the body's own bounds (clinical answers of at most 10,000 characters each), too big for the topic
         body = request(DME, date_of_service=later(system.clock.now(), 10), member_no=5,
-                       clinical={"notes": "x" * 70_000}, documents=[document])
+                       clinical={f"note_{i}": "x" * 10_000 for i in range(8)}, documents=[document])
         answer = api.post("/cases", body)
         assert answer.status_code == 413, answer.text
         assert answer.json()["type"].endswith("/event-too-large") and answer.json()["errors"][0]["field"] == "body"

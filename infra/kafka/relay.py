@@ -19,89 +19,26 @@ topic recreated empty (or one that lost data) is re-published from the start.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
-import orjson
-from cloudevents.core.bindings.kafka import KafkaMessage, from_structured, to_structured
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-
-from infra.database import Database
 from infra.heartbeat import Heartbeat
+from infra.kafka.message import kafka_fields, to_message
+from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
-from projections.records import EventRecord, from_stored
-from projections.runner import ensure_tracking, tracked_position
+from infra.store.database import Database
+from infra.store.runner import ensure_tracking, tracked_position
+from projections.records import from_stored
 
 log = logging.getLogger("caselog.relay")
-EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
 PARKED = (
     "CREATE TABLE IF NOT EXISTS caselog_relay_parked (topic TEXT NOT NULL, position BIGINT NOT NULL,"
     " case_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
     " parked_at TEXT NOT NULL, PRIMARY KEY (topic, position))"
 )
-
-
-def event_id(case_id: str, version: int) -> str:
-    """The CloudEvents id of a stored event: the same on every re-publication."""
-    return str(uuid5(EVENT_ID_NAMESPACE, f"{case_id}:{version}"))
-
-
-def short_type(name: str) -> str:
-    """CaseHeld -> held, HoldReleased -> hold_released, P2PScheduled -> p2p_scheduled."""
-    base = (name[4:] if name.startswith("Case") else name).replace("P2P", "P2p")
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
-
-
-class OrjsonFormat(JSONFormat):
-    """The CloudEvents JSON format, serialized with orjson."""
-
-    def write(self, event: Any) -> bytes:
-        attributes = dict(event.get_attributes())
-        if isinstance(attributes.get("time"), datetime):
-            attributes["time"] = attributes["time"].isoformat().replace("+00:00", "Z")
-        attributes["data"] = event.get_data()
-        return orjson.dumps(attributes)
-
-
-def cloud_event(record: EventRecord, deployment: str, class_version: int = 1) -> CloudEvent:
-    data = {k: record[k] for k in ("case_id", "version", "type", "occurred_at", "actor", "data", "hash")}
-    return CloudEvent(
-        attributes={
-            "specversion": "1.0",
-            "id": event_id(record["case_id"], record["version"]),
-            "source": f"caselog/{deployment}",
-            "type": f"caselog.case.{short_type(record['type'])}.v{class_version}",
-            "subject": record["case_id"],
-            "time": datetime.fromisoformat(record["occurred_at"]),
-            "datacontenttype": "application/json",
-            "caseversion": record["version"],
-            "position": record["position"],
-        },
-        data=data,
-    )
-
-
-def to_message(record: EventRecord, deployment: str) -> KafkaMessage:
-    return to_structured(cloud_event(record, deployment), OrjsonFormat(), key_mapper=lambda e: e.get_subject())
-
-
-def kafka_fields(message: KafkaMessage) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of a message, as the producer takes them."""
-    key = message.key if isinstance(message.key, bytes) else str(message.key).encode()
-    return key, message.value, list(message.headers.items())
-
-
-def published_size(stored: Any, deployment: str) -> int:
-    """The bytes a stored event takes on the topic (key, value and headers); raises when it
-    cannot be encoded. The position is taken at its widest, so the size is an upper bound."""
-    record = from_stored(2**53, stored.originator_id, stored.originator_version, stored.topic, stored.state)
-    key, value, headers = kafka_fields(to_message(record, deployment))
-    return len(key) + len(value) + sum(len(k) + len(v) for k, v in headers)
 
 
 def refused(exc: BaseException) -> bool:
@@ -110,70 +47,6 @@ def refused(exc: BaseException) -> bool:
     from kafka.errors import CorruptRecordError, InvalidRecordError, MessageSizeTooLargeError, RecordListTooLargeError
 
     return isinstance(exc, (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, CorruptRecordError))
-
-
-def parse_message(value: bytes, headers: dict[str, bytes] | None = None, key: bytes | None = None):
-    """A Kafka message value back into a CloudEvent (the cloudevents package's Kafka binding)."""
-    message = KafkaMessage(headers=headers or {"content-type": b"application/cloudevents+json"}, key=key, value=value)
-    return from_structured(message, JSONFormat())
-
-
-def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1,
-                 max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES) -> None:
-    """Create the case-events topic (unlimited retention, ``max.message.bytes``) unless it
-    exists. The relay and the workers both call it, so neither depends on the other having
-    started first."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="caselog-admin", request_timeout_ms=10_000)
-    try:
-        if topic not in admin.list_topics():
-            configs = {"retention.ms": "-1", "retention.bytes": "-1", "max.message.bytes": str(max_message_bytes)}
-            admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication,
-                                          topic_configs=configs)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
-
-
-def high_water_marks(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, tuple[int, int]] | None:
-    """Partition -> (first offset kept, offset after the last message) of a topic; None when it
-    does not exist. Some brokers (tansu) report a partition's end offset as its last batch's
-    base offset + 1, so the end is read: from the reported end - 1 until a poll brings nothing."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             allow_auto_create_topics=False,  # a broker default topic would hide the loss
-                             client_id="caselog-relay-check", request_timeout_ms=int(timeout * 1000) + 1000)
-    try:
-        found = consumer.partitions_for_topic(topic)
-        if not found:
-            return None
-        parts = [TopicPartition(topic, p) for p in sorted(found)]
-        begins, ends = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
-        marks = {tp.partition: (begins[tp], ends[tp]) for tp in parts}
-        unread = [tp for tp in parts if ends[tp] > begins[tp]]
-        if not unread:
-            return marks
-        consumer.assign(unread)
-        for tp in unread:
-            consumer.seek(tp, max(ends[tp] - 1, begins[tp]))
-        limit = time.monotonic() + timeout
-        while unread:
-            got = consumer.poll(timeout_ms=300, max_records=100_000)
-            for tp in list(unread):
-                position = consumer.position(tp)
-                marks[tp.partition] = (begins[tp], max(ends[tp], position))
-                if position >= ends[tp] and not got.get(tp):
-                    unread.remove(tp)
-            if unread and time.monotonic() > limit:
-                raise TimeoutError(f"could not read the end of {topic} within {timeout:.0f}s")
-        return marks
-    finally:
-        consumer.close()
 
 
 def stored_event_count(db: Database, recorder: Any, upto: int | None = None) -> int:

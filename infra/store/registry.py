@@ -7,7 +7,7 @@ never lets a retry record twice; this table catches a key reused on another case
 
 from __future__ import annotations
 
-from infra.database import Database
+from infra.store.database import Database
 
 CASE_NUMBER_BASE = 1_000_000_000
 

@@ -16,7 +16,7 @@ import puremagic
 
 from domain.errors import DocumentTooLarge, FieldError, InvalidInput, NotPermitted
 from domain.validation import DOCUMENT_MEDIA_TYPES, MAX_DOCUMENT_BYTES
-from infra.database import Database
+from infra.store.database import Database
 
 CHUNK = 1024 * 1024
 # What a document's first bytes must be for the name it carries: PDF header, PNG signature, OLE2 compound

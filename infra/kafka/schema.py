@@ -9,7 +9,7 @@ from pydantic import TypeAdapter
 
 from domain.chain import ENVELOPE_FIELDS
 from domain.events import EVENT_TYPES
-from infra.relay import short_type
+from infra.kafka.message import short_type
 from infra.settings import Settings
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Iterable, Sequence
 
-from infra.database import Cursor, Database
+from infra.store.database import Cursor, Database
 from projections.base import Projection
 from projections.records import EventRecord, from_stored
 

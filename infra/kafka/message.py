@@ -1,0 +1,99 @@
+"""The case-events topic's message format, both ways: a stored event as a CloudEvents 1.0
+structured JSON message (key: the case id), and a message back into a CloudEvent and into the
+record projections read. The relay writes with it; the workers, ``caselog tail`` and
+``replay --source kafka`` read with it."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+import orjson
+from cloudevents.core.bindings.kafka import KafkaMessage, from_structured, to_structured
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from projections.records import EventRecord, from_stored
+
+EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
+
+
+def event_id(case_id: str, version: int) -> str:
+    """The CloudEvents id of a stored event: the same on every re-publication."""
+    return str(uuid5(EVENT_ID_NAMESPACE, f"{case_id}:{version}"))
+
+
+def short_type(name: str) -> str:
+    """CaseHeld -> held, HoldReleased -> hold_released, P2PScheduled -> p2p_scheduled."""
+    base = (name[4:] if name.startswith("Case") else name).replace("P2P", "P2p")
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
+
+
+class OrjsonFormat(JSONFormat):
+    """The CloudEvents JSON format, serialized with orjson."""
+
+    def write(self, event: Any) -> bytes:
+        attributes = dict(event.get_attributes())
+        if isinstance(attributes.get("time"), datetime):
+            attributes["time"] = attributes["time"].isoformat().replace("+00:00", "Z")
+        attributes["data"] = event.get_data()
+        return orjson.dumps(attributes)
+
+
+def cloud_event(record: EventRecord, deployment: str, class_version: int = 1) -> CloudEvent:
+    data = {k: record[k] for k in ("case_id", "version", "type", "occurred_at", "actor", "data", "hash")}
+    return CloudEvent(
+        attributes={
+            "specversion": "1.0",
+            "id": event_id(record["case_id"], record["version"]),
+            "source": f"caselog/{deployment}",
+            "type": f"caselog.case.{short_type(record['type'])}.v{class_version}",
+            "subject": record["case_id"],
+            "time": datetime.fromisoformat(record["occurred_at"]),
+            "datacontenttype": "application/json",
+            "caseversion": record["version"],
+            "position": record["position"],
+        },
+        data=data,
+    )
+
+
+def to_message(record: EventRecord, deployment: str) -> KafkaMessage:
+    return to_structured(cloud_event(record, deployment), OrjsonFormat(), key_mapper=lambda e: e.get_subject())
+
+
+def kafka_fields(message: KafkaMessage) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of a message, as the producer takes them."""
+    key = message.key if isinstance(message.key, bytes) else str(message.key).encode()
+    return key, message.value, list(message.headers.items())
+
+
+def published_size(stored: Any, deployment: str) -> int:
+    """The bytes a stored event takes on the topic (key, value and headers); raises when it
+    cannot be encoded. The position is taken at its widest, so the size is an upper bound."""
+    record = from_stored(2**53, stored.originator_id, stored.originator_version, stored.topic, stored.state)
+    key, value, headers = kafka_fields(to_message(record, deployment))
+    return len(key) + len(value) + sum(len(k) + len(v) for k, v in headers)
+
+
+def parse_message(value: bytes, headers: dict[str, bytes] | None = None, key: bytes | None = None):
+    """A Kafka message value back into a CloudEvent (the cloudevents package's Kafka binding)."""
+    message = KafkaMessage(headers=headers or {"content-type": b"application/cloudevents+json"}, key=key, value=value)
+    return from_structured(message, JSONFormat())
+
+
+def record_of(event) -> EventRecord:
+    """A CloudEvent from the topic as the record projections read (the same as from the store)."""
+    data = event.get_data()
+    return {
+        "position": int(event.get_extension("position")),
+        "case_id": data["case_id"],
+        "version": int(data["version"]),
+        "type": data["type"],
+        "occurred_at": data["occurred_at"],
+        "actor": data["actor"],
+        "data": data["data"],
+        "hash": data["hash"],
+    }
