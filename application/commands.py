@@ -4,7 +4,8 @@ vocabularies. The shapes and text are checked here; the rules are the domain's."
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import (
     ConfigDict,
@@ -290,3 +291,81 @@ class AuthorizationExtension(Body):
 
 class Empty(Body):
     pass
+
+
+# ---- the commands on a case, once for both entry points --------------------------------------
+
+@dataclass(frozen=True)
+class CaseCommand:
+    """One command on an existing case: its CLI action name, its HTTP path under
+    ``/cases/{case_id}``, its body, the roles that may send it (admin always may), the path
+    parameters it takes (``p2p_id``, ``level``), whether its body attaches documents, and how it
+    runs on the application (the body's fields handed on once, here)."""
+
+    action: str
+    path: str
+    body: type[Body] | None
+    roles: tuple[str, ...]
+    run: Callable[..., Any]  # (app, case_id, body: dict, params: dict, actor=, key=, expected_version=) -> Answer
+    params: tuple[str, ...] = ()
+    attaches_documents: bool = False
+    linked_cases: bool = False  # the body names other cases (``also_cases``) the sender must be able to see
+    summary: str = ""
+
+
+PROVIDER, REVIEWER = ("provider",), ("reviewer",)
+EITHER = ("provider", "reviewer")
+CASE_COMMANDS: tuple[CaseCommand, ...] = (
+    CaseCommand("hold", "/holds", Hold, REVIEWER,
+                lambda app, c, b, p, **kw: app.place_hold(c, b["requested_items"], b["due_at"], **kw),
+                summary="Hold a pending case for missing information until a due instant"),
+    CaseCommand("clinical", "/clinical", Clinical, EITHER,
+                lambda app, c, b, p, **kw: app.upload_clinical(c, b["documents"], b["notes"], **kw),
+                attaches_documents=True, summary="Add clinical documents or notes (ends a hold)"),
+    CaseCommand("p2p", "/p2p", ScheduleP2P, EITHER, lambda app, c, b, p, **kw: app.schedule_p2p(c, **b, **kw),
+                linked_cases=True, summary="Schedule a peer-to-peer call, possibly covering several cases"),
+    CaseCommand("p2p-reschedule", "/p2p/{p2p_id}/reschedule", RescheduleP2P, EITHER,
+                lambda app, c, b, p, **kw: app.reschedule_p2p(c, p["p2p_id"], b["slot"], **kw), ("p2p_id",),
+                summary="Move a scheduled peer-to-peer call"),
+    CaseCommand("p2p-cancel", "/p2p/{p2p_id}/cancel", Reason, EITHER,
+                lambda app, c, b, p, **kw: app.cancel_p2p(c, p["p2p_id"], b["reason"], **kw), ("p2p_id",),
+                summary="Cancel a scheduled peer-to-peer call, with a reason"),
+    CaseCommand("p2p-complete", "/p2p/{p2p_id}/complete", CompleteP2P, REVIEWER,
+                lambda app, c, b, p, **kw: app.complete_p2p(c, p["p2p_id"], b["outcome"], **kw), ("p2p_id",),
+                summary="Record the outcome of a peer-to-peer call"),
+    CaseCommand("pre-denial-notice", "/pre-denial-notice", PreDenialNotice, REVIEWER,
+                lambda app, c, b, p, **kw: app.give_pre_denial_notice(c, b["channel"], b["notes"], **kw),
+                summary="Tell the provider before a denial (Medicare lines: by phone and in writing)"),
+    CaseCommand("extension-of-timeframe", "/extension-of-timeframe", ExtendTimeframe, REVIEWER,
+                lambda app, c, b, p, **kw: app.extend_timeframe(c, b["reason"], b["days"], **kw),
+                summary="Extend the decision clock once, for a reason the line of business allows"),
+    CaseCommand("determination", "/determination", Determination, REVIEWER,
+                lambda app, c, b, p, **kw: app.determine(c, **b, **kw),
+                summary="Approve, partly approve, deny or recommend an alternative"),
+    CaseCommand("alternative-accept", "/alternative/accept", None, PROVIDER,
+                lambda app, c, b, p, **kw: app.accept_alternative(c, **kw),
+                summary="Accept the recommended alternative (DME)"),
+    CaseCommand("reconsideration", "/reconsideration", ReconsiderationRequest, PROVIDER,
+                lambda app, c, b, p, **kw: app.request_reconsideration(c, b["reason"], b["documents"], **kw),
+                attaches_documents=True, summary="Ask for a reconsideration of an adverse decision (commercial lines)"),
+    CaseCommand("reconsideration-decision", "/reconsideration/decision", ReconsiderationDecision, REVIEWER,
+                lambda app, c, b, p, **kw: app.decide_reconsideration(c, **b, **kw),
+                summary="Decide a reconsideration"),
+    CaseCommand("appeal", "/appeals", AppealRequest, PROVIDER,
+                lambda app, c, b, p, **kw: app.file_appeal(c, b["reason"], b["filed_at"], **kw),
+                summary="File an appeal of an adverse decision"),
+    CaseCommand("appeal-decision", "/appeals/{level}/decision", AppealDecision, REVIEWER,
+                lambda app, c, b, p, **kw: app.decide_appeal(c, p["level"], **b, **kw), ("level",),
+                summary="Decide an appeal at its level"),
+    CaseCommand("authorization-update", "/authorization/updates", AuthorizationUpdate, PROVIDER,
+                lambda app, c, b, p, **kw: app.update_authorization(c, b["kind"], b["changes"], **kw),
+                summary="Change an authorization in place, or open a new review for a clinical change (201)"),
+    CaseCommand("authorization-extension", "/authorization/extension", AuthorizationExtension, PROVIDER,
+                lambda app, c, b, p, **kw: app.extend_authorization(c, b["valid_to"], **kw),
+                summary="Extend an active authorization once (DME)"),
+    CaseCommand("withdrawal", "/withdrawal", Reason, EITHER, lambda app, c, b, p, **kw: app.withdraw(c, b["reason"], **kw),
+                summary="Withdraw an authorization, with a reason"),
+    CaseCommand("cancel", "/cancel", Reason, EITHER, lambda app, c, b, p, **kw: app.cancel(c, b["reason"], **kw),
+                summary="Cancel a request before its determination, with a reason"),
+)
+BY_ACTION = {command.action: command for command in CASE_COMMANDS}

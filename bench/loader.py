@@ -11,7 +11,7 @@ from datetime import timedelta
 from domain.case import Case
 from domain.context import Context
 from infra.bootstrap import System
-from infra.samples import PROGRAMS, document, later, npi, request
+from infra.demo.samples import PROGRAMS, document, later, npi, request
 
 MD = {"kind": "reviewer", "id": "dr-bench", "credential": "MD"}
 POLICIES = list(PROGRAMS)

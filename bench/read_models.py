@@ -97,7 +97,7 @@ def main() -> None:
     # --- latency through HTTP --------------------------------------------------------------
     from fastapi.testclient import TestClient
 
-    from infra.api import create_app
+    from infra.http.app import create_app
     from infra.identity import load_secret, mint
 
     client = TestClient(create_app(system))

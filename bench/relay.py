@@ -133,7 +133,7 @@ def main() -> None:
         runner = threading.Thread(target=relay.run, args=(stop,))
         runner.start()
         from infra.kafka.message import event_id
-        from infra.samples import PROVIDER_NPI, later, request
+        from infra.demo.samples import PROVIDER_NPI, later, request
 
         # each command records 5 events (a preferred-regimen request approved by rules, with 3 letters)
         interval = 5.0 / args.rate

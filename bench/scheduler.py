@@ -32,7 +32,7 @@ from domain.case import Case  # noqa: E402
 from domain.context import Context  # noqa: E402
 from infra.bootstrap import bootstrap  # noqa: E402
 from infra.clock import ManualClock, SystemClock  # noqa: E402
-from infra.samples import PROVIDER_NPI, later, request  # noqa: E402
+from infra.demo.samples import PROVIDER_NPI, later, request  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 
 UTC = timezone.utc

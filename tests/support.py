@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 
 from domain.errors import DomainError
-from infra.samples import PROVIDER_NPI, document, later, request
+from infra.demo.samples import PROVIDER_NPI, document, later, request
 
 PROVIDER = {"kind": "provider", "id": PROVIDER_NPI}
 MD = {"kind": "reviewer", "id": "dr-okafor", "credential": "MD"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fastapi.testclient import TestClient
 
 from infra.identity import load_secret, mint
-from infra.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI
+from infra.demo.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Api:
 
 
 def make_api(system) -> Api:
-    from infra.api import create_app
+    from infra.http.app import create_app
 
     secret = load_secret(system.settings.data_dir)
     tokens = {

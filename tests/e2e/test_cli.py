@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 from infra.bootstrap import bootstrap
-from infra.samples import later, request, document
+from infra.demo.samples import later, request, document
 from datetime import datetime, timezone
 
 TODAY = datetime.now(timezone.utc)  # the CLI runs on the system clock

@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from application.caselog import RACE_ATTEMPTS
-from infra.samples import later, request
+from infra.demo.samples import later, request
 from tests.e2e.http_support import make_api
 from tests.support import DME, event_types
 

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from infra.identity import load_secret, mint
-from infra.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI, later, request
+from infra.demo.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI, later, request
 from projections import worklist
 from tests.e2e.http_support import make_api
 from tests.support import DME, recorded

@@ -10,7 +10,7 @@ import pytest
 
 from domain.policy import policy_in_force
 from domain.vocabulary import MEDICARE_LINES
-from infra.samples import PROGRAMS, later, request
+from infra.demo.samples import PROGRAMS, later, request
 from tests.conftest import START
 from tests.e2e.http_support import make_api
 from tests.support import ALL_POLICIES

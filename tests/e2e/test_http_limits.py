@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.api import MAX_JSON_BODY, MAX_UPLOAD_BODY
-from infra.samples import later, request
+from infra.http.limits import MAX_JSON_BODY, MAX_UPLOAD_BODY
+from infra.demo.samples import later, request
 from tests.support import free_port
 
 MiB = 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.samples import later, request
+from infra.demo.samples import later, request
 from tests.e2e.http_support import make_api
 from tests.e2e.test_http_lifecycle import ok, problem
 

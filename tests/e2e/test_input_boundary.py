@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.bootstrap import bootstrap, make_clock
-from infra.samples import later, request
+from infra.demo.samples import later, request
 from infra.settings import SettingError, Settings
 from tests.e2e.http_support import make_api
 from tests.support import DME, MEDONC, recorded

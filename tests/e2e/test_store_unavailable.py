@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from infra.samples import later, request
+from infra.demo.samples import later, request
 from tests.support import WELLSENSE, free_port
 
 

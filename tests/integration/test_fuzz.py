@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.bootstrap import bootstrap
-from infra.samples import later, request
+from infra.demo.samples import later, request
 from tests.e2e.http_support import make_api
 from tests.integration.test_kafka import check_topic_equals_store, drain
 

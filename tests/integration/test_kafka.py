@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from consumers.dedupe import CaseVersionDeduper
 from consumers.topic import partitions_of
 from infra.bootstrap import bootstrap
-from infra.demo import run_demo
+from infra.demo.workload import run_demo
 from infra.kafka.message import event_id, parse_message
-from infra.samples import later, request
+from infra.demo.samples import later, request
 from tests.support import DME, PROVIDER
 
 UTC = timezone.utc

@@ -23,7 +23,7 @@ import psycopg
 from bench.loader import load
 from infra.bootstrap import bootstrap, read_models
 from infra.store.database import Database
-from infra.demo import run_demo
+from infra.demo.workload import run_demo
 from infra.settings import Settings
 
 CASELOG = str(Path(sys.executable).with_name("caselog"))
@@ -170,7 +170,7 @@ def test_the_scaled_out_deployment_serves_reads_kept_by_a_worker(postgres_url, b
     the worker applied it; /metrics reports the workers' positions, not a stale in-process lag."""
     import httpx
 
-    from infra.samples import PROVIDER_NPI, later, request
+    from infra.demo.samples import PROVIDER_NPI, later, request
     from tests.support import DME, free_port
 
     port = free_port()

@@ -21,7 +21,7 @@ from domain.policy import policy_version
 from application.caselog import CaseLog
 from infra.bootstrap import bootstrap
 from infra.clock import ManualClock
-from infra.samples import document, later, request
+from infra.demo.samples import document, later, request
 from infra.settings import Settings
 from tests.conftest import START
 from tests.support import ALL_POLICIES, MD, PROVIDER, RN

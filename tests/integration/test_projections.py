@@ -3,7 +3,7 @@ re-delivered batch changes nothing; ignored events are tracked too."""
 
 from __future__ import annotations
 
-from infra.demo import run_demo
+from infra.demo.workload import run_demo
 
 
 def snapshot(system) -> dict[str, list[tuple]]:

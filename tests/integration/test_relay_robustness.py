@@ -20,7 +20,7 @@ from infra.bootstrap import bootstrap
 from infra.kafka.message import parse_message, published_size
 from infra.kafka.topic import high_water_marks
 from infra.kafka.relay import Relay, stored_event_count
-from infra.samples import later, request
+from infra.demo.samples import later, request
 from infra.settings import SettingError, Settings
 from tests.integration.test_kafka import check_topic_equals_store, drain, topic_messages
 from tests.support import DME, PROVIDER, recorded
@@ -114,7 +114,7 @@ def delete_topic(settings) -> None:
 def test_events_the_broker_refuses_or_cannot_encode_are_parked_and_the_events_after_them_flow(kafka_store, clock):
     from fastapi.testclient import TestClient
 
-    from infra.api import create_app
+    from infra.http.app import create_app
 
     system = bootstrap(kafka_store, clock=clock)
     s = kafka_store

@@ -13,7 +13,7 @@ from domain.case import Case
 from domain.context import Context
 from domain.errors import DomainError, InvalidInput, NotApplicable, NotPermitted
 from domain.views import case_view
-from infra.samples import document, request
+from infra.demo.samples import document, request
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)  # a Tuesday

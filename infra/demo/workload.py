@@ -11,7 +11,7 @@ from typing import Callable
 from domain.errors import DomainError
 from application.caselog import CaseLog
 from infra.bootstrap import System
-from infra.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI, document, later, request
+from infra.demo.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI, document, later, request
 
 PROVIDER = {"kind": "provider", "id": PROVIDER_NPI}
 MD = {"kind": "reviewer", "id": "dr-okafor", "credential": "MD"}

@@ -1,0 +1,170 @@
+"""The long-running processes: the embedded server, the scheduler, the Kafka relay, projection workers, and their health checks."""
+
+from __future__ import annotations
+
+import typer
+
+from domain.errors import FieldError, InvalidInput
+from infra.cli.console import Failure, cli, err, handled, kafka_settings, open_system
+from infra.settings import Settings
+
+
+@cli.command()
+@handled
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on"),
+    port: int = typer.Option(8000, "--port", help="port to listen on"),
+) -> None:
+    """Run the whole embedded system: HTTP API, dashboard, projections, scheduler."""
+    import uvicorn
+
+    from infra.http.app import create_app
+    from infra.http.server import TimedH11Protocol
+    from infra.identity import load_secret
+
+    system = open_system()
+    load_secret(system.settings.data_dir)
+    err.print(f"caselog serving on http://{host}:{port} (store: {system.settings.database_url and 'postgresql' or system.settings.sqlite_path}); "
+              f"dashboard at /dashboard, API docs at /docs; mint a token with `caselog token --role ops --sub you`", highlight=False)
+    try:
+        settings = system.settings
+        protocol = TimedH11Protocol.with_timeouts(settings.http_header_timeout, settings.http_body_timeout)
+        uvicorn.run(create_app(system, background=True), host=host, port=port, log_level="warning", http=protocol)
+    finally:
+        system.close()
+
+
+@cli.command()
+@handled
+def scheduler(
+    once: bool = typer.Option(False, "--once", help="fire what is due now and exit"),
+) -> None:
+    """Run the deadline scheduler alone. One instance is active per store (PostgreSQL advisory
+    lock, or a file lock beside SQLite); others wait to take over."""
+    import signal
+    import time
+
+    from infra.heartbeat import Heartbeat, heartbeat_path
+    from scheduler.service import Leadership
+
+    system = open_system()
+    leader = Leadership(system.db)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    alive = Heartbeat(None if once else heartbeat_path(system.settings.data_dir, "scheduler"))
+    try:
+        while not leader.try_acquire():
+            if once or stopping:
+                err.print("another scheduler is active; exiting")
+                return
+            alive.beat()  # a standby is healthy too
+            time.sleep(1)
+        if once:
+            print(f"fired {system.scheduler.fire_due()} deadline events")
+            return
+        err.print("scheduler active")
+        system.scheduler.start()
+        while not stopping:
+            alive.beat()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        leader.release()
+        system.close()
+
+
+@cli.command()
+@handled
+def relay(
+    retry_parked: bool = typer.Option(False, "--retry-parked",
+                                      help="publish the parked events again (after a fix), then exit"),
+) -> None:
+    """Publish every stored event to Kafka (CASELOG_KAFKA_BOOTSTRAP, topic CASELOG_TOPIC) as
+    CloudEvents, recording the position only after the broker acknowledged. An event the broker
+    refuses or that cannot be encoded is parked (caselog_relay_parked) and the relay goes on.
+    Runs until stopped; with --retry-parked, publishes the parked events and exits (1 when some
+    are still refused)."""
+    import signal
+    import threading
+
+    kafka_settings()
+    system = open_system()
+    relay_ = system.relay()
+    if retry_parked:
+        try:
+            try:
+                published, left = relay_.retry_parked()
+            except Exception as exc:  # noqa: BLE001 - the broker is unreachable: nothing was lost
+                why = f"{type(exc).__name__}: {exc}"
+                raise Failure(f"broker unavailable ({why}); the parked events stay parked") from None
+            print(f"published {published} parked events; {left} still parked")
+            if left:
+                for row in relay_.parked_events():
+                    err.print(f"  position {row['position']} case {row['case_id']} version {row['version']}"
+                              f" {row['type']}: {row['reason']}", markup=False, highlight=False, soft_wrap=True)
+                raise typer.Exit(1)
+        finally:
+            relay_.close()
+            system.close()
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    err.print(f"relay: publishing to {system.settings.topic} on {system.settings.kafka_bootstrap} from position {relay_.position()}")
+    try:
+        from infra.heartbeat import Heartbeat, heartbeat_path
+
+        relay_.run(stop, report=lambda line: err.print(line, markup=False, highlight=False),
+                   heartbeat=Heartbeat(heartbeat_path(system.settings.data_dir, "relay")))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        relay_.close()
+        system.close()
+
+
+@cli.command()
+@handled
+def worker(
+    loglevel: str = typer.Option("warning", "--loglevel", help="debug, info, warning or error"),
+) -> None:
+    """Keep the read models (worklist, certification summary, lookup, review queue, metrics) from
+    the Kafka topic into CASELOG_DATABASE_URL, as one member of the consumer group
+    CASELOG_WORKER_GROUP (default caselog-projections-<deployment>). Start as many as the topic
+    has partitions; run the API with CASELOG_PROJECTIONS=workers. Runs until SIGINT/SIGTERM."""
+    from infra.bootstrap import projection_worker
+
+    if loglevel.lower() not in ("debug", "info", "warning", "error"):
+        raise InvalidInput(FieldError("--loglevel", "debug, info, warning or error"))
+    settings = kafka_settings()
+    from consumers.worker import run_worker
+    from infra.kafka.topic import ensure_topic
+
+    _, app, db = projection_worker(settings)
+    if not settings.uses_postgres:
+        err.print("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file (one worker only)")
+    err.print(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}", highlight=False)
+    try:
+        run_worker(app, loglevel=loglevel.lower(), ensure_topic=lambda: ensure_topic(
+            settings.kafka_bootstrap, settings.topic, settings.topic_partitions, settings.topic_replication,
+            settings.topic_max_message_bytes))
+    finally:
+        db.close()
+
+
+@cli.command()
+@handled
+def alive(
+    component: str = typer.Argument(..., help="relay, scheduler or worker"),
+    within: float = typer.Option(60.0, "--within", help="seconds: older heartbeats count as dead"),
+) -> None:
+    """Health check of a long-running process on this host (its data dir): exit 0 when it
+    touched its heartbeat file within --within seconds, 1 otherwise. For container health checks."""
+    from infra.heartbeat import COMPONENTS, age_seconds, heartbeat_path
+
+    if component not in COMPONENTS:
+        raise InvalidInput(FieldError("component", f"one of {', '.join(COMPONENTS)}"))
+    age = age_seconds(heartbeat_path(Settings.from_env().data_dir, component))
+    if age is None or age > within:
+        raise Failure(f"{component}: " + ("no heartbeat yet" if age is None else f"last heartbeat {age:.0f}s ago"))
+    print(f"{component}: alive ({age:.0f}s ago)")

@@ -1,0 +1,120 @@
+"""The case resource: uploads, submissions and drafts, every command on a case (one route per row
+of ``application.commands.CASE_COMMANDS``), and reading a case and its history."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+
+from application import bodies, commands
+from application.caselog import Answer
+from application.commands import CaseCommand
+from domain.errors import FieldError, InvalidInput, NotPermitted
+from infra.http.guard import Guard
+from infra.http.problems import ERRORS
+from infra.identity import Principal
+
+WRITE_ERRORS = {404: ERRORS[404], 409: ERRORS[409], 413: ERRORS[413]}
+
+
+def router(guard: Guard) -> APIRouter:
+    routes = APIRouter(tags=["cases"])
+    app, system = guard.app, guard.system
+
+    @routes.post("/documents", status_code=201, responses={413: ERRORS[413], 422: ERRORS[422]}, tags=["documents"])
+    def upload_document(file: UploadFile = File(...), who: Principal = Depends(guard.role("provider", "reviewer"))) -> dict:
+        name = bodies.checked("file", file.filename or "", max_length=255)  # it comes back as a Document's FileName
+        return system.documents.put(name, file.file, uploader=who.actor, at=guard.now_iso())
+
+    @routes.post("/cases", status_code=201, responses={409: ERRORS[409], 422: ERRORS[422]})
+    def submit_case(body: commands.SubmitCase, who: Principal = Depends(guard.role("provider")),
+                    key: str | None = Depends(guard.idempotency_key)) -> JSONResponse:
+        data = body.model_dump(mode="json")
+        if who.role == "provider" and data["ordering_provider"]["npi"] not in who.npis:
+            raise NotPermitted("a provider submits for its own NPIs only", rule="not-your-npi")
+        data["documents"] = guard.attachable(who, data["documents"])
+        return guard.answer(app.submit(data, actor=who.actor, key=key))
+
+    @routes.post("/drafts", status_code=201, responses={409: ERRORS[409]})
+    def start_draft(body: commands.StartDraft, who: Principal = Depends(guard.role("provider")),
+                    key: str | None = Depends(guard.idempotency_key)) -> JSONResponse:
+        return guard.answer(app.start_draft(body.model_dump(mode="json"), actor=who.actor, key=key))
+
+    @routes.post("/cases/{case_id}/submit", responses={404: ERRORS[404], 409: ERRORS[409]})
+    def submit_draft(case_id: str, body: commands.SubmitCase, who: Principal = Depends(guard.role("provider")),
+                     key=Depends(guard.idempotency_key), version=Depends(guard.if_match)) -> JSONResponse:
+        data = body.model_dump(mode="json")
+
+        def submit(kw: dict) -> Answer:
+            npi = data["ordering_provider"]["npi"]
+            if who.role == "provider" and npi not in system.access.ordering_npis(who, app.draft_starter(case_id)):
+                raise NotPermitted("a draft is submitted for the NPIs of the provider completing it, or of the"
+                                   " provider who started it and shares its worklist with it", rule="not-your-npi")
+            data["documents"] = guard.attachable(who, data["documents"])
+            return app.submit_draft(case_id, data, **kw)
+
+        return guard.write(who, case_id, key, version, submit)
+
+    for command in commands.CASE_COMMANDS:
+        _command_route(routes, guard, command)
+
+    @routes.get("/cases/{case_id}", responses={404: ERRORS[404]})
+    def get_case(case_id: str, who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
+        view = guard.visible(who, app.view(case_id))
+        system.access.record_read(who, view["case_id"], "case", guard.now_iso())
+        return view
+
+    @routes.get("/cases/{case_id}/history", responses={404: ERRORS[404], 422: ERRORS[422]})
+    def get_history(case_id: str, as_of: datetime | None = Query(default=None, description="ISO 8601 instant"),
+                    who: Principal = Depends(guard.role("provider", "reviewer", "auditor"))) -> dict:
+        if as_of is not None and as_of.tzinfo is None:
+            raise InvalidInput(FieldError("as_of", "an instant must carry a time zone"))
+        guard.visible(who, app.view(case_id))
+        result = app.history(case_id, as_of)
+        system.access.record_read(who, result["case"]["case_id"], "history", guard.now_iso())
+        return result
+
+    return routes
+
+
+def _command_route(routes: APIRouter, guard: Guard, command: CaseCommand) -> None:
+    """``POST /cases/{case_id}<path>`` for one command: its body, path parameters and roles from
+    the table; visibility, documents and the write headers the same for every command."""
+
+    def handler(case_id: str, who: Principal, key: str | None, version: int | None, body: Any = None,
+                **params: Any) -> JSONResponse:
+        data = body.model_dump(mode="json") if body is not None else {}
+        if command.linked_cases and who.role == "provider":
+            for other in data.get("also_cases", []):
+                guard.visible(who, guard.app.view(other))
+
+        def run(kw: dict) -> Answer:
+            if command.attaches_documents:
+                data["documents"] = guard.attachable(who, data["documents"])
+            return command.run(guard.app, case_id, data, params, **kw)
+
+        return guard.write(who, case_id, key, version, run)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    signature = [inspect.Parameter("case_id", keyword, annotation=str)]
+    for name in command.params:
+        if name == "level":
+            signature.append(inspect.Parameter(name, keyword, annotation=int, default=PathParam(..., ge=1, le=10)))
+        else:
+            signature.append(inspect.Parameter(name, keyword, annotation=bodies.Identifier))
+    if command.body is not None:
+        signature.append(inspect.Parameter("body", keyword, annotation=command.body))
+    signature += [
+        inspect.Parameter("who", keyword, annotation=Principal, default=Depends(guard.role(*command.roles))),
+        inspect.Parameter("key", keyword, annotation=str | None, default=Depends(guard.idempotency_key)),
+        inspect.Parameter("version", keyword, annotation=int | None, default=Depends(guard.if_match)),
+    ]
+    handler.__signature__ = inspect.Signature(signature, return_annotation=JSONResponse)  # type: ignore[attr-defined]
+    handler.__name__ = command.action.replace("-", "_")
+    routes.post("/cases/{case_id}" + command.path, responses=WRITE_ERRORS, summary=command.summary,
+                operation_id=command.action.replace("-", "_"))(handler)

@@ -1,0 +1,119 @@
+"""Who is asking and what they may see: the bearer token's principal, role checks, the write
+headers (Idempotency-Key, If-Match), case visibility and the documents a provider may attach.
+Every router of the app is given one Guard."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jwt
+from fastapi import Depends, Header, Query
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from application import bodies
+from application.caselog import Answer
+from domain.errors import CaseNotFound
+from infra.bootstrap import System
+from infra.http.problems import Problem
+from infra.identity import Principal, load_secret, verify
+
+DASHBOARD_ROLES = ("ops", "reviewer", "auditor", "admin")
+
+
+class Guard:
+    def __init__(self, system: System):
+        self.system = system
+        self.app = system.app
+        self.secret = load_secret(system.settings.data_dir)
+        self.bearer = HTTPBearer(auto_error=False, description="a token from `caselog token`")
+        self.principal = self._principal_dependency()
+        self.browser = self._browser_dependency()
+
+    # ---- who is asking -------------------------------------------------------------------------
+
+    def who(self, creds: HTTPAuthorizationCredentials | None) -> Principal:
+        if creds is None:
+            raise Problem(401, "unauthenticated", "Authentication required",
+                          "send Authorization: Bearer <token from `caselog token`>")
+        try:
+            return verify(self.secret, creds.credentials)
+        except jwt.InvalidTokenError as exc:
+            raise Problem(401, "invalid-token", "Invalid token", f"the bearer token was not accepted: {exc}") from None
+
+    def _principal_dependency(self) -> Callable[..., Principal]:
+        def principal(creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
+            return self.who(creds)
+        return principal
+
+    def _browser_dependency(self) -> Callable[..., Principal]:
+        def browser(token: str | None = Query(default=None, max_length=4096,
+                                              description="a token, for a browser that sends no header"),
+                    creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
+            if creds is None and token:
+                creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+            who = self.who(creds)
+            if who.role not in DASHBOARD_ROLES:
+                raise Problem(403, "forbidden", "Not allowed", f"role {who.role!r} may not see the dashboard")
+            return who
+        return browser
+
+    def role(self, *allowed: str) -> Callable[..., Principal]:
+        def check(who: Principal = Depends(self.principal)) -> Principal:
+            if who.role not in allowed and who.role != "admin":
+                may = ", ".join(allowed + ("admin",))
+                raise Problem(403, "forbidden", "Not allowed", f"role {who.role!r} may not do this (allowed: {may})")
+            return who
+        return check
+
+    # ---- the write headers ---------------------------------------------------------------------
+
+    @staticmethod
+    def idempotency_key(key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200)) -> str | None:
+        return bodies.checked("Idempotency-Key", key) or None
+
+    @staticmethod
+    def if_match(value: str | None = Header(default=None, alias="If-Match", max_length=40)) -> int | None:
+        if value is None:
+            return None
+        raw = value.strip().removeprefix("W/").strip('"')
+        if not raw.isdigit():
+            raise Problem(400, "invalid-if-match", "Invalid If-Match", "If-Match takes the case version, e.g. If-Match: 3")
+        return int(raw)
+
+    # ---- what they may see and attach ----------------------------------------------------------
+
+    def visible(self, who: Principal, view: dict) -> dict:
+        """A provider sees the cases of its NPIs and of worklists shared with it; a request never
+        submitted (a draft, or one that expired or was cancelled as a draft) has no ordering
+        provider yet and belongs to whoever started it and those it shares its worklist with."""
+        access = self.system.access
+        npis = access.visible_npis(who)
+        if npis is None or view.get("ordering_provider", {}).get("npi") in npis:
+            return view
+        if not view.get("ordering_provider") and access.acts_for(who, self.app.draft_starter(view["case_id"])):
+            return view
+        raise CaseNotFound(f"no case {view['case_id']}")  # do not reveal other providers' cases
+
+    def attachable(self, who: Principal, docs: list) -> list[dict]:
+        """The documents of a body as stored references (an id alone resolved from its upload); a
+        provider attaches only its own uploads and those of providers sharing their worklist with it."""
+        documents = self.system.documents
+        if who.role == "provider":
+            return documents.references(docs, user=who.actor, colleagues=self.system.access.sharing_with(who))
+        return documents.references(docs)
+
+    # ---- answering ------------------------------------------------------------------------------
+
+    def answer(self, ans: Answer) -> JSONResponse:
+        self.system.catch_up()
+        return JSONResponse(ans.view, status_code=201 if ans.created else 200)
+
+    def write(self, who: Principal, case_id: str, key: str | None, version: int | None,
+              call: Callable[[dict], Answer]) -> JSONResponse:
+        if who.role == "provider":
+            self.visible(who, self.app.view(case_id))
+        return self.answer(call({"actor": who.actor, "key": key, "expected_version": version}))
+
+    def now_iso(self) -> str:
+        return self.app.clock.now().isoformat()
