@@ -43,7 +43,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     if settings.uses_postgres:
         info = connection_params(settings)
         return {
-            "PERSISTENCE_MODULE": "infra.database:EventStoreFactory",
+            "PERSISTENCE_MODULE": "infra.store.database:EventStoreFactory",
             "POSTGRES_CONNINFO": make_conninfo(**info),  # the URL's options too (sslmode, application_name...)
             "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
             "POSTGRES_HOST": str(info.get("host") or "localhost"),
