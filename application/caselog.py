@@ -30,7 +30,7 @@ from domain.case import Case
 from domain.chain import ChainWalker
 from domain.context import Context
 from domain.errors import CaseNotFound, EventTooLarge, FieldError, IdempotencyConflict, InvalidInput, VersionConflict
-from domain.events import CaseEvent, DraftStarted
+from domain.events import CaseEvent
 from domain.intake import intake
 from domain.views import case_view
 
@@ -391,12 +391,6 @@ class CaseLog(Application):
 
     def view(self, case_id, now: datetime | None = None) -> dict:
         return case_view(self.load(case_id), now or self.clock.now())
-
-    def draft_starter(self, case_id) -> dict | None:
-        """Who started this case as a draft ("finish later"): the actor of its DraftStarted, or
-        None when the case began with a submission."""
-        first = next(iter(self.events.get(self._uuid(case_id), lte=1)), None)
-        return first.actor if isinstance(first, DraftStarted) else None
 
     def history(self, case_id, as_of: datetime | None = None) -> dict:
         case = self.load(case_id)

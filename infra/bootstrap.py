@@ -19,6 +19,7 @@ from infra.store.registry import Registry
 from infra.kafka.message import published_size
 from infra.store.transcoder import OrjsonTranscoder
 from infra.settings import SettingError, Settings, check_choice, usable_dir
+from projections.case_owners import CaseOwners
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
 from projections.metrics import PriorAuthorizationMetrics
@@ -34,9 +35,14 @@ def read_models() -> list:
     return [Worklist(), CertificationSummary(), AuthorizationLookup(), ReviewQueue(), PriorAuthorizationMetrics()]
 
 
+# Kept from the store by every process serving the API, whatever CASELOG_PROJECTIONS says: the
+# scheduler's deadlines, and whose each case is (who may see it, at once after a write).
+ALWAYS_IN_PROCESS = ("deadlines", "case_owners")
+
+
 def projections() -> list:
-    """The read models and the scheduler's deadlines (always kept from the store, in process)."""
-    return [*read_models(), Deadlines()]
+    """The read models, whose each case is, and the scheduler's deadlines."""
+    return [*read_models(), CaseOwners(), Deadlines()]
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:
@@ -111,7 +117,7 @@ class System:
         """The projections this process keeps from the store (with CASELOG_PROJECTIONS=workers,
         the read models come from `caselog worker` and only the deadlines are kept here)."""
         if self.settings.projections == "workers":
-            return ["deadlines"]
+            return list(ALWAYS_IN_PROCESS)
         return [p.name for p in self.runner.projections]
 
     def catch_up(self) -> int:

@@ -52,7 +52,7 @@ def router(guard: Guard) -> APIRouter:
 
         def submit(kw: dict) -> Answer:
             npi = data["ordering_provider"]["npi"]
-            if who.role == "provider" and npi not in system.access.ordering_npis(who, app.draft_starter(case_id)):
+            if who.role == "provider" and npi not in system.access.ordering_npis(who, guard.owners(case_id)["starter"]):
                 raise NotPermitted("a draft is submitted for the NPIs of the provider completing it, or of the"
                                    " provider who started it and shares its worklist with it", rule="not-your-npi")
             data["documents"] = guard.attachable(who, data["documents"])
@@ -65,7 +65,8 @@ def router(guard: Guard) -> APIRouter:
 
     @routes.get("/cases/{case_id}", responses={404: ERRORS[404]})
     def get_case(case_id: str, who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
-        view = guard.visible(who, app.view(case_id))
+        guard.visible(who, case_id)
+        view = app.view(case_id)
         system.access.record_read(who, view["case_id"], "case", guard.now_iso())
         return view
 
@@ -74,7 +75,7 @@ def router(guard: Guard) -> APIRouter:
                     who: Principal = Depends(guard.role("provider", "reviewer", "auditor"))) -> dict:
         if as_of is not None and as_of.tzinfo is None:
             raise InvalidInput(FieldError("as_of", "an instant must carry a time zone"))
-        guard.visible(who, app.view(case_id))
+        guard.visible(who, case_id)
         result = app.history(case_id, as_of)
         system.access.record_read(who, result["case"]["case_id"], "history", guard.now_iso())
         return result
@@ -91,7 +92,7 @@ def _command_route(routes: APIRouter, guard: Guard, command: CaseCommand) -> Non
         data = body.model_dump(mode="json") if body is not None else {}
         if command.linked_cases and who.role == "provider":
             for other in data.get("also_cases", []):
-                guard.visible(who, guard.app.view(other))
+                guard.visible(who, other)
 
         def run(kw: dict) -> Answer:
             if command.attaches_documents:
