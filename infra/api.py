@@ -477,6 +477,16 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
             system.catch_up()
             return {"now": system.clock.now().isoformat(), "fired": fired}
 
+    @router.get("/seals/latest", responses={404: ERRORS[404]})
+    def latest_seal(who: Principal = Depends(role("auditor"))) -> dict:
+        """The newest signed seal (DESIGN.md, Audit): check it with its key, pinned by fingerprint."""
+        from infra.seals import latest_seal as newest
+
+        found = newest(system.db)
+        if found is None:
+            raise Problem(404, "no-seal", "No seal yet", "the store has not been sealed (caselog seal, or CASELOG_SEAL_KEY for periodic seals)")
+        return found
+
     api.include_router(router)
 
     @api.get("/healthz")
@@ -522,15 +532,19 @@ def start_background(system: System, api: FastAPI) -> None:
             except Exception:  # noqa: BLE001 - retried on the next poll
                 pass
 
+    from infra.seals import periodic_sealer, start_periodic
     from scheduler.service import Leadership
 
     leader = Leadership(system.db)
+    sealer = periodic_sealer(system)
 
     def lead() -> None:
-        """Run the scheduler here once no other process holds the store's scheduler lock."""
+        """Run the scheduler (and the periodic sealer) here once no other process holds the store's scheduler lock."""
         while not stop.is_set():
             if leader.try_acquire():
                 system.scheduler.start()
+                if sealer is not None:
+                    start_periodic(system, sealer, stop)
                 return
             stop.wait(5.0)
 

@@ -411,12 +411,14 @@ def make_sealer(system: Any) -> Sealer:
     return Sealer(system.app, system.db, load_key(system.settings), deployment=system.settings.deployment)
 
 
-def start_periodic(system: Any, stop: threading.Event, report: Callable[[str], None] = print) -> threading.Thread | None:
-    """The periodic sealer, in a thread of the process that holds the scheduler's lock (one per
-    store); None when CASELOG_SEAL_KEY is not set."""
-    if system.settings.seal_key is None:
-        return None
-    sealer = make_sealer(system)
+def periodic_sealer(system: Any) -> Sealer | None:
+    """The sealer a long-running process starts once it holds the scheduler's lock (so one per
+    store), checked at start-up (a bad CASELOG_SEAL_KEY is refused then); None without a key."""
+    return make_sealer(system) if system.settings.seal_key is not None else None
+
+
+def start_periodic(system: Any, sealer: Sealer, stop: threading.Event, report: Callable[[str], None] = print) -> threading.Thread:
+    """Seal every CASELOG_SEAL_EVERY events or CASELOG_SEAL_SECONDS, and publish, in a thread."""
     publisher = Publisher(system.db, system.settings) if system.settings.kafka_bootstrap else None
     thread = threading.Thread(target=sealer.run, args=(stop,), name="sealer", daemon=True,
                               kwargs={"every": system.settings.seal_every, "seconds": system.settings.seal_seconds,
