@@ -8,7 +8,7 @@ with an Ed25519 key kept outside the database, of what the store held at a globa
 ``position``  the notification id sealed: the seal covers every event at or below it;
 ``events``    how many events are at or below ``position``;
 ``cases``     how many cases have one;
-``heads``     the heads digest (below) over every case's head at ``position``;
+``heads_digest``  the digest (below) over every case's head at ``position``;
 ``previous``  the digest of the seal before it (``seq - 1``), so seals form a chain too;
 ``key``, ``fingerprint``  the public key (raw 32 bytes, base64) and ``SHA256:`` + base64 of
               its SHA-256, which an auditor pins.
@@ -37,7 +37,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -89,7 +89,7 @@ def seal_digest(signed: dict[str, Any]) -> str:
 
 
 REQUIRED = {"format": str, "deployment": str, "seq": int, "position": int, "events": int, "cases": int,
-            "heads": str, "sealed_at": str, "key": str, "fingerprint": str}
+            "heads_digest": str, "sealed_at": str, "key": str, "fingerprint": str}
 
 
 def check_signature(signed: Any) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def new_seal(heads: Heads, *, deployment: str, seq: int, previous: str | None, s
     """The signed seal of ``heads`` as they stand (at ``heads.position``)."""
     raw = public_raw(key)
     body = {"format": FORMAT, "deployment": deployment, "seq": seq, "position": heads.position, "events": heads.events,
-            "cases": heads.cases, "heads": heads.digest(), "previous": previous, "sealed_at": sealed_at,
+            "cases": heads.cases, "heads_digest": heads.digest(), "previous": previous, "sealed_at": sealed_at,
             "key": b64(raw), "fingerprint": fingerprint(raw)}
     return sign(body, key)
 
@@ -288,7 +288,7 @@ class _Chain:
             self.at = signed["seal"]["position"]
         if self.broken or self.at != body["position"]:
             return None
-        return self.heads if self.heads.digest() == body["heads"] else None
+        return self.heads if self.heads.digest() == body["heads_digest"] else None
 
 
 class SealCheck:
@@ -297,10 +297,11 @@ class SealCheck:
 
     ``seals`` are signed seals (with their unsigned ``heads`` lists when the source has them);
     ``trusted`` the fingerprints to accept (None: the key of the first valid seal, reported);
-    ``more`` other sequences of seals whose ``heads`` lists can name cases (the store's own
-    seals table, whose signatures are checked the same way)."""
+    ``more`` loaders of other sequences of seals whose ``heads`` lists can name cases (the
+    store's own seals table, whose signatures are checked the same way), called only when
+    the source's own lists cannot name them."""
 
-    def __init__(self, seals: Iterable[Any], trusted: set[str] | None = None, more: Iterable[list[dict]] = ()):
+    def __init__(self, seals: Iterable[Any], trusted: set[str] | None = None, more: Iterable[Callable[[], list[dict]]] = ()):
         self.findings: list[Finding] = []
         self.walker = ChainWalker()
         self.store = Heads()
@@ -311,7 +312,8 @@ class SealCheck:
         self._named: set[str] = set()
         self.seals = self._accept(seals)
         self._pending = list(self.seals)
-        self._chains = [_Chain(self.seals)] + [_Chain(self._accept(other, report=False)) for other in more]
+        self._chains = [_Chain(self.seals)]
+        self._more = list(more)
 
     def _accept(self, seals: Iterable[Any], report: bool = True) -> list[dict[str, Any]]:
         """The valid seals signed by a trusted key, in position order (``report``: the source's
@@ -377,10 +379,13 @@ class SealCheck:
 
     def _check(self, body: dict[str, Any]) -> None:
         self.checked += 1
-        if (self.store.digest(), self.store.events) == (body["heads"], body["events"]):
+        if (self.store.digest(), self.store.events) == (body["heads_digest"], body["events"]):
             return
         self.failed_seals.append(body["seq"])
         sealed = next((h for h in (chain.at_seal(body) for chain in self._chains) if h is not None), None)
+        while sealed is None and self._more:
+            self._chains.append(_Chain(self._accept(self._more.pop(0)(), report=False)))
+            sealed = self._chains[-1].at_seal(body)
         if sealed is None:
             self.findings.append(Finding(None, None, f"the store does not match seal #{body['seq']} (position {body['position']}: "
                                                      f"{body['events']} events sealed, {self.store.events} now); no heads list "

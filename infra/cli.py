@@ -313,7 +313,7 @@ def seal(
     finally:
         system.close()
     fresh = f"sealed #{last['seq']}" if made else f"nothing new since seal #{last['seq']}"
-    print(f"{fresh}: position {last['position']}, {last['events']} events, {last['cases']} cases, heads {last['heads'][:16]}..., "
+    print(f"{fresh}: position {last['position']}, {last['events']} events, {last['cases']} cases, heads digest {last['heads_digest'][:16]}..., "
           f"key {last['fingerprint']}" + (f"; appended to {out}" if out else ""))
 
 

@@ -180,7 +180,7 @@ class Sealer:
                 heads = None
         if heads is None:
             heads = self._walk_to(body["position"])
-            if (heads.digest(), heads.events) != (body["heads"], body["events"]):
+            if (heads.digest(), heads.events) != (body["heads_digest"], body["events"]):
                 raise SealRefused(f"the store no longer matches seal #{body['seq']} (position {body['position']}): "
                                   "run `caselog verify --seals` to see what changed; not sealing on top of it")
         heads.position, heads.events, heads.cases = body["position"], body["events"], body["cases"]
@@ -432,7 +432,11 @@ def read_source(settings: Settings, source: str) -> list[Any]:
     from domain.errors import FieldError, InvalidInput
 
     if source == "kafka":
-        signed = read_topic(settings)
+        try:
+            signed = read_topic(settings)
+        except Exception as exc:  # noqa: BLE001 - no topic, or the broker is away: said, not a traceback
+            raise InvalidInput(FieldError("--seals", f"cannot read the topic {settings.seal_topic} on "
+                                                     f"{settings.kafka_bootstrap}: {exc}")) from None
     else:
         try:
             signed = read_file(Path(source))
@@ -462,7 +466,7 @@ def check_store(system: Any, seals: Iterable[Any], trusted: set[str] | None, pro
     """Walk the store once against ``seals`` (and its own seals table, to name cases)."""
     from domain.seal import SealCheck
 
-    check = SealCheck(seals, trusted, more=[table_seals(system.db)])
+    check = SealCheck(seals, trusted, more=[lambda: table_seals(system.db)])
     n = 0
     for position, case_id, version, type_name, state in system.app.stored_events(batch=5000):
         check.feed(position, case_id, version, type_name, state)

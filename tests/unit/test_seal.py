@@ -73,7 +73,7 @@ def test_a_seal_verifies_and_any_change_to_it_does_not():
     body = check_signature(seal)
     assert body["position"] == 18 and body["events"] == 18 and body["cases"] == 6
     assert body["fingerprint"].startswith("SHA256:")
-    for field, value in (("events", 17), ("heads", "0" * 64), ("position", 19)):
+    for field, value in (("events", 17), ("heads_digest", "0" * 64), ("position", 19)):
         forged = copy.deepcopy(seal)
         forged["seal"][field] = value
         with pytest.raises(SealInvalid, match="does not verify"):
