@@ -138,9 +138,12 @@ class Head:
     hash: str
     trail: bytes
     mark: int  # the position of its last event (or of the seal whose heads list brought it)
+    line: bytes | None = None  # its leaf, once computed (None again when the head moves)
 
     def leaf(self, case_id: str) -> bytes:
-        return b"%s %d %s %s\n" % (case_id.encode(), self.version, self.hash.encode(), self.trail.hex().encode())
+        if self.line is None:
+            self.line = b"%s %d %s %s\n" % (case_id.encode(), self.version, self.hash.encode(), self.trail.hex().encode())
+        return self.line
 
     def entry(self, case_id: str) -> list:
         return [case_id, self.version, self.hash, self.trail.hex()]
@@ -170,6 +173,7 @@ class Heads:
             self.cases += 1
         else:
             head.version, head.hash, head.trail, head.mark = version, event_hash, next_trail(head.trail, position, version), position
+            head.line = None
         self._dirty.add(b)
         self.events += 1
         self.position = position

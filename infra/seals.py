@@ -220,8 +220,8 @@ class Sealer:
         walker, changed, made = ChainWalker(), set(), []
         for position, case_id, version, type_name, state in self.app.stored_events(batch=self.batch, start=heads.position + 1):
             if case_id not in changed and len(changed) >= self.max_heads:
-                made.append(self._emit(heads))
-                changed.clear()
+                made.append(self._emit(heads, changed))
+                changed = set()
             if case_id not in changed:
                 changed.add(case_id)
                 head = heads.get(case_id)
@@ -235,15 +235,17 @@ class Sealer:
                                   "not sealing (run `caselog verify --seals`)") from None
             heads.record(position, case_id, version, state["hash"])
         if changed or self._last is None:
-            made.append(self._emit(heads))
+            made.append(self._emit(heads, changed))
         return made
 
-    def _emit(self, heads: Heads) -> dict[str, Any]:
+    def _emit(self, heads: Heads, changed: set[str]) -> dict[str, Any]:
+        """Sign and record the heads as they stand; ``changed``: the cases whose head moved since
+        the last seal (every case, for the first)."""
         last = self._last["seal"] if self._last else None
         after = last["position"] if last else 0
         signed = new_seal(heads, deployment=self.deployment, seq=(last["seq"] + 1) if last else 1,
                           previous=seal_digest(self._last) if self._last else None, sealed_at=_now(), key=self.key)
-        entry = {**signed, "heads_after": after, "heads": heads.changed_after(after)}
+        entry = {**signed, "heads_after": after, "heads": [heads.get(c).entry(c) for c in sorted(changed)]}
         body = signed["seal"]
         with self.db.transaction() as cur:
             if self.db.dialect == "postgres":
