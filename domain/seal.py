@@ -242,7 +242,10 @@ class Finding:
         return where + self.text
 
 
-def describe(case_id: str, store: Head | None, sealed: Head | None, seal: dict[str, Any]) -> Finding:
+def describe(case_id: str, store: Head | None, sealed: Head | None, seal: dict[str, Any],
+             vouched: tuple[int, int] | None = None) -> Finding:
+    """What differs between the store's head and the sealed one; ``vouched``: (version, seal
+    seq) of an earlier seal that matched the case, which narrows where an alteration is."""
     at = f"seal #{seal['seq']} (position {seal['position']})"
     if store is None:
         return Finding(case_id, 1, f"deleted: {at} has it at version {sealed.version}, the store has no event of it at or below "
@@ -257,6 +260,12 @@ def describe(case_id: str, store: Head | None, sealed: Head | None, seal: dict[s
         return Finding(case_id, sealed.version + 1, f"added: {at} has it at version {sealed.version}, the store at version "
                                                     f"{store.version} at or below position {seal['position']}")
     if store.hash != sealed.hash:
+        if vouched is not None and vouched[0] < sealed.version:
+            version, seq = vouched
+            exact = version + 1 if version + 1 == sealed.version else None
+            span = "" if exact else f" and at or before version {sealed.version}"
+            return Finding(case_id, exact, f"altered after version {version} (seal #{seq} matched it there){span}: its head "
+                                           f"hash differs from {at} (chain recomputed after a change)")
         return Finding(case_id, None, f"altered at or before version {sealed.version}: its head hash differs from {at} "
                                       f"(chain recomputed after a change)")
     return Finding(case_id, None, f"reordered: its events are at other positions than {at} recorded")
@@ -314,6 +323,10 @@ class SealCheck:
         self.failed_seals: list[int] = []
         self.checked = 0
         self._named: set[str] = set()
+        self._good: tuple[int, int] = (0, 0)  # (position, seq) of the last seal the store matched
+        self._vouched: dict[str, tuple[int, int]] = {}  # case -> (version, seq): its head when a seal matched
+        self.unsealed = 0  # events after the last seal checked
+        self._sealed_events = 0
         self.seals = self._accept(seals)
         self._pending = list(self.seals)
         self._chains = [_Chain(self.seals)]
@@ -369,11 +382,15 @@ class SealCheck:
         except ChainBreak as exc:
             self._name(Finding(exc.case_id, exc.version, f"hash chain broken: {exc.reason}"))
             self.walker.accept(case_id, version, str(state.get("hash")))
+        head = self.store.get(case_id)
+        if head is not None and 0 < head.mark <= self._good[0]:
+            self._vouched[case_id] = (head.version, self._good[1])
         self.store.record(position, case_id, version, str(state.get("hash")))
 
     def finish(self) -> list[Finding]:
         while self._pending:
             self._check(self._pending.pop(0)["seal"])
+        self.unsealed = self.store.events - self._sealed_events
         return self.findings
 
     def _name(self, finding: Finding) -> None:
@@ -383,7 +400,9 @@ class SealCheck:
 
     def _check(self, body: dict[str, Any]) -> None:
         self.checked += 1
+        self._sealed_events = self.store.events
         if (self.store.digest(), self.store.events) == (body["heads_digest"], body["events"]):
+            self._good = (body["position"], body["seq"])
             return
         self.failed_seals.append(body["seq"])
         sealed = next((h for h in (chain.at_seal(body) for chain in self._chains) if h is not None), None)
@@ -396,4 +415,7 @@ class SealCheck:
                                                      f"that hashes to the seal is at hand to name the case"))
             return
         for case_id, store, seal in self.store.differing(sealed):
-            self._name(describe(case_id, store, seal, body))
+            vouched = self._vouched.get(case_id)
+            if vouched is None and store is not None and 0 < store.mark <= self._good[0]:
+                vouched = (store.version, self._good[1])
+            self._name(describe(case_id, store, seal, body, vouched))

@@ -461,7 +461,8 @@ def ok_line(check: Any, *, pinned: bool) -> str:
     positions = [s["seal"]["position"] for s in check.seals]
     return (f"ok: {check.walker.events} events in {check.walker.cases} cases, every chain intact; {check.checked} seals "
             f"(positions {min(positions)}..{max(positions)}) match, signed by {check.key}"
-            + ("" if pinned else " (not pinned: pass --fingerprint to pin it)"))
+            + ("" if pinned else " (not pinned: pass --fingerprint to pin it)")
+            + (f"; {check.unsealed} later events not sealed yet" if check.unsealed else ""))
 
 
 def check_store(system: Any, seals: Iterable[Any], trusted: set[str] | None, progress: Callable[[int], None] | None = None):

@@ -130,3 +130,19 @@ def test_a_forked_history_is_reported():
     second = sealed(rows, seq=2, previous="0" * 64, after=9)
     check = run(rows, [first, second])
     assert any("does not follow seal #1" in str(f) for f in check.findings)
+
+
+def test_an_earlier_seal_that_matched_narrows_an_alteration_to_the_version():
+    rows = events()  # versions 1, 2, 3 of six cases at positions 1-6, 7-12, 13-18
+    seals, previous = [], None
+    for seq, upto in enumerate((6, 12, 18), 1):
+        seals.append(sealed(rows[:upto], seq=seq, previous=previous, after=(0, 6, 12)[seq - 1], heads=heads_of(rows[:upto])))
+        previous = seal_digest(seals[-1])
+    position, victim, version, kind, state = rows[14]
+    forged = {**state, "note": "approved after all"}
+    forged["hash"] = event_hash(case_id=victim, version=version, type_name=kind, occurred_at=state["timestamp"], actor=state["actor"],
+                                command=None, prev_hash=state["prev_hash"], data={"note": forged["note"]})
+    check = run([*rows[:14], (position, victim, version, kind, forged), *rows[15:]], seals)
+    assert [(f.case_id, f.version) for f in check.findings] == [(victim, 3)]
+    assert "altered after version 2 (seal #2 matched it there)" in str(check.findings[0])
+    assert check.unsealed == 0
