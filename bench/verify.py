@@ -97,8 +97,9 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(args.data_dir)
     keys = Path(tempfile.mkdtemp(prefix="caselog-bench-keys-"))
-    results: dict = {"cases_requested": args.cases}
+    results: dict = {}
     if not (args.reuse and (data / "caselog.db").exists()):
+        results["cases_requested"] = args.cases
         shutil.rmtree(data, ignore_errors=True)
         system = bootstrap(Settings(data_dir=data), clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
         print(f"loading {args.cases} cases ...", flush=True)
