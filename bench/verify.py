@@ -50,8 +50,13 @@ def run(cmd: list[str], env: dict) -> dict:
             break
         time.sleep(0.05)
     out, err = proc.communicate()
-    return {"seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak / 2**20, 1), "exit": proc.returncode,
-            "stdout": out.strip()[-400:], "stderr": err.strip()[-600:]}
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(peak / 2**20, 1),
+        "exit": proc.returncode,
+        "stdout": out.strip()[-400:],
+        "stderr": err.strip()[-600:],
+    }
 
 
 def cadence(data: Path, keys: Path, env: dict, caselog: list[str], every: int) -> dict:
@@ -66,10 +71,13 @@ def cadence(data: Path, keys: Path, env: dict, caselog: list[str], every: int) -
     heads, changed, previous, after, seq = Heads(), set(), None, 0, 0
     started = time.perf_counter()
     with path.open("wb") as out:
+
         def emit() -> None:
             nonlocal previous, after, seq, changed
             seq += 1
-            signed = new_seal(heads, deployment="bench", seq=seq, previous=previous, sealed_at="2026-11-23T00:00:00Z", key=key)
+            signed = new_seal(
+                heads, deployment="bench", seq=seq, previous=previous, sealed_at="2026-11-23T00:00:00Z", key=key
+            )
             entries = [heads.get(c).entry(c) for c in sorted(changed)]
             out.write(json.dumps({**signed, "heads_after": after, "heads": entries}).encode() + b"\n")
             previous, after, changed = seal_digest(signed), heads.position, set()
@@ -84,8 +92,12 @@ def cadence(data: Path, keys: Path, env: dict, caselog: list[str], every: int) -
     sealing = time.perf_counter() - started
     system.close()
     verified = run([*caselog, "verify", "--seals", str(path)], env)
-    return {**verified, "seals": seq, "file_mb": round(path.stat().st_size / 2**20, 1),
-            "sealing_in_process_seconds": round(sealing, 1)}
+    return {
+        **verified,
+        "seals": seq,
+        "file_mb": round(path.stat().st_size / 2**20, 1),
+        "sealing_in_process_seconds": round(sealing, 1),
+    }
 
 
 def main() -> None:
@@ -103,7 +115,11 @@ def main() -> None:
         shutil.rmtree(data, ignore_errors=True)
         system = bootstrap(Settings(data_dir=data), clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
         print(f"loading {args.cases} cases ...", flush=True)
-        loaded = load(system, args.cases, progress=lambda c, e: print(f"  {c} cases, {e} events", flush=True) if c % 20000 == 0 else None)
+        loaded = load(
+            system,
+            args.cases,
+            progress=lambda c, e: print(f"  {c} cases, {e} events", flush=True) if c % 20000 == 0 else None,
+        )
         loaded.pop("sample")
         results["load"] = loaded
         system.close()
@@ -112,8 +128,11 @@ def main() -> None:
         cur.execute("DROP TABLE IF EXISTS caselog_seals")  # a reused store is sealed afresh
     t = time.perf_counter()
     scanned = sum(1 for _ in system.app.stored_events(batch=5000))
-    results["baseline_scan"] = {"events": scanned, "seconds": round(time.perf_counter() - t, 1),
-                                "events_per_second": round(scanned / (time.perf_counter() - t))}
+    results["baseline_scan"] = {
+        "events": scanned,
+        "seconds": round(time.perf_counter() - t, 1),
+        "events_per_second": round(scanned / (time.perf_counter() - t)),
+    }
     system.close()
     print(f"store: {scanned} events; bare scan {results['baseline_scan']['seconds']} s", flush=True)
 
@@ -143,8 +162,9 @@ def main() -> None:
 
     system = bootstrap(Settings(data_dir=data))
     with system.db.transaction() as cur:
-        rowid, victim, version = cur.execute("SELECT rowid, originator_id, originator_version FROM stored_events "
-                                             "ORDER BY rowid DESC LIMIT 1").fetchone()
+        rowid, victim, version = cur.execute(
+            "SELECT rowid, originator_id, originator_version FROM stored_events ORDER BY rowid DESC LIMIT 1"
+        ).fetchone()
         cur.execute("DELETE FROM stored_events WHERE rowid = ?", (rowid,))
     system.close()
     tampered = run([*caselog, "verify", "--seals", str(seals)], env)
@@ -157,9 +177,15 @@ def main() -> None:
     events = results["baseline_scan"]["events"]
     for name in ("verify", "verify_seals", "verify_every_seal", "verify_cadence"):
         results[name]["events_per_second"] = round(events / results[name]["seconds"])
-    results["ratios"] = {"verify_seals_vs_verify": round(results["verify_seals"]["seconds"] / results["verify"]["seconds"], 2),
-                         "verify_seals_vs_bare_scan": round(results["verify_seals"]["seconds"] / results["baseline_scan"]["seconds"], 2)}
-    results["target_met"] = all(results[n]["seconds"] < 60 for n in ("verify", "verify_seals", "verify_every_seal", "verify_cadence"))
+    results["ratios"] = {
+        "verify_seals_vs_verify": round(results["verify_seals"]["seconds"] / results["verify"]["seconds"], 2),
+        "verify_seals_vs_bare_scan": round(
+            results["verify_seals"]["seconds"] / results["baseline_scan"]["seconds"], 2
+        ),
+    }
+    results["target_met"] = all(
+        results[n]["seconds"] < 60 for n in ("verify", "verify_seals", "verify_every_seal", "verify_cadence")
+    )
     out_path = ROOT / "bench" / "out" / "verify.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2))

@@ -88,15 +88,29 @@ def seal_digest(signed: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(signed["seal"])).hexdigest()
 
 
-REQUIRED = {"format": str, "deployment": str, "seq": int, "position": int, "events": int, "cases": int,
-            "heads_digest": str, "sealed_at": str, "key": str, "fingerprint": str}
+REQUIRED = {
+    "format": str,
+    "deployment": str,
+    "seq": int,
+    "position": int,
+    "events": int,
+    "cases": int,
+    "heads_digest": str,
+    "sealed_at": str,
+    "key": str,
+    "fingerprint": str,
+}
 
 
 def check_signature(signed: Any) -> dict[str, Any]:
     """The seal body when ``signed`` is a well-formed seal whose signature verifies with the
     key it carries (pinning that key is the caller's business); else SealInvalid."""
-    if not isinstance(signed, dict) or not isinstance(signed.get("seal"), dict) or not isinstance(signed.get("signature"), str):
-        raise SealInvalid("not a seal (expected {\"seal\": {...}, \"signature\": \"...\"})")
+    if (
+        not isinstance(signed, dict)
+        or not isinstance(signed.get("seal"), dict)
+        or not isinstance(signed.get("signature"), str)
+    ):
+        raise SealInvalid('not a seal (expected {"seal": {...}, "signature": "..."})')
     body = signed["seal"]
     for name, kind in REQUIRED.items():
         if not isinstance(body.get(name), kind) or (kind is int and isinstance(body.get(name), bool)):
@@ -142,7 +156,12 @@ class Head:
 
     def leaf(self, case_id: str) -> bytes:
         if self.line is None:
-            self.line = b"%s %d %s %s\n" % (case_id.encode(), self.version, self.hash.encode(), self.trail.hex().encode())
+            self.line = b"%s %d %s %s\n" % (
+                case_id.encode(),
+                self.version,
+                self.hash.encode(),
+                self.trail.hex().encode(),
+            )
         return self.line
 
     def entry(self, case_id: str) -> list:
@@ -172,7 +191,12 @@ class Heads:
             bucket[case_id] = Head(version, event_hash, next_trail(b"", position, version), position)
             self.cases += 1
         else:
-            head.version, head.hash, head.trail, head.mark = version, event_hash, next_trail(head.trail, position, version), position
+            head.version, head.hash, head.trail, head.mark = (
+                version,
+                event_hash,
+                next_trail(head.trail, position, version),
+                position,
+            )
             head.line = None
         self._dirty.add(b)
         self.events += 1
@@ -194,7 +218,11 @@ class Heads:
     def digest(self) -> str:
         for b in self._dirty:
             bucket = self._buckets[b]
-            self._digests[b] = hashlib.sha256(b"".join(bucket[c].leaf(c) for c in sorted(bucket))).digest() if bucket else EMPTY_BUCKET
+            self._digests[b] = (
+                hashlib.sha256(b"".join(bucket[c].leaf(c) for c in sorted(bucket))).digest()
+                if bucket
+                else EMPTY_BUCKET
+            )
         self._dirty.clear()
         return hashlib.sha256(ROOT_PREFIX + b"".join(self._digests)).hexdigest()
 
@@ -216,13 +244,24 @@ class Heads:
                     yield case_id, a, o
 
 
-def new_seal(heads: Heads, *, deployment: str, seq: int, previous: str | None, sealed_at: str,
-             key: Ed25519PrivateKey) -> dict[str, Any]:
+def new_seal(
+    heads: Heads, *, deployment: str, seq: int, previous: str | None, sealed_at: str, key: Ed25519PrivateKey
+) -> dict[str, Any]:
     """The signed seal of ``heads`` as they stand (at ``heads.position``)."""
     raw = public_raw(key)
-    body = {"format": FORMAT, "deployment": deployment, "seq": seq, "position": heads.position, "events": heads.events,
-            "cases": heads.cases, "heads_digest": heads.digest(), "previous": previous, "sealed_at": sealed_at,
-            "key": b64(raw), "fingerprint": fingerprint(raw)}
+    body = {
+        "format": FORMAT,
+        "deployment": deployment,
+        "seq": seq,
+        "position": heads.position,
+        "events": heads.events,
+        "cases": heads.cases,
+        "heads_digest": heads.digest(),
+        "previous": previous,
+        "sealed_at": sealed_at,
+        "key": b64(raw),
+        "fingerprint": fingerprint(raw),
+    }
     return sign(body, key)
 
 
@@ -238,36 +277,65 @@ class Finding:
     text: str
 
     def __str__(self) -> str:
-        where = f"case {self.case_id}" + (f" version {self.version}" if self.version is not None else "") + ": " if self.case_id else ""
+        where = (
+            f"case {self.case_id}" + (f" version {self.version}" if self.version is not None else "") + ": "
+            if self.case_id
+            else ""
+        )
         return where + self.text
 
 
-def describe(case_id: str, store: Head | None, sealed: Head | None, seal: dict[str, Any],
-             vouched: tuple[int, int] | None = None) -> Finding:
+def describe(
+    case_id: str, store: Head | None, sealed: Head | None, seal: dict[str, Any], vouched: tuple[int, int] | None = None
+) -> Finding:
     """What differs between the store's head and the sealed one; ``vouched``: (version, seal
     seq) of an earlier seal that matched the case, which narrows where an alteration is."""
     at = f"seal #{seal['seq']} (position {seal['position']})"
     if store is None:
-        return Finding(case_id, 1, f"deleted: {at} has it at version {sealed.version}, the store has no event of it at or below "
-                                   f"position {seal['position']}")
+        return Finding(
+            case_id,
+            1,
+            f"deleted: {at} has it at version {sealed.version}, the store has no event of it at or below "
+            f"position {seal['position']}",
+        )
     if sealed is None:
-        return Finding(case_id, 1, f"added: not in {at}, yet the store has {store.version} event(s) of it at or below "
-                                   f"position {seal['position']}")
+        return Finding(
+            case_id,
+            1,
+            f"added: not in {at}, yet the store has {store.version} event(s) of it at or below "
+            f"position {seal['position']}",
+        )
     if store.version < sealed.version:
-        return Finding(case_id, store.version + 1, f"missing: {at} has it at version {sealed.version}, the store at version "
-                                                   f"{store.version} (events deleted or moved past the sealed position)")
+        return Finding(
+            case_id,
+            store.version + 1,
+            f"missing: {at} has it at version {sealed.version}, the store at version "
+            f"{store.version} (events deleted or moved past the sealed position)",
+        )
     if store.version > sealed.version:
-        return Finding(case_id, sealed.version + 1, f"added: {at} has it at version {sealed.version}, the store at version "
-                                                    f"{store.version} at or below position {seal['position']}")
+        return Finding(
+            case_id,
+            sealed.version + 1,
+            f"added: {at} has it at version {sealed.version}, the store at version "
+            f"{store.version} at or below position {seal['position']}",
+        )
     if store.hash != sealed.hash:
         if vouched is not None and vouched[0] < sealed.version:
             version, seq = vouched
             exact = version + 1 if version + 1 == sealed.version else None
             span = "" if exact else f" and at or before version {sealed.version}"
-            return Finding(case_id, exact, f"altered after version {version} (seal #{seq} matched it there){span}: its head "
-                                           f"hash differs from {at} (chain recomputed after a change)")
-        return Finding(case_id, None, f"altered at or before version {sealed.version}: its head hash differs from {at} "
-                                      f"(chain recomputed after a change)")
+            return Finding(
+                case_id,
+                exact,
+                f"altered after version {version} (seal #{seq} matched it there){span}: its head "
+                f"hash differs from {at} (chain recomputed after a change)",
+            )
+        return Finding(
+            case_id,
+            None,
+            f"altered at or before version {sealed.version}: its head hash differs from {at} "
+            f"(chain recomputed after a change)",
+        )
     return Finding(case_id, None, f"reordered: its events are at other positions than {at} recorded")
 
 
@@ -283,7 +351,11 @@ class _Chain:
     broken: bool = False
 
     def at_seal(self, body: dict[str, Any]) -> Heads | None:
-        while not self.broken and self.next < len(self.seals) and self.seals[self.next]["seal"]["position"] <= body["position"]:
+        while (
+            not self.broken
+            and self.next < len(self.seals)
+            and self.seals[self.next]["seal"]["position"] <= body["position"]
+        ):
             signed = self.seals[self.next]
             self.next += 1
             after, entries = signed.get("heads_after"), signed.get("heads")
@@ -314,7 +386,9 @@ class SealCheck:
     store's own seals table, whose signatures are checked the same way), called only when
     the source's own lists cannot name them."""
 
-    def __init__(self, seals: Iterable[Any], trusted: set[str] | None = None, more: Iterable[Callable[[], list[dict]]] = ()):
+    def __init__(
+        self, seals: Iterable[Any], trusted: set[str] | None = None, more: Iterable[Callable[[], list[dict]]] = ()
+    ):
         self.findings: list[Finding] = []
         self.walker = ChainWalker()
         self.store = Heads()
@@ -347,8 +421,14 @@ class SealCheck:
                 self.trusted = {body["fingerprint"]}
             if body["fingerprint"] not in (self.trusted or ()):
                 if report:
-                    self.findings.append(Finding(None, None, f"seal #{body['seq']} is signed by key {body['fingerprint']}, "
-                                                             f"not by a trusted one ({', '.join(sorted(self.trusted))})"))
+                    self.findings.append(
+                        Finding(
+                            None,
+                            None,
+                            f"seal #{body['seq']} is signed by key {body['fingerprint']}, "
+                            f"not by a trusted one ({', '.join(sorted(self.trusted))})",
+                        )
+                    )
                 continue
             if report:
                 self.key = body["fingerprint"]
@@ -368,9 +448,13 @@ class SealCheck:
         for seq, signed in by_seq.items():
             before = by_seq.get(seq - 1)
             if before is not None and signed["seal"]["previous"] != seal_digest(before):
-                self.findings.append(Finding(None, None, f"seal #{seq} does not follow seal #{seq - 1} (its previous differs)"))
+                self.findings.append(
+                    Finding(None, None, f"seal #{seq} does not follow seal #{seq - 1} (its previous differs)")
+                )
             if before is not None and (signed["seal"]["position"] < before["seal"]["position"]):
-                self.findings.append(Finding(None, None, f"seal #{seq} seals an earlier position than seal #{seq - 1}"))
+                self.findings.append(
+                    Finding(None, None, f"seal #{seq} seals an earlier position than seal #{seq - 1}")
+                )
 
     # ---- the walk -------------------------------------------------------------------------
 
@@ -410,9 +494,15 @@ class SealCheck:
             self._chains.append(_Chain(self._accept(self._more.pop(0)(), report=False)))
             sealed = self._chains[-1].at_seal(body)
         if sealed is None:
-            self.findings.append(Finding(None, None, f"the store does not match seal #{body['seq']} (position {body['position']}: "
-                                                     f"{body['events']} events sealed, {self.store.events} now); no heads list "
-                                                     f"that hashes to the seal is at hand to name the case"))
+            self.findings.append(
+                Finding(
+                    None,
+                    None,
+                    f"the store does not match seal #{body['seq']} (position {body['position']}: "
+                    f"{body['events']} events sealed, {self.store.events} now); no heads list "
+                    f"that hashes to the seal is at hand to name the case",
+                )
+            )
             return
         for case_id, store, seal in self.store.differing(sealed):
             vouched = self._vouched.get(case_id)

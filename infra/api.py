@@ -484,7 +484,8 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
 
         found = newest(system.db)
         if found is None:
-            raise Problem(404, "no-seal", "No seal yet", "the store has not been sealed (caselog seal, or CASELOG_SEAL_KEY for periodic seals)")
+            raise Problem(404, "no-seal", "No seal yet",
+                          "the store has not been sealed (caselog seal, or CASELOG_SEAL_KEY for periodic seals)")
         return found
 
     api.include_router(router)
@@ -539,7 +540,8 @@ def start_background(system: System, api: FastAPI) -> None:
     sealer = periodic_sealer(system)
 
     def lead() -> None:
-        """Run the scheduler (and the periodic sealer) here once no other process holds the store's scheduler lock."""
+        """Run the scheduler (and the periodic sealer) here once no other process holds the store's
+        scheduler lock."""
         while not stop.is_set():
             if leader.try_acquire():
                 system.scheduler.start()

@@ -236,10 +236,12 @@ def history(
 @cli.command()
 @handled
 def verify(
-    seals: Optional[str] = typer.Option(None, "--seals", help="also check the store against signed seals: a JSON-lines file "
-                                        "(caselog seal --out FILE) or kafka (the seals topic, CASELOG_SEAL_TOPIC)"),
-    fingerprint: list[str] = typer.Option([], "--fingerprint", help="trust only seals signed by this key (SHA256:..., "
-                                          "repeatable; default: the key of CASELOG_SEAL_KEY, else the seals' own)"),
+    seals: Optional[str] = typer.Option(
+        None, "--seals", help="also check the store against signed seals: a JSON-lines file (caselog seal --out FILE) "
+        "or kafka (the seals topic, CASELOG_SEAL_TOPIC)"),
+    fingerprint: list[str] = typer.Option(
+        [], "--fingerprint", help="trust only seals signed by this key (SHA256:..., repeatable; default: the key of "
+        "CASELOG_SEAL_KEY, else the seals' own)"),
 ) -> None:
     """Walk every case's SHA-256 hash chain. Exit 1 naming the first broken case and version.
     With --seals, exit 1 naming every case whose events at or below a sealed position are missing,
@@ -264,12 +266,13 @@ def _verify_seals(source: str, fingerprints: list[str]) -> None:
     from infra import seals as sl
 
     settings = _kafka_settings() if source == "kafka" else Settings.from_env()
-    signed = sl.read_source(settings, source)
+    signed, trusted = sl.read_source(settings, source), sl.trust(settings, fingerprints)
     system = _system()
     try:
-        with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+        columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
             task = bar.add_task("verify", total=system.app.max_position())
-            check = sl.check_store(system, signed, sl.trust(settings, fingerprints), progress=lambda n: bar.update(task, completed=n))
+            check = sl.check_store(system, signed, trusted, progress=lambda n: bar.update(task, completed=n))
     finally:
         system.close()
     if check.findings:
@@ -284,8 +287,9 @@ def _verify_seals(source: str, fingerprints: list[str]) -> None:
 @cli.command()
 @handled
 def seal(
-    out: Optional[Path] = typer.Option(None, "--out", help="append the seal as a JSON line to this file (with the heads "
-                                       "changed since the file's previous seal, to name cases when verifying)"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="append the seal as a JSON line to this file (with the heads changed since the file's "
+        "previous seal, to name cases when verifying)"),
 ) -> None:
     """Seal the store now: sign (with the key in CASELOG_SEAL_KEY) its position, event count and
     a digest over every case's head; keep it in the seals table and publish it (Kafka when
@@ -306,15 +310,17 @@ def seal(
             try:
                 publisher.publish()
             except Exception as exc:  # noqa: BLE001 - kept in the table; the periodic sealer publishes it later
-                err.print(f"not published to Kafka yet ({type(exc).__name__}: {exc}); it stays in the seals table", markup=False)
+                err.print(f"not published to Kafka yet ({type(exc).__name__}: {exc}); it stays in the seals table",
+                          markup=False)
             finally:
                 publisher.close()
-        last = sealer.for_file(sealer.position)["seal"]
+        last = sealer.last
     finally:
         system.close()
     fresh = f"sealed #{last['seq']}" if made else f"nothing new since seal #{last['seq']}"
-    print(f"{fresh}: position {last['position']}, {last['events']} events, {last['cases']} cases, heads digest {last['heads_digest'][:16]}..., "
-          f"key {last['fingerprint']}" + (f"; appended to {out}" if out else ""))
+    appended = f"; appended to {out}" if out else ""
+    print(f"{fresh}: position {last['position']}, {last['events']} events, {last['cases']} cases, "
+          f"heads digest {last['heads_digest'][:16]}..., key {last['fingerprint']}{appended}")
 
 
 @cli.command()
@@ -431,9 +437,8 @@ def scheduler(
     import time
 
     from infra.heartbeat import Heartbeat, heartbeat_path
-    from scheduler.service import Leadership
-
     from infra.seals import periodic_sealer, start_periodic
+    from scheduler.service import Leadership
 
     system = _system()
     try:
@@ -459,7 +464,7 @@ def scheduler(
         err.print("scheduler active")
         system.scheduler.start()
         if sealer is not None:
-            start_periodic(system, sealer, sealing, report=lambda line: err.print(line, markup=False, highlight=False))
+            start_periodic(system, sealer, sealing, report=lambda msg: err.print(msg, markup=False, highlight=False))
         while not stopping:
             alive.beat()
             time.sleep(0.2)

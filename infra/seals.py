@@ -47,13 +47,18 @@ def _inside(path: Path, directory: Path) -> bool:
 def load_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey:
     """The seal signing key from ``CASELOG_SEAL_KEY``, created (0600) when missing and ``create``."""
     if settings.seal_key is None:
-        raise SettingError(KEY_VARIABLE, "set it to the path of the seal signing key (a file outside the data dir, "
-                                         "created on first use)")
+        raise SettingError(
+            KEY_VARIABLE,
+            "set it to the path of the seal signing key (a file outside the data dir, created on first use)",
+        )
     path = Path(os.path.expanduser(settings.seal_key)).resolve()
     data_dir = Path(settings.data_dir).resolve()
     if _inside(path, data_dir):
-        raise SettingError(KEY_VARIABLE, f"{path} is inside the data dir {data_dir}: keep the seal key elsewhere, "
-                                         "so whoever holds a copy of the data cannot re-seal it")
+        raise SettingError(
+            KEY_VARIABLE,
+            f"{path} is inside the data dir {data_dir}: keep the seal key elsewhere, "
+            "so whoever holds a copy of the data cannot re-seal it",
+        )
     if path.is_dir():
         raise SettingError(KEY_VARIABLE, f"{path} is a directory, not a key file")
     if not path.exists():
@@ -74,7 +79,9 @@ def load_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey:
 
 def _create_key(path: Path) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -106,9 +113,11 @@ def trusted_fingerprint(settings: Settings) -> str | None:
 
 def ensure_table(db: Database) -> None:
     with db.schema() as cur:
-        cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (seq BIGINT PRIMARY KEY, position BIGINT NOT NULL, "
-                    "events BIGINT NOT NULL, sealed_at TEXT NOT NULL, signed TEXT NOT NULL, heads_after BIGINT NOT NULL, "
-                    "heads TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0)")
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (seq BIGINT PRIMARY KEY, position BIGINT NOT NULL, "
+            "events BIGINT NOT NULL, sealed_at TEXT NOT NULL, signed TEXT NOT NULL, heads_after BIGINT NOT NULL, "
+            "heads TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0)"
+        )
 
 
 def _row(signed: str, heads_after: int, heads: str) -> dict[str, Any]:
@@ -148,8 +157,16 @@ class Sealer:
     """Seals the store: keeps every case's head from the last seal on, walks the events after
     it (checking their chains: it never signs a broken one), signs, and records the seal."""
 
-    def __init__(self, app: Any, db: Database, key: Ed25519PrivateKey, *, deployment: str, max_heads: int = MAX_HEADS,
-                 batch: int = 5000):
+    def __init__(
+        self,
+        app: Any,
+        db: Database,
+        key: Ed25519PrivateKey,
+        *,
+        deployment: str,
+        max_heads: int = MAX_HEADS,
+        batch: int = 5000,
+    ):
         self.app, self.db, self.key, self.deployment = app, db, key, deployment
         self.max_heads, self.batch = max_heads, batch
         self.fingerprint = fingerprint(public_raw(key))
@@ -171,7 +188,9 @@ class Sealer:
         try:
             body = check_signature(last)
         except SealInvalid as exc:
-            raise SealRefused(f"the last seal in {TABLE} (#{last.get('seal', {}).get('seq')}) is not valid: {exc}") from None
+            raise SealRefused(
+                f"the last seal in {TABLE} (#{last.get('seal', {}).get('seq')}) is not valid: {exc}"
+            ) from None
         heads = None
         if all(r["seal"].get("fingerprint") == self.fingerprint for r in rows):
             try:
@@ -181,8 +200,10 @@ class Sealer:
         if heads is None:
             heads = self._walk_to(body["position"])
             if (heads.digest(), heads.events) != (body["heads_digest"], body["events"]):
-                raise SealRefused(f"the store no longer matches seal #{body['seq']} (position {body['position']}): "
-                                  "run `caselog verify --seals` to see what changed; not sealing on top of it")
+                raise SealRefused(
+                    f"the store no longer matches seal #{body['seq']} (position {body['position']}): "
+                    "run `caselog verify --seals` to see what changed; not sealing on top of it"
+                )
         heads.position, heads.events, heads.cases = body["position"], body["events"], body["cases"]
         self._heads, self._last = heads, last
 
@@ -193,6 +214,12 @@ class Sealer:
                 break
             heads.record(pos, case_id, version, str(state.get("hash")))
         return heads
+
+    @property
+    def last(self) -> dict[str, Any]:
+        """The body of the newest seal (after ``seal()``)."""
+        assert self._last is not None
+        return self._last["seal"]
 
     @property
     def position(self) -> int:
@@ -218,7 +245,9 @@ class Sealer:
         heads = self._heads
         assert heads is not None
         walker, changed, made = ChainWalker(), set(), []
-        for position, case_id, version, type_name, state in self.app.stored_events(batch=self.batch, start=heads.position + 1):
+        for position, case_id, version, type_name, state in self.app.stored_events(
+            batch=self.batch, start=heads.position + 1
+        ):
             if case_id not in changed and len(changed) >= self.max_heads:
                 made.append(self._emit(heads, changed))
                 changed = set()
@@ -231,8 +260,10 @@ class Sealer:
                 walker.feed(case_id, version, type_name, state)
             except ChainBreak as exc:
                 self._heads = None
-                raise SealRefused(f"hash chain broken: case {exc.case_id} version {exc.version}: {exc.reason}; "
-                                  "not sealing (run `caselog verify --seals`)") from None
+                raise SealRefused(
+                    f"hash chain broken: case {exc.case_id} version {exc.version}: {exc.reason}; "
+                    "not sealing (run `caselog verify --seals`)"
+                ) from None
             heads.record(position, case_id, version, state["hash"])
         if changed or self._last is None:
             made.append(self._emit(heads, changed))
@@ -243,8 +274,14 @@ class Sealer:
         the last seal (every case, for the first)."""
         last = self._last["seal"] if self._last else None
         after = last["position"] if last else 0
-        signed = new_seal(heads, deployment=self.deployment, seq=(last["seq"] + 1) if last else 1,
-                          previous=seal_digest(self._last) if self._last else None, sealed_at=_now(), key=self.key)
+        signed = new_seal(
+            heads,
+            deployment=self.deployment,
+            seq=(last["seq"] + 1) if last else 1,
+            previous=seal_digest(self._last) if self._last else None,
+            sealed_at=_now(),
+            key=self.key,
+        )
         entry = {**signed, "heads_after": after, "heads": [heads.get(c).entry(c) for c in sorted(changed)]}
         body = signed["seal"]
         with self.db.transaction() as cur:
@@ -253,9 +290,19 @@ class Sealer:
             top = cur.execute(f"SELECT MAX(seq) FROM {TABLE}").fetchone()[0]
             if (top or 0) != body["seq"] - 1:
                 raise _Raced()
-            cur.execute(f"INSERT INTO {TABLE} (seq, position, events, sealed_at, signed, heads_after, heads) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (body["seq"], body["position"], body["events"], body["sealed_at"], orjson.dumps(signed).decode(), after,
-                         orjson.dumps(entry["heads"]).decode()))
+            cur.execute(
+                f"INSERT INTO {TABLE} (seq, position, events, sealed_at, signed, heads_after, heads) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    body["seq"],
+                    body["position"],
+                    body["events"],
+                    body["sealed_at"],
+                    orjson.dumps(signed).decode(),
+                    after,
+                    orjson.dumps(entry["heads"]).decode(),
+                ),
+            )
         self._last = signed
         return entry
 
@@ -267,8 +314,15 @@ class Sealer:
 
     # ---- periodic -------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, *, every: int, seconds: float, publish: Callable[[], int] | None = None,
-            report: Callable[[str], None] = print) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        every: int,
+        seconds: float,
+        publish: Callable[[], int] | None = None,
+        report: Callable[[str], None] = print,
+    ) -> None:
         """Seal when ``every`` events are unsealed or ``seconds`` passed with any unsealed; publish
         what is not yet on Kafka. Until ``stop`` is set."""
         last_seal, last_problem = time.monotonic(), None
@@ -278,7 +332,9 @@ class Sealer:
                 if unsealed >= every or (unsealed > 0 and time.monotonic() - last_seal >= seconds):
                     for entry in self.seal():
                         body = entry["seal"]
-                        log.info("sealed #%d at position %d (%d events)", body["seq"], body["position"], body["events"])
+                        log.info(
+                            "sealed #%d at position %d (%d events)", body["seq"], body["position"], body["events"]
+                        )
                     last_seal = time.monotonic()
                 if publish is not None:
                     publish()
@@ -369,7 +425,9 @@ class Publisher:
 
     def publish(self, timeout: float = 15.0) -> int:
         with self.db.transaction() as cur:
-            rows = cur.execute(f"SELECT seq, signed, heads_after, heads FROM {TABLE} WHERE published = 0 ORDER BY seq").fetchall()
+            rows = cur.execute(
+                f"SELECT seq, signed, heads_after, heads FROM {TABLE} WHERE published = 0 ORDER BY seq"
+            ).fetchall()
         if not rows:
             return 0
         if not self._topic_ready:
@@ -380,8 +438,13 @@ class Publisher:
         if self._producer is None:
             from kafka import KafkaProducer
 
-            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                                           max_request_size=4 << 20, client_id="caselog-sealer")
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                max_request_size=4 << 20,
+                client_id="caselog-sealer",
+            )
         for seq, signed, heads_after, heads in rows:
             value = orjson.dumps(_row(signed, heads_after, heads))
             self._producer.send(self.topic, key=b"seal", value=value).get(timeout=timeout)
@@ -419,12 +482,23 @@ def periodic_sealer(system: Any) -> Sealer | None:
     return make_sealer(system) if system.settings.seal_key is not None else None
 
 
-def start_periodic(system: Any, sealer: Sealer, stop: threading.Event, report: Callable[[str], None] = print) -> threading.Thread:
+def start_periodic(
+    system: Any, sealer: Sealer, stop: threading.Event, report: Callable[[str], None] = print
+) -> threading.Thread:
     """Seal every CASELOG_SEAL_EVERY events or CASELOG_SEAL_SECONDS, and publish, in a thread."""
     publisher = Publisher(system.db, system.settings) if system.settings.kafka_bootstrap else None
-    thread = threading.Thread(target=sealer.run, args=(stop,), name="sealer", daemon=True,
-                              kwargs={"every": system.settings.seal_every, "seconds": system.settings.seal_seconds,
-                                      "publish": publisher.publish if publisher else None, "report": report})
+    thread = threading.Thread(
+        target=sealer.run,
+        args=(stop,),
+        name="sealer",
+        daemon=True,
+        kwargs={
+            "every": system.settings.seal_every,
+            "seconds": system.settings.seal_seconds,
+            "publish": publisher.publish if publisher else None,
+            "report": report,
+        },
+    )
     thread.start()
     return thread
 
@@ -437,8 +511,11 @@ def read_source(settings: Settings, source: str) -> list[Any]:
         try:
             signed = read_topic(settings)
         except Exception as exc:  # noqa: BLE001 - no topic, or the broker is away: said, not a traceback
-            raise InvalidInput(FieldError("--seals", f"cannot read the topic {settings.seal_topic} on "
-                                                     f"{settings.kafka_bootstrap}: {exc}")) from None
+            raise InvalidInput(
+                FieldError(
+                    "--seals", f"cannot read the topic {settings.seal_topic} on {settings.kafka_bootstrap}: {exc}"
+                )
+            ) from None
     else:
         try:
             signed = read_file(Path(source))
@@ -459,13 +536,17 @@ def trust(settings: Settings, fingerprints: list[str]) -> set[str] | None:
 
 def ok_line(check: Any, *, pinned: bool) -> str:
     positions = [s["seal"]["position"] for s in check.seals]
-    return (f"ok: {check.walker.events} events in {check.walker.cases} cases, every chain intact; {check.checked} seals "
-            f"(positions {min(positions)}..{max(positions)}) match, signed by {check.key}"
-            + ("" if pinned else " (not pinned: pass --fingerprint to pin it)")
-            + (f"; {check.unsealed} later events not sealed yet" if check.unsealed else ""))
+    return (
+        f"ok: {check.walker.events} events in {check.walker.cases} cases, every chain intact; {check.checked} seals "
+        f"(positions {min(positions)}..{max(positions)}) match, signed by {check.key}"
+        + ("" if pinned else " (not pinned: pass --fingerprint to pin it)")
+        + (f"; {check.unsealed} later events not sealed yet" if check.unsealed else "")
+    )
 
 
-def check_store(system: Any, seals: Iterable[Any], trusted: set[str] | None, progress: Callable[[int], None] | None = None):
+def check_store(
+    system: Any, seals: Iterable[Any], trusted: set[str] | None, progress: Callable[[int], None] | None = None
+):
     """Walk the store once against ``seals`` (and its own seals table, to name cases)."""
     from domain.seal import SealCheck
 

@@ -24,11 +24,18 @@ from tests.support import AETNA_RAD, DME, MD, MEDONC, RADONC, WELLSENSE, deny, l
 
 
 def caselog(settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CASELOG_DATA_DIR": str(settings.data_dir), "COLUMNS": "200", "CASELOG_SEAL_KEY": settings.seal_key}
+    env = {
+        **os.environ,
+        "CASELOG_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+        "CASELOG_SEAL_KEY": settings.seal_key,
+    }
     env.pop("CASELOG_DATABASE_URL", None)
     if settings.database_url:
         env["CASELOG_DATABASE_URL"] = settings.database_url
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 class Store:
@@ -47,8 +54,11 @@ class Store:
         """(position, case id, version, topic, state) in store order."""
         where, params = ("WHERE originator_id = ?", (self._id(case_id),)) if case_id else ("", ())
         with self.db.transaction() as cur:
-            got = cur.execute(f"SELECT {self.pos}, originator_id, originator_version, topic, state FROM {self.table} {where} "
-                              f"ORDER BY {self.pos}", params).fetchall()
+            got = cur.execute(
+                f"SELECT {self.pos}, originator_id, originator_version, topic, state FROM {self.table} {where} "
+                f"ORDER BY {self.pos}",
+                params,
+            ).fetchall()
         return [(p, str(UUID(str(c))), v, t, orjson.loads(bytes(s))) for p, c, v, t, s in got]
 
     def execute(self, sql: str, params=()) -> None:
@@ -56,25 +66,36 @@ class Store:
             cur.execute(sql.format(table=self.table, pos=self.pos), params)
 
     def write_state(self, case_id: str, version: int, state: dict) -> None:
-        self.execute("UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
-                     (orjson.dumps(state), self._id(case_id), version))
+        self.execute(
+            "UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (orjson.dumps(state), self._id(case_id), version),
+        )
 
     def move(self, old: int, new: int) -> None:
         self.execute("UPDATE {table} SET {pos} = ? WHERE {pos} = ?", (new, old))
 
     def insert(self, position: int, case_id: str, version: int, topic: str, state: dict) -> None:
-        self.execute("INSERT INTO {table} ({pos}, originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
-                     (position, self._id(case_id), version, topic, orjson.dumps(state)))
+        self.execute(
+            "INSERT INTO {table} ({pos}, originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
+            (position, self._id(case_id), version, topic, orjson.dumps(state)),
+        )
 
     def rechain(self, case_id: str, from_version: int) -> None:
         """Recompute the hash chain of a case from a version on, as an attacker would after an edit."""
         events = self.rows(case_id)
         prev = events[from_version - 2][4]["hash"] if from_version > 1 else "0" * 64
-        for _, _, version, topic, state in events[from_version - 1:]:
+        for _, _, version, topic, state in events[from_version - 1 :]:
             state["prev_hash"] = prev
-            state["hash"] = prev = event_hash(case_id=case_id, version=version, type_name=topic.rsplit(":", 1)[-1],
-                                              occurred_at=state["timestamp"], actor=state["actor"], command=state.get("command"),
-                                              prev_hash=prev, data=stored_data(state))
+            state["hash"] = prev = event_hash(
+                case_id=case_id,
+                version=version,
+                type_name=topic.rsplit(":", 1)[-1],
+                occurred_at=state["timestamp"],
+                actor=state["actor"],
+                command=state.get("command"),
+                prev_hash=prev,
+                data=stored_data(state),
+            )
             self.write_state(case_id, version, state)
 
 
@@ -143,7 +164,9 @@ def test_deleted_last_events_of_a_case(sealed):
     settings, store, cases, seals = sealed
     victim = cases["approved"]
     last = len(store.rows(victim))
-    store.execute("DELETE FROM {table} WHERE originator_id = ? AND originator_version >= ?", (store._id(victim), last - 1))
+    store.execute(
+        "DELETE FROM {table} WHERE originator_id = ? AND originator_version >= ?", (store._id(victim), last - 1)
+    )
     chain_alone_passes(store)
     out = check(settings, seals)
     assert out.returncode == 1
@@ -196,9 +219,16 @@ def test_forged_denial_appended_with_a_recomputed_hash(sealed):
     for position, *_ in reversed([r for r in store.rows() if r[0] > last_position]):
         store.move(position, position + 1)
     denial["prev_hash"] = last_state["hash"]
-    denial["hash"] = event_hash(case_id=victim, version=last_version + 1, type_name="CaseDetermined", occurred_at=denial["timestamp"],
-                                actor=denial["actor"], command=denial.get("command"), prev_hash=last_state["hash"],
-                                data=stored_data(denial))
+    denial["hash"] = event_hash(
+        case_id=victim,
+        version=last_version + 1,
+        type_name="CaseDetermined",
+        occurred_at=denial["timestamp"],
+        actor=denial["actor"],
+        command=denial.get("command"),
+        prev_hash=last_state["hash"],
+        data=stored_data(denial),
+    )
     store.insert(last_position + 1, victim, last_version + 1, topic, denial)
     chain_alone_passes(store)
     assert store.system.app.view(victim)["status"] == "denied"

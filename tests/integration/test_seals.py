@@ -62,7 +62,9 @@ def test_seal_without_a_key_or_with_one_in_the_data_dir_exits_2_naming_the_varia
     env.pop("CASELOG_DATABASE_URL", None)
     env.pop("CASELOG_SEAL_KEY", None)
     for extra in ({}, {"CASELOG_SEAL_KEY": str(tmp_path / "seal.key")}):
-        out = subprocess.run([sys.executable, "-m", "infra.cli", "seal"], env={**env, **extra}, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "seal"], env={**env, **extra}, capture_output=True, text=True
+        )
         assert out.returncode == 2 and "CASELOG_SEAL_KEY" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "seal.key").exists()
 
@@ -99,7 +101,9 @@ def test_capped_seals_chain_and_the_seals_table_names_the_case_when_the_file_can
     made = sealer.seal()
     assert len(made) == 3 and [len(m["heads"]) for m in made] == [2, 2, 2]  # the last: case 5, then case 1 determined
     assert [m["seal"]["previous"] for m in made[1:]] == [sl.seal_digest(m) for m in made[:-1]]
-    bare = [{k: v for k, v in m.items() if k not in ("heads", "heads_after")} for m in made]  # a source without heads lists
+    bare = [
+        {k: v for k, v in m.items() if k not in ("heads", "heads_after")} for m in made
+    ]  # a source without heads lists
     Store(system).execute("DELETE FROM {table} WHERE originator_id = ?", (Store(system)._id(ids[3]),))
     check = sl.check_store(system, bare, {sealer.fingerprint})
     assert [f.case_id for f in check.findings] == [ids[3]] and "deleted" in str(check.findings[0])
@@ -110,7 +114,9 @@ def test_a_second_seal_with_nothing_new_appends_the_last_seal_with_no_heads(keye
     seals = tmp_path / "seals.jsonl"
     first = caselog(keyed, "seal", "--out", str(seals))
     second = caselog(keyed, "seal", "--out", str(seals))
-    assert first.returncode == 0 and second.returncode == 0 and "nothing new since seal #1" in second.stdout, second.stderr
+    assert first.returncode == 0 and second.returncode == 0 and "nothing new since seal #1" in second.stdout, (
+        second.stderr
+    )
     a, b = (orjson.loads(line) for line in seals.read_text().splitlines())
     assert a["seal"] == b["seal"] and a["heads_after"] == 0 and len(a["heads"]) == 2
     assert b["heads_after"] == a["seal"]["position"] and b["heads"] == []
@@ -150,7 +156,9 @@ def test_latest_seal_is_served_to_auditors_only(system):
 
 
 def test_seals_published_to_kafka_check_the_store(kafka_store, tmp_path_factory):
-    settings = replace(kafka_store, seal_key=str(tmp_path_factory.mktemp("keys") / "seal.key"), seal_topic="caselog.seals")
+    settings = replace(
+        kafka_store, seal_key=str(tmp_path_factory.mktemp("keys") / "seal.key"), seal_topic="caselog.seals"
+    )
     s = bootstrap(settings)
     try:
         ids = some_cases(s.app, 3)
@@ -165,7 +173,9 @@ def test_seals_published_to_kafka_check_the_store(kafka_store, tmp_path_factory)
     try:
         Store(s).execute("DELETE FROM {table} WHERE originator_id = ?", (Store(s)._id(ids[1]),))
         with s.db.transaction() as cur:
-            cur.execute("DELETE FROM caselog_seals")  # the attacker also empties the seals table: the topic has the heads
+            cur.execute(
+                "DELETE FROM caselog_seals"
+            )  # the attacker also empties the seals table: the topic has the heads
     finally:
         s.close()
     bad = caselog_env(settings, env, "verify", "--seals", "kafka")
@@ -173,11 +183,19 @@ def test_seals_published_to_kafka_check_the_store(kafka_store, tmp_path_factory)
 
 
 def caselog_env(settings, extra: dict, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CASELOG_DATA_DIR": str(settings.data_dir), "COLUMNS": "200", "CASELOG_SEAL_KEY": settings.seal_key, **extra}
+    env = {
+        **os.environ,
+        "CASELOG_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+        "CASELOG_SEAL_KEY": settings.seal_key,
+        **extra,
+    }
     env.pop("CASELOG_DATABASE_URL", None)
     if settings.database_url:
         env["CASELOG_DATABASE_URL"] = settings.database_url
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_caselog_scheduler_seals_periodically(tmp_path, tmp_path_factory):
@@ -188,10 +206,21 @@ def test_caselog_scheduler_seals_periodically(tmp_path, tmp_path_factory):
         some_cases(s.app, 2)
     finally:
         s.close()
-    env = {**os.environ, "CASELOG_DATA_DIR": str(tmp_path), "CASELOG_SEAL_KEY": str(key), "CASELOG_SEAL_EVERY": "1",
-           "CASELOG_SEAL_SECONDS": "0.5"}
+    env = {
+        **os.environ,
+        "CASELOG_DATA_DIR": str(tmp_path),
+        "CASELOG_SEAL_KEY": str(key),
+        "CASELOG_SEAL_EVERY": "1",
+        "CASELOG_SEAL_SECONDS": "0.5",
+    }
     env.pop("CASELOG_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "scheduler"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "scheduler"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         s = bootstrap(settings)
         sl.ensure_table(s.db)

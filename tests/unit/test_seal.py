@@ -24,11 +24,23 @@ def events(cases: int = 6, per_case: int = 3, seed: int = 1) -> list[tuple[int, 
     for version in range(1, per_case + 1):
         for case_id in ids:
             position += 1
-            state = {"timestamp": f"2026-03-10T14:{position:02d}:00+00:00", "actor": {"kind": "provider", "id": "p"},
-                     "command": None, "prev_hash": last[case_id], "note": f"event {position}"}
-            state["hash"] = last[case_id] = event_hash(case_id=case_id, version=version, type_name="CaseHeld",
-                                                       occurred_at=state["timestamp"], actor=state["actor"], command=None,
-                                                       prev_hash=state["prev_hash"], data={"note": state["note"]})
+            state = {
+                "timestamp": f"2026-03-10T14:{position:02d}:00+00:00",
+                "actor": {"kind": "provider", "id": "p"},
+                "command": None,
+                "prev_hash": last[case_id],
+                "note": f"event {position}",
+            }
+            state["hash"] = last[case_id] = event_hash(
+                case_id=case_id,
+                version=version,
+                type_name="CaseHeld",
+                occurred_at=state["timestamp"],
+                actor=state["actor"],
+                command=None,
+                prev_hash=state["prev_hash"],
+                data={"note": state["note"]},
+            )
             out.append((position, case_id, version, "CaseHeld", state))
     return out
 
@@ -63,7 +75,9 @@ def test_the_heads_digest_is_what_the_docstring_says():
         trails[case_id] = hashlib.sha256(trails.get(case_id, b"") + f"{position} {version}\n".encode()).digest()
         last[case_id] = (version, state["hash"])
     for case_id, (version, h) in last.items():
-        buckets.setdefault(int(case_id[:3], 16), []).append(f"{case_id} {version} {h} {trails[case_id].hex()}\n".encode())
+        buckets.setdefault(int(case_id[:3], 16), []).append(
+            f"{case_id} {version} {h} {trails[case_id].hex()}\n".encode()
+        )
     digests = [hashlib.sha256(b"".join(sorted(buckets.get(b, [])))).digest() for b in range(4096)]
     assert heads_of(rows).digest() == hashlib.sha256(b"caselog-heads/1\n" + b"".join(digests)).hexdigest()
 
@@ -105,8 +119,10 @@ def test_names_the_case_and_version_from_the_heads_lists():
     seal = sealed(rows)
     victim = rows[-1][1]
     check = run(rows[:-1], [seal])
-    assert [str(f) for f in check.findings] == [f"case {victim} version 3: missing: seal #1 (position 18) has it at version 3, "
-                                                "the store at version 2 (events deleted or moved past the sealed position)"]
+    assert [str(f) for f in check.findings] == [
+        f"case {victim} version 3: missing: seal #1 (position 18) has it at version 3, "
+        "the store at version 2 (events deleted or moved past the sealed position)"
+    ]
 
 
 def test_without_heads_lists_the_mismatch_is_still_reported():
@@ -136,12 +152,22 @@ def test_an_earlier_seal_that_matched_narrows_an_alteration_to_the_version():
     rows = events()  # versions 1, 2, 3 of six cases at positions 1-6, 7-12, 13-18
     seals, previous = [], None
     for seq, upto in enumerate((6, 12, 18), 1):
-        seals.append(sealed(rows[:upto], seq=seq, previous=previous, after=(0, 6, 12)[seq - 1], heads=heads_of(rows[:upto])))
+        seals.append(
+            sealed(rows[:upto], seq=seq, previous=previous, after=(0, 6, 12)[seq - 1], heads=heads_of(rows[:upto]))
+        )
         previous = seal_digest(seals[-1])
     position, victim, version, kind, state = rows[14]
     forged = {**state, "note": "approved after all"}
-    forged["hash"] = event_hash(case_id=victim, version=version, type_name=kind, occurred_at=state["timestamp"], actor=state["actor"],
-                                command=None, prev_hash=state["prev_hash"], data={"note": forged["note"]})
+    forged["hash"] = event_hash(
+        case_id=victim,
+        version=version,
+        type_name=kind,
+        occurred_at=state["timestamp"],
+        actor=state["actor"],
+        command=None,
+        prev_hash=state["prev_hash"],
+        data={"note": forged["note"]},
+    )
     check = run([*rows[:14], (position, victim, version, kind, forged), *rows[15:]], seals)
     assert [(f.case_id, f.version) for f in check.findings] == [(victim, 3)]
     assert "altered after version 2 (seal #2 matched it there)" in str(check.findings[0])
