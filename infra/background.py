@@ -24,15 +24,20 @@ def start_background(system: System, api: FastAPI) -> None:
             except Exception:  # noqa: BLE001 - retried on the next poll
                 pass
 
+    from infra.seals import periodic_sealer, start_periodic
     from scheduler.service import Leadership
 
     leader = Leadership(system.db)
+    sealer = periodic_sealer(system)
 
     def lead() -> None:
-        """Run the scheduler here once no other process holds the store's scheduler lock."""
+        """Run the scheduler (and the periodic sealer) here once no other process holds the store's
+        scheduler lock."""
         while not stop.is_set():
             if leader.try_acquire():
                 system.scheduler.start()
+                if sealer is not None:
+                    start_periodic(system, sealer, stop)
                 return
             stop.wait(5.0)
 

@@ -89,6 +89,10 @@ class Settings:
     connect_timeout: int = 4  # seconds to reach PostgreSQL before a command gives up (libpq's connect_timeout)
     http_header_timeout: float = 10.0  # seconds a connection has to deliver a request's complete headers
     http_body_timeout: float = 30.0  # seconds a request body may go without a byte before its connection is closed
+    seal_key: str | None = None  # the Ed25519 seal signing key file, outside the data dir (unset: no periodic seals)
+    seal_every: int = 1000  # seal once this many events are unsealed...
+    seal_seconds: float = 60.0  # ...or this many seconds after the last seal, when any are
+    seal_topic: str = "caselog.seals"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -117,6 +121,10 @@ class Settings:
             connect_timeout=_number(env, "CASELOG_CONNECT_TIMEOUT", 4),
             http_header_timeout=_number(env, "CASELOG_HTTP_HEADER_TIMEOUT", 10.0, float, minimum=0.1),
             http_body_timeout=_number(env, "CASELOG_HTTP_BODY_TIMEOUT", 30.0, float, minimum=0.1),
+            seal_key=env.get("CASELOG_SEAL_KEY") or None,
+            seal_every=_number(env, "CASELOG_SEAL_EVERY", 1000),
+            seal_seconds=_number(env, "CASELOG_SEAL_SECONDS", 60.0, float, minimum=0.1),
+            seal_topic=env.get("CASELOG_SEAL_TOPIC") or "caselog.seals",
         )
 
     @property

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
+from pathlib import Path
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from domain.chain import ChainBreak
 from domain.errors import FieldError, InvalidInput
 from infra.bootstrap import System
-from infra.cli.console import Failure, cli, emit, err, handled, open_system
+from infra.settings import Settings
+from infra.cli.console import Failure, cli, emit, err, handled, kafka_settings, open_system
 
 
 @cli.command()
 @handled
-def verify() -> None:
-    """Walk every case's SHA-256 hash chain. Exit 1 naming the first broken case and version."""
+def verify(
+    seals: Optional[str] = typer.Option(
+        None, "--seals", help="also check the store against signed seals: a JSON-lines file (caselog seal --out FILE) "
+        "or kafka (the seals topic, CASELOG_SEAL_TOPIC)"),
+    fingerprint: list[str] = typer.Option(
+        [], "--fingerprint", help="trust only seals signed by this key (SHA256:..., repeatable; default: the key of "
+        "CASELOG_SEAL_KEY, else the seals' own)"),
+) -> None:
+    """Walk every case's SHA-256 hash chain. Exit 1 naming the first broken case and version.
+    With --seals, exit 1 naming every case whose events at or below a sealed position are missing,
+    altered, reordered or added."""
+    if seals is not None:
+        return _verify_seals(seals, fingerprint)
     system = open_system()
     try:
         total = system.app.max_position()
@@ -27,6 +43,67 @@ def verify() -> None:
     finally:
         system.close()
     print(f"ok: {walker.events} events in {walker.cases} cases, every chain intact")
+
+
+def _verify_seals(source: str, fingerprints: list[str]) -> None:
+    from infra import seals as sl
+
+    settings = kafka_settings() if source == "kafka" else Settings.from_env()
+    signed, trusted = sl.read_source(settings, source), sl.trust(settings, fingerprints)
+    system = open_system()
+    try:
+        columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("verify", total=system.app.max_position())
+            check = sl.check_store(system, signed, trusted, progress=lambda n: bar.update(task, completed=n))
+    finally:
+        system.close()
+    if check.findings:
+        for finding in check.findings[:100]:
+            err.print(f"  {finding}", markup=False, highlight=False, soft_wrap=True)
+        more = f"; {len(check.findings) - 100} more not shown" if len(check.findings) > 100 else ""
+        raise Failure(f"the store does not match its seals: {len(check.findings)} finding(s) above, "
+                      f"{len(check.failed_seals)} of {check.checked} seals differ{more}")
+    print(sl.ok_line(check, pinned=bool(fingerprints or sl.trusted_fingerprint(settings))))
+
+
+@cli.command()
+@handled
+def seal(
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="append the seal as a JSON line to this file (with the heads changed since the file's "
+        "previous seal, to name cases when verifying)"),
+) -> None:
+    """Seal the store now: sign (with the key in CASELOG_SEAL_KEY) its position, event count and
+    a digest over every case's head; keep it in the seals table and publish it (Kafka when
+    CASELOG_KAFKA_BOOTSTRAP is set)."""
+    from infra import seals as sl
+
+    system = open_system()
+    try:
+        sealer = sl.make_sealer(system)
+        try:
+            made = sealer.seal()
+        except sl.SealRefused as exc:
+            raise Failure(str(exc)) from None
+        if out is not None:
+            sl.append_to_file(out, sealer)
+        if system.settings.kafka_bootstrap:
+            publisher = sl.Publisher(system.db, system.settings)
+            try:
+                publisher.publish()
+            except Exception as exc:  # noqa: BLE001 - kept in the table; the periodic sealer publishes it later
+                err.print(f"not published to Kafka yet ({type(exc).__name__}: {exc}); it stays in the seals table",
+                          markup=False)
+            finally:
+                publisher.close()
+        last = sealer.last
+    finally:
+        system.close()
+    fresh = f"sealed #{last['seq']}" if made else f"nothing new since seal #{last['seq']}"
+    appended = f"; appended to {out}" if out else ""
+    print(f"{fresh}: position {last['position']}, {last['events']} events, {last['cases']} cases, "
+          f"heads digest {last['heads_digest'][:16]}..., key {last['fingerprint']}{appended}")
 
 
 @cli.command()

@@ -40,14 +40,23 @@ def scheduler(
     once: bool = typer.Option(False, "--once", help="fire what is due now and exit"),
 ) -> None:
     """Run the deadline scheduler alone. One instance is active per store (PostgreSQL advisory
-    lock, or a file lock beside SQLite); others wait to take over."""
+    lock, or a file lock beside SQLite); others wait to take over. With CASELOG_SEAL_KEY the
+    active one also seals the store periodically (CASELOG_SEAL_EVERY events, CASELOG_SEAL_SECONDS)."""
     import signal
+    import threading
     import time
 
     from infra.heartbeat import Heartbeat, heartbeat_path
+    from infra.seals import periodic_sealer, start_periodic
     from scheduler.service import Leadership
 
     system = open_system()
+    try:
+        sealer = None if once else periodic_sealer(system)  # CASELOG_SEAL_KEY: seal periodically while active
+    except BaseException:
+        system.close()
+        raise
+    sealing = threading.Event()  # set: the sealer stops
     leader = Leadership(system.db)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
@@ -64,12 +73,15 @@ def scheduler(
             return
         err.print("scheduler active")
         system.scheduler.start()
+        if sealer is not None:
+            start_periodic(system, sealer, sealing, report=lambda msg: err.print(msg, markup=False, highlight=False))
         while not stopping:
             alive.beat()
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
+        sealing.set()
         leader.release()
         system.close()
 

@@ -63,6 +63,7 @@ BENCHMARKS = {
     "scheduler": "bench.scheduler",  # issue 4: armed-deadline memory, overdue firing, lateness
     "relay": "bench.relay",  # issue 5: relay throughput against a bare producer, end-to-end lag
     "workers": "bench.workers",  # issue 5: faust workers building the read models, against the embedded runner
+    "verify": "bench.verify",  # issue 12: verify and verify --seals on ~1M events, sealing them
 }
 
 
@@ -70,7 +71,7 @@ BENCHMARKS = {
 @handled
 def bench(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="read-models, scheduler, relay or workers"),
+    name: str = typer.Argument(..., help="read-models, scheduler, relay, workers or verify"),
 ) -> None:
     """Run a benchmark from bench/ (a source checkout): it prints its figures and writes them
     under bench/out/; bench/RESULTS.md records them. Extra options go to the benchmark

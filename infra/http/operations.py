@@ -12,7 +12,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from application import bodies
 from domain.errors import FieldError, InvalidInput
 from infra.http.guard import Guard
-from infra.http.problems import ERRORS
+from infra.http.problems import ERRORS, Problem
 from infra.http.reads import Listing
 from infra.identity import Principal
 from projections.metrics import prior_authorization_figures
@@ -59,6 +59,17 @@ def router(guard: Guard) -> APIRouter:
             fired = system.advance_clock(delta, to=instant)  # refuses a move out of bounds, naming the field
             system.catch_up()
             return {"now": system.clock.now().isoformat(), "fired": fired}
+
+    @routes.get("/seals/latest", responses={404: ERRORS[404]}, tags=["audit"])
+    def latest_seal(who: Principal = Depends(guard.role("auditor"))) -> dict:
+        """The newest signed seal (DESIGN.md, Audit): check it with its key, pinned by fingerprint."""
+        from infra.seals import latest_seal as newest
+
+        found = newest(system.db)
+        if found is None:
+            raise Problem(404, "no-seal", "No seal yet",
+                          "the store has not been sealed (caselog seal, or CASELOG_SEAL_KEY for periodic seals)")
+        return found
 
     return routes
 
