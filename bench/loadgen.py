@@ -11,7 +11,8 @@ answers are parsed only as far as HTTP framing needs (status line, Content-Lengt
 so the client costs little of the machine it shares with the server.
 
 Figures: requests answered, answers by status, requests per second (answered / wall time from
-the first request sent to the last answer), and latency percentiles of every answer.
+the first request sent to the last answer), latency percentiles of every answer, and the CPU
+this process used meanwhile (share of one core).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ async def run(spec: dict) -> dict:
     statuses: dict[int, int] = {}
     errors: list[str] = []
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
+    cpu = time.process_time()
     started = time.perf_counter()
     stop_at = started + seconds
     last = started
@@ -98,6 +100,7 @@ async def run(spec: dict) -> dict:
 
     await asyncio.gather(*(client(r, w) for r, w in connections))
     wall = last - started
+    cpu = time.process_time() - cpu
     ordered = sorted(latencies)
     ms = lambda x: round(x * 1000, 2)  # noqa: E731
     return {
@@ -107,6 +110,7 @@ async def run(spec: dict) -> dict:
         "p50_ms": ms(percentile(ordered, 0.50)), "p95_ms": ms(percentile(ordered, 0.95)),
         "p99_ms": ms(percentile(ordered, 0.99)), "max_ms": ms(ordered[-1]) if ordered else None,
         "mean_ms": ms(sum(ordered) / len(ordered)) if ordered else None,
+        "client_cpu_share": round(cpu / wall, 3) if wall > 0 else None,  # of one core, while measuring
     }
 
 
