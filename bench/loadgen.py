@@ -24,6 +24,8 @@ import time
 
 import orjson
 
+from bench.stats import percentiles
+
 
 def encode(port: int, method: str, path: str, headers: dict, body) -> bytes:
     payload = b"" if body is None else orjson.dumps(body)
@@ -59,10 +61,6 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     else:
         body = b""
     return status, body, fields.get("connection", "").lower() != "close"
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def run(spec: dict) -> dict:
@@ -101,15 +99,11 @@ async def run(spec: dict) -> dict:
     await asyncio.gather(*(client(r, w) for r, w in connections))
     wall = last - started
     cpu = time.process_time() - cpu
-    ordered = sorted(latencies)
-    ms = lambda x: round(x * 1000, 2)  # noqa: E731
     return {
-        "clients": clients, "answered": len(ordered), "offered": len(work), "seconds": round(wall, 3),
+        "clients": clients, "answered": len(latencies), "offered": len(work), "seconds": round(wall, 3),
         "statuses": {str(k): v for k, v in sorted(statuses.items())}, "errors": errors,
-        "rps": round(len(ordered) / wall, 1) if wall > 0 else 0.0,
-        "p50_ms": ms(percentile(ordered, 0.50)), "p95_ms": ms(percentile(ordered, 0.95)),
-        "p99_ms": ms(percentile(ordered, 0.99)), "max_ms": ms(ordered[-1]) if ordered else None,
-        "mean_ms": ms(sum(ordered) / len(ordered)) if ordered else None,
+        "rps": round(len(latencies) / wall, 1) if wall > 0 else 0.0,
+        **percentiles(latencies), "max_ms": round(max(latencies) * 1000, 2) if latencies else None,
         "client_cpu_share": round(cpu / wall, 3) if wall > 0 else None,  # of one core, while measuring
     }
 

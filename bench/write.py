@@ -260,6 +260,8 @@ def run_cells(name: str, server: Server, args, scratch: Path, levels: list[list[
 def cell(port: int, clients: int, args, items: list, scratch: Path, server: str, kind: str) -> dict:
     time.sleep(0.5)  # let the server settle after the previous cell
     r = drive(port, clients, args.seconds, items, scratch)
+    if not r["answered"]:
+        raise RuntimeError(f"{server} {kind} at {clients} clients: no answer within {args.seconds} s")
     r["loadavg_1m_after"] = round(os.getloadavg()[0], 2)  # ours (server and clients, ~1-2) plus anything else
     bad = {s: n for s, n in r["statuses"].items() if not s.startswith("2")}
     print(f"  {server:8} {kind:10} {clients:3} clients: {r['rps']:9.1f} req/s  p50 {r['p50_ms']:7.2f}  "
