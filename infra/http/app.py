@@ -3,20 +3,30 @@ resource. Entry points stay thin: authenticate, parse, call the application, ans
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from infra.bootstrap import System
-from infra.http import cases, dashboard, docs, operations, problems, reads
+from infra.http import cases, dashboard, docs, openapi, operations, problems, reads
 from infra.http.guard import Guard
 from infra.http.limits import BodyCap
+from infra.http.params import known_query_only
 from infra.http.problems import ERRORS
+
+DESCRIPTION = """Prior-authorization cases as an event-sourced record (DESIGN.md, HTTP API).
+
+Authenticate with `Authorization: Bearer <token>` (`caselog token --role ROLE --sub ID`). Every refusal
+is `application/problem+json` (RFC 9457) naming its rule in `type` and, for input, each field in
+`errors`; query parameters an operation does not take are refused too. Instants are ISO 8601 with
+their offset (answers are in UTC); dates are `YYYY-MM-DD`."""
 
 
 def create_app(system: System, *, background: bool = False) -> FastAPI:
-    api = FastAPI(title="caselog", version="1.0", description="Prior-authorization case lifecycle (see DESIGN.md)",
-                  responses={400: ERRORS[400], 422: ERRORS[422]}, docs_url=None, redoc_url=None)
+    api = FastAPI(title="caselog", version="1.0", description=DESCRIPTION,
+                  responses={400: ERRORS[400], 413: ERRORS[413], 422: ERRORS[422]}, docs_url=None, redoc_url=None,
+                  dependencies=[Depends(known_query_only)], generate_unique_id_function=openapi.operation_id)
     problems.install(api)
     docs.install(api)
+    openapi.install(api)
     api.add_middleware(BodyCap, uploads={"/documents"})
     guard = Guard(system)
     for module in (cases, reads, operations, dashboard):

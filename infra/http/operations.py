@@ -4,40 +4,53 @@ metrics, and the test clock (only with CASELOG_CLOCK=manual)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from application import bodies
 from domain.errors import FieldError, InvalidInput
 from infra.http.guard import Guard
+from infra.http.models import ClockMoved, Health, Policy, PriorAuthorizationFigures, ReviewQueue, Seal
+from infra.http.openapi import answers
 from infra.http.problems import ERRORS, Problem
-from infra.http.reads import Listing
 from infra.identity import Principal
 from projections.metrics import prior_authorization_figures
 from projections.review_queue import review_queue_page
 
 
 class ClockMove(bodies.Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"advance": "PT36H"},
+                                                                             {"to": "2026-12-01T09:00:00Z"}]})
     advance: bodies.Code | None = Field(default=None, description="ISO 8601 duration, e.g. PT36H")
     to: bodies.Code | None = Field(default=None, description="ISO 8601 instant with a time zone")
 
 
 def router(guard: Guard) -> APIRouter:
-    routes = APIRouter(tags=["operations"])
+    routes = APIRouter()
     app, system = guard.app, guard.system
+    operations = ["operations"]
 
-    @routes.get("/queues/review", response_model=Listing)
-    def review_queue(page: int = Query(default=1, ge=1, le=100000), page_size: int = Query(default=100, ge=1, le=200),
-                     who: Principal = Depends(guard.role("reviewer", "ops", "auditor"))) -> dict:
+    @routes.get("/queues/review", tags=operations, response_model=None,
+                responses=answers(ReviewQueue, "A page of the open cases"))
+    def get_review_queue(page: int = Query(default=1, ge=1, le=100000), page_size: int = Query(default=100, ge=1, le=200),
+                         who: Principal = Depends(guard.role("reviewer", "ops", "auditor"))) -> dict:
+        """Open cases (pending or held), urgent first, then by decision due instant, each flagged at risk (past 75%
+        of its time) or overdue. Roles: reviewer, ops, auditor."""
         return review_queue_page(system.db, app.clock.now(), page=page, page_size=page_size)
 
-    @routes.get("/metrics/prior-authorization", responses={422: ERRORS[422]})
-    def pa_metrics(from_: datetime | None = Query(default=None, alias="from"), to: datetime | None = Query(default=None),
-                   policy: bodies.Identifier | None = None,
-                   partial_counts_as: str = Query(default="denied", pattern="^(approved|denied)$"),
-                   who: Principal = Depends(guard.role("ops", "auditor", "reviewer"))) -> dict:
+    @routes.get("/metrics/prior-authorization", tags=operations, response_model=None,
+                responses={**answers(PriorAuthorizationFigures, "The CMS-0057-F figures"), 422: ERRORS[422]})
+    def get_prior_authorization_metrics(
+            from_: datetime | None = Query(default=None, alias="from", description="decided at or after (instant)"),
+            to: datetime | None = Query(default=None, description="decided before (instant)"),
+            policy: Policy | None = None,
+            partial_counts_as: Literal["approved", "denied"] = Query(default="denied"),
+            who: Principal = Depends(guard.role("ops", "auditor", "reviewer"))) -> dict:
+        """The CMS-0057-F public-reporting figures over the requests decided in [from, to), each percentage with its
+        numerator and denominator, standard and expedited apart. Roles: ops, auditor, reviewer."""
         for name, value in (("from", from_), ("to", to)):
             if value is not None and value.tzinfo is None:
                 raise InvalidInput(FieldError(name, "an instant must carry a time zone"))
@@ -45,8 +58,12 @@ def router(guard: Guard) -> APIRouter:
                                                    end=to.isoformat() if to else None, policy=policy, partial_counts_as=partial_counts_as)
 
     if getattr(system.clock, "manual", False):
-        @routes.post("/admin/clock", responses={422: ERRORS[422]})
+        @routes.post("/admin/clock", tags=operations, response_model=None,
+                     responses={**answers(ClockMoved, "The clock's now, and the deadline events fired"),
+                                422: ERRORS[422]})
         def move_clock(body: ClockMove, who: Principal = Depends(guard.role("admin"))) -> dict:
+            """Move the test clock forward (`advance`, a duration, or `to`, an instant) and fire everything that
+            became due, in due order. Only with CASELOG_CLOCK=manual. Role: admin."""
             if (body.advance is None) == (body.to is None):
                 raise InvalidInput(FieldError("body", "give exactly one of advance (ISO 8601 duration) or to (instant)"))
             try:
@@ -60,8 +77,9 @@ def router(guard: Guard) -> APIRouter:
             system.catch_up()
             return {"now": system.clock.now().isoformat(), "fired": fired}
 
-    @routes.get("/seals/latest", responses={404: ERRORS[404]}, tags=["audit"])
-    def latest_seal(who: Principal = Depends(guard.role("auditor"))) -> dict:
+    @routes.get("/seals/latest", tags=["audit"], response_model=None,
+                responses={**answers(Seal, "The newest signed seal"), 404: ERRORS[404]})
+    def get_latest_seal(who: Principal = Depends(guard.role("auditor"))) -> dict:
         """The newest signed seal (DESIGN.md, Audit): check it with its key, pinned by fingerprint."""
         from infra.seals import latest_seal as newest
 
@@ -78,12 +96,14 @@ def install_probes(api: FastAPI, guard: Guard) -> None:
     """Liveness and Prometheus metrics: no token, no PHI."""
     app, system = guard.app, guard.system
 
-    @api.get("/healthz")
-    def healthz() -> dict:
+    @api.get("/healthz", tags=["probes"], response_model=None, responses=answers(Health, "Alive"))
+    def get_health() -> dict:
+        """Liveness: the process answers, with the store's newest position."""
         return {"status": "ok", "position": app.max_position()}
 
-    @api.get("/metrics", response_class=PlainTextResponse)
-    def prometheus() -> PlainTextResponse:
+    @api.get("/metrics", tags=["probes"], response_class=PlainTextResponse)
+    def get_metrics() -> PlainTextResponse:
+        """Prometheus metrics (text exposition format)."""
         head = app.max_position()
         lines = ["# HELP caselog_events_total Events in the store.", "# TYPE caselog_events_total counter", f"caselog_events_total {head}",
                  "# HELP caselog_projection_lag Events not yet applied, per projection.", "# TYPE caselog_projection_lag gauge"]
