@@ -9,6 +9,7 @@ from infra.bootstrap import System
 from infra.http import cases, dashboard, docs, openapi, operations, problems, reads
 from infra.http.guard import Guard
 from infra.http.limits import BodyCap
+from infra.http.observe import AccessLog, Observability
 from infra.http.params import known_query_only
 from infra.http.problems import ERRORS
 
@@ -27,11 +28,13 @@ def create_app(system: System, *, background: bool = False) -> FastAPI:
     problems.install(api)
     docs.install(api)
     openapi.install(api)
+    observability = Observability(system)
     api.add_middleware(BodyCap, uploads={"/documents"})
+    api.add_middleware(AccessLog, observability=observability)  # outermost: times and logs every answer
     guard = Guard(system)
     for module in (cases, reads, operations, dashboard):
         api.include_router(module.router(guard), responses={401: ERRORS[401], 403: ERRORS[403]})
-    operations.install_probes(api, guard)
+    operations.install_probes(api, guard, observability)
     if background:
         from infra.background import start_background
 

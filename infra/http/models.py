@@ -393,3 +393,8 @@ class Seal(Answer):
 class Health(Answer):
     status: Literal["ok"]
     position: int = Field(ge=0, description="the store's newest event position")
+
+
+class Readiness(Answer):
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok", "not configured"]] = Field(description="store, kafka")

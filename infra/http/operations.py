@@ -1,5 +1,5 @@
-"""What operations watch and run: the review queue, the CMS-0057-F figures, liveness, Prometheus
-metrics, and the test clock (only with CASELOG_CLOCK=manual)."""
+"""What operations watch and run: the review queue, the CMS-0057-F figures, liveness, readiness,
+Prometheus metrics, and the test clock (only with CASELOG_CLOCK=manual)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from application import bodies
 from domain.errors import FieldError, InvalidInput
 from infra.http.guard import Guard
-from infra.http.models import ClockMoved, Health, Policy, PriorAuthorizationFigures, ReviewQueue, Seal
+from infra.http.models import ClockMoved, Health, Policy, PriorAuthorizationFigures, Readiness, ReviewQueue, Seal
+from infra.http.observe import Observability
 from infra.http.openapi import answers
-from infra.http.problems import ERRORS, Problem
+from infra.http.problems import ERRORS, Problem, ProblemBody
 from infra.identity import Principal
 from projections.metrics import prior_authorization_figures
 from projections.review_queue import review_queue_page
@@ -92,37 +94,48 @@ def router(guard: Guard) -> APIRouter:
     return routes
 
 
-def install_probes(api: FastAPI, guard: Guard) -> None:
-    """Liveness and Prometheus metrics: no token, no PHI."""
+def install_probes(api: FastAPI, guard: Guard, observability: Observability) -> None:
+    """Liveness, readiness and Prometheus metrics: no token, no PHI."""
     app, system = guard.app, guard.system
+    probes = ["probes"]
 
-    @api.get("/healthz", tags=["probes"], response_model=None, responses=answers(Health, "Alive"))
+    @api.get("/healthz", tags=probes, response_model=None, responses=answers(Health, "Alive"))
     def get_health() -> dict:
         """Liveness: the process answers, with the store's newest position."""
         return {"status": "ok", "position": app.max_position()}
 
-    @api.get("/metrics", tags=["probes"], response_class=PlainTextResponse)
-    def get_metrics() -> PlainTextResponse:
-        """Prometheus metrics (text exposition format)."""
-        head = app.max_position()
-        lines = ["# HELP caselog_events_total Events in the store.", "# TYPE caselog_events_total counter", f"caselog_events_total {head}",
-                 "# HELP caselog_projection_lag Events not yet applied, per projection.", "# TYPE caselog_projection_lag gauge"]
-        for name in system.in_process:
-            lines.append(f'caselog_projection_lag{{projection="{name}"}} {head - system.runner.position(name)}')
-        if system.settings.projections == "workers":
-            lines += ["# HELP caselog_worker_position Store position applied by the Kafka workers, per projection and partition.",
-                      "# TYPE caselog_worker_position gauge"]
-            for (name, partition), position in sorted(system.runner.partition_positions(system.settings.topic).items()):
-                lines.append(f'caselog_worker_position{{projection="{name}",partition="{partition}"}} {position}')
-        if system.settings.kafka_bootstrap:
-            from infra.kafka.relay import Relay, parked_count
+    @api.get("/readyz", tags=probes, response_model=None,
+             responses={**answers(Readiness, "Ready: the store answers, and Kafka when it is configured"),
+                        503: {"model": ProblemBody, "description": "Not ready: the detail names what does not answer"}})
+    def get_readiness() -> dict:
+        """Readiness: the store answers a query and, when CASELOG_KAFKA_BOOTSTRAP is set, a Kafka broker answers
+        (within a few seconds)."""
+        checks, failed = {}, []
+        try:
+            with system.db.transaction() as cur:
+                cur.execute("SELECT 1").fetchone()
+            checks["store"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - the probe says why, it does not fail
+            failed.append(f"store: {type(exc).__name__}: {exc}")
+        bootstrap = system.settings.kafka_bootstrap
+        if bootstrap:
+            from infra.kafka.topic import broker_reachable
 
-            relay_position = system.runner.position(f"{Relay.TRACKING}:{system.settings.topic}")
-            parked = parked_count(system.db, system.settings.topic)
-            lines += ["# HELP caselog_relay_lag Events not yet acknowledged by Kafka.", "# TYPE caselog_relay_lag gauge",
-                      f"caselog_relay_lag {head - relay_position}",
-                      "# HELP caselog_relay_parked Events the relay parked: refused by the broker, or not encodable.",
-                      "# TYPE caselog_relay_parked gauge", f"caselog_relay_parked {parked}"]
-        lines += ["# HELP caselog_deadlines_fired_total Deadline events recorded by this process.",
-                  "# TYPE caselog_deadlines_fired_total counter", f"caselog_deadlines_fired_total {system.scheduler.fired}"]
-        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+            try:
+                broker_reachable(bootstrap)
+                checks["kafka"] = "ok"
+            except Exception as exc:  # noqa: BLE001
+                failed.append(f"kafka {bootstrap}: {type(exc).__name__}: {exc}")
+        else:
+            checks["kafka"] = "not configured"
+        if failed:
+            raise Problem(503, "not-ready", "Not ready", "; ".join(failed))
+        return {"status": "ready", "checks": checks}
+
+    @api.get("/metrics", tags=probes, response_class=PlainTextResponse,
+             responses={200: {"description": "Prometheus text exposition format"}})
+    def get_metrics() -> PlainTextResponse:
+        """Prometheus metrics: HTTP latency per route template (caselog_http_request_duration_seconds), events,
+        open cases by status, cases at risk and overdue, deadlines due and fired, projection lag, relay lag and
+        parked events, the workers' positions, and whether the store answered (caselog_store_up)."""
+        return PlainTextResponse(observability.exposition(), media_type=CONTENT_TYPE_LATEST)

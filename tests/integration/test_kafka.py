@@ -209,3 +209,22 @@ def test_every_published_event_validates_against_the_generated_schema(kafka_stor
         doc = asyncapi(kafka_store)
         assert doc["channels"]["caseEvents"]["address"] == kafka_store.topic
         assert set(doc["components"]["messages"]) == set(schemas)
+
+
+def test_readiness_answers_whether_the_broker_does(kafka_store, broker):
+    from tests.e2e.http_support import make_api
+
+    _, broker_proc = broker
+    system = bootstrap(kafka_store)
+    try:
+        api = make_api(system)
+        r = api.client.get("/readyz")
+        assert r.status_code == 200 and r.json()["checks"] == {"store": "ok", "kafka": "ok"}, r.text
+        broker_proc.kill()
+        broker_proc.wait()
+        started = time.monotonic()
+        r = api.client.get("/readyz")
+        assert r.status_code == 503 and "kafka" in r.json()["detail"], r.text
+        assert time.monotonic() - started < 10
+    finally:
+        system.close()
