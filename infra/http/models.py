@@ -344,6 +344,7 @@ class DecisionFigures(Answer):
     decided: int = Field(ge=0)
     approved: Ratio
     denied: Ratio
+    total_hours_to_decision: float = Field(ge=0, description="the average's numerator (its denominator: decided)")
     average_hours_to_decision: float | None
     median_hours_to_decision: float | None
     average_hours_to_notification: float | None
@@ -356,6 +357,27 @@ class Period(Answer):
     partial_approvals_count_as: Literal["approved", "denied"]
 
 
+class NotRequired(Answer):
+    place_of_service: str | None = Field(description="a CMS place-of-service code; null: not about a place")
+    reason: str
+
+
+class ServicesRequiringPA(Answer):
+    """One policy's entry of CMS-0057-F item 1 (domain.policy.requiring_prior_authorization)."""
+
+    policy: Policy
+    policy_version: int = Field(ge=1)
+    effective_from: date
+    plan: str
+    program: str = Field(description="the items and services the program reviews")
+    lines_of_business: list[Literal[LINES_OF_BUSINESS]]
+    program_codes: list[str]
+    not_required: list[NotRequired] = Field(description="where prior authorization does not apply, and why")
+    only_places_of_service: list[str] | None = Field(description="the only places of service covered, if limited")
+    dates_of_service_from: date | None
+    request_per_date_of_service: list[str] = Field(description="codes needing a request per date of service")
+
+
 class PriorAuthorizationFigures(Answer):
     """CMS-0057-F public reporting: each percentage with its numerator and denominator."""
 
@@ -364,6 +386,7 @@ class PriorAuthorizationFigures(Answer):
     expedited: DecisionFigures
     standard_approved_after_appeal: Ratio
     extended_then_approved: Ratio
+    items_requiring_prior_authorization: list[ServicesRequiringPA] = Field(description="item 1, by policy")
 
 
 class ClockMoved(Answer):

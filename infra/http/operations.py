@@ -3,7 +3,7 @@ Prometheus metrics, and the test clock (only with CASELOG_CLOCK=manual)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from application import bodies
 from domain.errors import FieldError, InvalidInput
+from domain.policy import requiring_prior_authorization
 from infra.http.guard import Guard
 from infra.http.models import ClockMoved, Health, Policy, PriorAuthorizationFigures, Readiness, ReviewQueue, Seal
 from infra.http.observe import Observability
@@ -52,12 +53,16 @@ def router(guard: Guard) -> APIRouter:
             partial_counts_as: Literal["approved", "denied"] = Query(default="denied"),
             who: Principal = Depends(guard.role("ops", "auditor", "reviewer"))) -> dict:
         """The CMS-0057-F public-reporting figures over the requests decided in [from, to), each percentage with its
-        numerator and denominator, standard and expedited apart. Roles: ops, auditor, reviewer."""
+        numerator and denominator, standard and expedited apart, and (item 1) the items and services that require
+        prior authorization, by policy, as the policy table stands at `to` (or now). Roles: ops, auditor, reviewer."""
         for name, value in (("from", from_), ("to", to)):
             if value is not None and value.tzinfo is None:
                 raise InvalidInput(FieldError(name, "an instant must carry a time zone"))
-        return prior_authorization_figures(system.db, start=from_.isoformat() if from_ else None,
-                                                   end=to.isoformat() if to else None, policy=policy, partial_counts_as=partial_counts_as)
+        figures = prior_authorization_figures(system.db, start=from_.isoformat() if from_ else None,
+                                              end=to.isoformat() if to else None, policy=policy,
+                                              partial_counts_as=partial_counts_as)
+        listed_on = (to or app.clock.now()).astimezone(timezone.utc).date()  # the policy table at the period's end
+        return {**figures, "items_requiring_prior_authorization": requiring_prior_authorization(listed_on, policy)}
 
     if getattr(system.clock, "manual", False):
         @routes.post("/admin/clock", tags=operations, response_model=None,
