@@ -325,7 +325,7 @@ class CaseCommand:
 
 
 PROVIDER, REVIEWER = ("provider",), ("reviewer",)
-EXAMPLE_DOCUMENT_ID = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # what POST /documents returned
+EXAMPLE_DOCUMENT_ID = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # a POST /documents id
 EITHER = ("provider", "reviewer")
 CASE_COMMANDS: tuple[CaseCommand, ...] = (
     CaseCommand("hold", "/holds", Hold, REVIEWER,
@@ -363,7 +363,7 @@ CASE_COMMANDS: tuple[CaseCommand, ...] = (
     CaseCommand("determination", "/determination", Determination, REVIEWER,
                 lambda app, c, b, p, **kw: app.determine(c, **b, **kw),
                 summary="Approve, partly approve, deny or recommend an alternative",
-                example={"outcome": "partially_approved", "rationale": "the CPAP meets criteria; the extra masks do not",
+                example={"outcome": "partially_approved", "rationale": "the CPAP meets criteria, the extra masks not",
                          "guidelines": ["DME 3.2"], "lines": [{"code": "E0601", "decision": "approved"},
                                                              {"code": "A7030", "decision": "denied"}]}),
     CaseCommand("alternative-accept", "/alternative/accept", None, PROVIDER,

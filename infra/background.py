@@ -48,8 +48,9 @@ def start_background(system: System, api: FastAPI) -> None:
         system.catch_up()
         threading.Thread(target=poll, name="projections", daemon=True).start()
         if relay is not None:
-            threading.Thread(target=relay.run, args=(stop,), kwargs={"report": logging.getLogger("caselog.relay").warning},
-                             name="relay", daemon=True).start()
+            report = logging.getLogger("caselog.relay").warning
+            threading.Thread(target=relay.run, args=(stop,), kwargs={"report": report}, name="relay",
+                             daemon=True).start()
         if not getattr(system.clock, "manual", False):
             threading.Thread(target=lead, name="scheduler-leadership", daemon=True).start()
 

@@ -66,7 +66,8 @@ def queue_counts(db: ReadStore, now: datetime) -> dict[str, int]:
     stamp = now.isoformat()
     with db.transaction() as cur:
         by_status = dict(cur.execute("SELECT status, COUNT(*) FROM review_queue GROUP BY status").fetchall())
-        at_risk = cur.execute("SELECT COUNT(*) FROM review_queue WHERE decision_warning_at <= ? AND decision_due_at > ?",
-                              (stamp, stamp)).fetchone()[0]
+        at_risk = cur.execute("SELECT COUNT(*) FROM review_queue WHERE decision_warning_at <= ?"
+                              " AND decision_due_at > ?", (stamp, stamp)).fetchone()[0]
         overdue = cur.execute("SELECT COUNT(*) FROM review_queue WHERE decision_due_at <= ?", (stamp,)).fetchone()[0]
-    return {**{status: int(by_status.get(status, 0)) for status in OPEN}, "at_risk": int(at_risk), "overdue": int(overdue)}
+    counts = {status: int(by_status.get(status, 0)) for status in OPEN}
+    return {**counts, "at_risk": int(at_risk), "overdue": int(overdue)}

@@ -168,7 +168,8 @@ def worker(
     _, app, db = projection_worker(settings)
     logs.configure(settings.log_level)
     if not settings.uses_postgres:
-        log.warning("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file (one worker only)")
+        log.warning("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file"
+                    " (one worker only)")
     log.info(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}")
     try:
         run_worker(app, loglevel=loglevel.lower(), ensure_topic=lambda: ensure_topic(

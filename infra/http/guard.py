@@ -44,7 +44,8 @@ class Guard:
             raise Problem(401, "invalid-token", "Invalid token", f"the bearer token was not accepted: {exc}") from None
 
     def _principal_dependency(self) -> Callable[..., Principal]:
-        def principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
+        def principal(request: Request,
+                      creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
             who = self.who(creds)
             request.state.actor = who.actor  # for the access log (infra.http.observe)
             return who

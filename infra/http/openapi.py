@@ -17,7 +17,8 @@ TAGS = [
     {"name": "cases", "description": "Submit a request, act on a case (one operation per command), read a case and "
      "its history. Writes take `Idempotency-Key` (the same key and body answer the same, recording once) and "
      "`If-Match: <version>`; each answers the case view."},
-    {"name": "documents", "description": "Upload a clinical document once; attach it to requests by its `document_id`."},
+    {"name": "documents", "description": "Upload a clinical document once; attach it to requests by its "
+     "`document_id`."},
     {"name": "worklist and lookups", "description": "The read models providers, reviewers and auditors search: the "
      "worklist and whom it is shared with, the certification summary, the authorization lookup, and whether prior "
      "authorization applies."},

@@ -38,7 +38,8 @@ def router(guard: Guard) -> APIRouter:
 
     @routes.get("/queues/review", tags=operations, response_model=None,
                 responses=answers(ReviewQueue, "A page of the open cases"))
-    def get_review_queue(page: int = Query(default=1, ge=1, le=100000), page_size: int = Query(default=100, ge=1, le=200),
+    def get_review_queue(page: int = Query(default=1, ge=1, le=100000),
+                         page_size: int = Query(default=100, ge=1, le=200),
                          who: Principal = Depends(guard.role("reviewer", "ops", "auditor"))) -> dict:
         """Open cases (pending or held), urgent first, then by decision due instant, each flagged at risk (past 75%
         of its time) or overdue. Roles: reviewer, ops, auditor."""
@@ -111,7 +112,7 @@ def install_probes(api: FastAPI, guard: Guard, observability: Observability) -> 
 
     @api.get("/readyz", tags=probes, response_model=None,
              responses={**answers(Readiness, "Ready: the store answers, and Kafka when it is configured"),
-                        503: {"model": ProblemBody, "description": "Not ready: the detail names what does not answer"}})
+                        503: {"model": ProblemBody, "description": "Not ready: the detail says what does not answer"}})
     def get_readiness() -> dict:
         """Readiness: the store answers a query and, when CASELOG_KAFKA_BOOTSTRAP is set, a Kafka broker answers
         (within a few seconds)."""

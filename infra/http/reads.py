@@ -75,7 +75,8 @@ def router(guard: Guard) -> APIRouter:
 
     @routes.get("/certification-summary", response_model=None,
                 responses=answers(CertificationPage, "A page of the certification summary"))
-    def get_certification_summary(authorization_number: bodies.Code | None = None, case_number: bodies.Code | None = None,
+    def get_certification_summary(authorization_number: bodies.Code | None = None,
+                              case_number: bodies.Code | None = None,
                               member_last_name: bodies.PersonName | None = None, npi: bodies.Code | None = None,
                               status: Literal[STATUSES] | None = None, page: int = Query(default=1, ge=1, le=100000),
                               page_size: int = Query(default=50, ge=1, le=200), who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
@@ -105,7 +106,8 @@ def router(guard: Guard) -> APIRouter:
         return {"items": items, "total": len(items)}
 
     @routes.get("/requirements", response_model=None,
-                responses={**answers(Requirement, "Whether prior authorization applies, and why not"), 422: ERRORS[422]})
+                responses={**answers(Requirement, "Whether prior authorization applies, and why not"),
+                           422: ERRORS[422]})
     def check_requirements(policy: Policy, place_of_service: str = Query(..., pattern=r"^[0-9]{2}$"),
                            date_of_service: date = Query(...), observation: bool = False,
                            who: Principal = Depends(guard.principal)) -> dict:

@@ -145,7 +145,8 @@ FIELDS: dict[str, dict[str, Any]] = {
     "recipient": _enum(RECIPIENTS, "to whom"),
     "letter_kind": _text("which letter: determination_<outcome>, approval, request_for_information, "
                          "pre_denial_notice, timeframe_extension, appeal_<outcome>, reconsideration_<outcome>, "
-                         "alternative_accepted, authorization_updated, authorization_extended, authorization_withdrawn"),
+                         "alternative_accepted, authorization_updated, authorization_extended, "
+                         "authorization_withdrawn"),
     "address": {"type": "object", "description": "where it went: NPI and fax, facility, or member id"},
     "reason": _text("why"),
 }

@@ -75,7 +75,8 @@ class DocumentedAnswers:
                                 "schema"))
             validator = jsonschema.Draft202012Validator({"$ref": f"{self.ROOT}#/{pointer}"}, registry=self.registry,
                                                         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-            errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(response.json())]
+            errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                      for e in validator.iter_errors(response.json())]
             assert not errors, f"{where}: the answer is not as documented: {errors[:5]}"
         self.checked.append((request.method, template, response.status_code))
 

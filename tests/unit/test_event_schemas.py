@@ -46,7 +46,8 @@ def test_vocabularies_are_enums(schemas):
     assert submitted["documents"]["items"]["properties"]["sha256"]["pattern"]
     determined = schemas["CaseDetermined"]["properties"]["data"]["properties"]["data"]["properties"]
     assert "alternative_recommended" in determined["outcome"]["enum"]
-    assert determined["lines"]["items"]["properties"]["decision"]["enum"] == ["approved", "partially_approved", "denied"]
+    decisions = determined["lines"]["items"]["properties"]["decision"]["enum"]
+    assert decisions == ["approved", "partially_approved", "denied"]
     appeal = schemas["AppealDecided"]["properties"]["data"]["properties"]["data"]["properties"]
     assert appeal["outcome"]["enum"] == ["upheld", "overturned", "partially_overturned"]
     doc = asyncapi(Settings())
