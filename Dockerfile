@@ -4,6 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 WORKDIR /app
 COPY constraints.txt pyproject.toml README.md ./
 COPY domain domain
+COPY application application
 COPY projections projections
 COPY consumers consumers
 COPY scheduler scheduler

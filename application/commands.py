@@ -31,6 +31,7 @@ from application.bodies import (
     Narrative,
     PersonName,
 )
+from domain.policy import FEDERAL_EXTENSIONS
 from domain.vocabulary import (
     APPEAL_OUTCOMES,
     CHANNELS,
@@ -43,6 +44,9 @@ from domain.vocabulary import (
     RENTAL_UNITS,
     UPDATE_KINDS,
 )
+
+
+LONGEST_EXTENSION_DAYS = max(rule.max_days for rule in FEDERAL_EXTENSIONS.values())
 
 
 class Member(Body):
@@ -181,7 +185,10 @@ class SubmitCase(Body):
 class StartDraft(JsonSafe):
     """The fields of a request in the making: any of SubmitCase's, kept as a free-form object (DRAFT)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "policy": "cigna-commercial/dme", "line_of_business": "commercial",
+        "member": {"id": "M00001234", "first_name": "Alex", "last_name": "Rivera"},
+        "service": {"procedures": [{"code": "E0601", "units": 1}]}}]})
     policy: Identifier
     line_of_business: Literal[LINES_OF_BUSINESS]
 
@@ -230,14 +237,16 @@ class PreDenialNotice(Body):
 
 
 class ExtendTimeframe(Body):
-    reason: Identifier
-    days: StrictInt = Field(ge=-1000, le=1000)
+    reason: Identifier = Field(description="a reason the line of business allows: " + "; ".join(
+        f"{line}: {', '.join(sorted(rule.reasons))}" for line, rule in FEDERAL_EXTENSIONS.items()))
+    days: StrictInt = Field(ge=1, le=LONGEST_EXTENSION_DAYS, description=(
+        "calendar days added to the decision clock, at most what the line of business allows (14, commercial 15)"))
 
 
 class Line(Body):
     code: Code
     units_requested: StrictInt | None = Field(default=None, ge=0, le=100_000)
-    units_approved: StrictInt | None = Field(default=None, ge=-100_000, le=100_000)
+    units_approved: StrictInt | None = Field(default=None, ge=0, le=100_000)
     decision: Literal[LINE_DECISIONS] | None = None
     rental: Literal[RENTAL_UNITS] | None = None
 
@@ -250,7 +259,7 @@ class Determination(Body):
     valid_from: Code | None = Field(default=None, description=LOCAL_DATE_DESCRIPTION)
     valid_to: Code | None = Field(default=None, description=LOCAL_DATE_DESCRIPTION + "; default: the policy's validity")
     technique: Name | None = None
-    fractions: StrictInt | None = Field(default=None, ge=-1000, le=1000)
+    fractions: StrictInt | None = Field(default=None, ge=1, le=1000)
     igrt: StrictBool | None = None
     site_of_care_redirect: StrictBool = False
 
@@ -311,61 +320,83 @@ class CaseCommand:
     attaches_documents: bool = False
     linked_cases: bool = False  # the body names other cases (``also_cases``) the sender must be able to see
     summary: str = ""
+    example: dict | None = None  # a body the OpenAPI document shows (checked against ``body`` by the tests)
+    creates: bool = False  # may answer 201 with a new case (a clinical update opens a linked case)
 
 
 PROVIDER, REVIEWER = ("provider",), ("reviewer",)
+EXAMPLE_DOCUMENT_ID = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # a POST /documents id
 EITHER = ("provider", "reviewer")
 CASE_COMMANDS: tuple[CaseCommand, ...] = (
     CaseCommand("hold", "/holds", Hold, REVIEWER,
                 lambda app, c, b, p, **kw: app.place_hold(c, b["requested_items"], b["due_at"], **kw),
-                summary="Hold a pending case for missing information until a due instant"),
+                summary="Hold a pending case for missing information until a due instant",
+                example={"requested_items": ["sleep study report", "face-to-face visit notes"]}),
     CaseCommand("clinical", "/clinical", Clinical, EITHER,
                 lambda app, c, b, p, **kw: app.upload_clinical(c, b["documents"], b["notes"], **kw),
-                attaches_documents=True, summary="Add clinical documents or notes (ends a hold)"),
+                attaches_documents=True, summary="Add clinical documents or notes (ends a hold)",
+                example={"documents": [EXAMPLE_DOCUMENT_ID], "notes": "Polysomnography attached: AHI 22."}),
     CaseCommand("p2p", "/p2p", ScheduleP2P, EITHER, lambda app, c, b, p, **kw: app.schedule_p2p(c, **b, **kw),
-                linked_cases=True, summary="Schedule a peer-to-peer call, possibly covering several cases"),
+                linked_cases=True, summary="Schedule a peer-to-peer call, possibly covering several cases",
+                example={"level": "pre_decision", "slot": "2026-12-01T15:00:00Z", "reviewer": "Dr. Okafor",
+                         "contact": {"name": "Office of Dr. Doe", "phone": "555-555-0100",
+                                     "instructions": "ask for the nurse line"}, "also_cases": []}),
     CaseCommand("p2p-reschedule", "/p2p/{p2p_id}/reschedule", RescheduleP2P, EITHER,
                 lambda app, c, b, p, **kw: app.reschedule_p2p(c, p["p2p_id"], b["slot"], **kw), ("p2p_id",),
-                summary="Move a scheduled peer-to-peer call"),
+                summary="Move a scheduled peer-to-peer call", example={"slot": "2026-12-02T15:00:00Z"}),
     CaseCommand("p2p-cancel", "/p2p/{p2p_id}/cancel", Reason, EITHER,
                 lambda app, c, b, p, **kw: app.cancel_p2p(c, p["p2p_id"], b["reason"], **kw), ("p2p_id",),
-                summary="Cancel a scheduled peer-to-peer call, with a reason"),
+                summary="Cancel a scheduled peer-to-peer call, with a reason",
+                example={"reason": "the ordering provider is in surgery"}),
     CaseCommand("p2p-complete", "/p2p/{p2p_id}/complete", CompleteP2P, REVIEWER,
                 lambda app, c, b, p, **kw: app.complete_p2p(c, p["p2p_id"], b["outcome"], **kw), ("p2p_id",),
-                summary="Record the outcome of a peer-to-peer call"),
+                summary="Record the outcome of a peer-to-peer call",
+                example={"outcome": "criteria discussed; the office sends the sleep study"}),
     CaseCommand("pre-denial-notice", "/pre-denial-notice", PreDenialNotice, REVIEWER,
                 lambda app, c, b, p, **kw: app.give_pre_denial_notice(c, b["channel"], b["notes"], **kw),
-                summary="Tell the provider before a denial (Medicare lines: by phone and in writing)"),
+                summary="Tell the provider before a denial (Medicare lines: by phone and in writing)",
+                example={"channel": "phone_and_writing", "notes": "spoke with the office manager; letter faxed"}),
     CaseCommand("extension-of-timeframe", "/extension-of-timeframe", ExtendTimeframe, REVIEWER,
                 lambda app, c, b, p, **kw: app.extend_timeframe(c, b["reason"], b["days"], **kw),
-                summary="Extend the decision clock once, for a reason the line of business allows"),
+                summary="Extend the decision clock once, for a reason the line of business allows",
+                example={"reason": "matters_beyond_reviewer_control", "days": 15}),
     CaseCommand("determination", "/determination", Determination, REVIEWER,
                 lambda app, c, b, p, **kw: app.determine(c, **b, **kw),
-                summary="Approve, partly approve, deny or recommend an alternative"),
+                summary="Approve, partly approve, deny or recommend an alternative",
+                example={"outcome": "partially_approved", "rationale": "the CPAP meets criteria, the extra masks not",
+                         "guidelines": ["DME 3.2"], "lines": [{"code": "E0601", "decision": "approved"},
+                                                             {"code": "A7030", "decision": "denied"}]}),
     CaseCommand("alternative-accept", "/alternative/accept", None, PROVIDER,
                 lambda app, c, b, p, **kw: app.accept_alternative(c, **kw),
                 summary="Accept the recommended alternative (DME)"),
     CaseCommand("reconsideration", "/reconsideration", ReconsiderationRequest, PROVIDER,
                 lambda app, c, b, p, **kw: app.request_reconsideration(c, b["reason"], b["documents"], **kw),
-                attaches_documents=True, summary="Ask for a reconsideration of an adverse decision (commercial lines)"),
+                attaches_documents=True, summary="Ask for a reconsideration of an adverse decision (commercial lines)",
+                example={"reason": "a new sleep study shows AHI 22", "documents": [EXAMPLE_DOCUMENT_ID]}),
     CaseCommand("reconsideration-decision", "/reconsideration/decision", ReconsiderationDecision, REVIEWER,
                 lambda app, c, b, p, **kw: app.decide_reconsideration(c, **b, **kw),
-                summary="Decide a reconsideration"),
+                summary="Decide a reconsideration",
+                example={"outcome": "approved", "rationale": "the new study meets criteria"}),
     CaseCommand("appeal", "/appeals", AppealRequest, PROVIDER,
                 lambda app, c, b, p, **kw: app.file_appeal(c, b["reason"], b["filed_at"], **kw),
-                summary="File an appeal of an adverse decision"),
+                summary="File an appeal of an adverse decision",
+                example={"reason": "the member cannot tolerate the alternative", "filed_at": "2026-12-03T16:00:00Z"}),
     CaseCommand("appeal-decision", "/appeals/{level}/decision", AppealDecision, REVIEWER,
                 lambda app, c, b, p, **kw: app.decide_appeal(c, p["level"], **b, **kw), ("level",),
-                summary="Decide an appeal at its level"),
+                summary="Decide an appeal at its level",
+                example={"outcome": "overturned", "rationale": "the records support medical necessity"}),
     CaseCommand("authorization-update", "/authorization/updates", AuthorizationUpdate, PROVIDER,
                 lambda app, c, b, p, **kw: app.update_authorization(c, b["kind"], b["changes"], **kw),
-                summary="Change an authorization in place, or open a new review for a clinical change (201)"),
+                summary="Change an authorization in place, or open a new review for a clinical change (201)",
+                example={"kind": "contact", "changes": {"phone": "555-555-0199"}}, creates=True),
     CaseCommand("authorization-extension", "/authorization/extension", AuthorizationExtension, PROVIDER,
                 lambda app, c, b, p, **kw: app.extend_authorization(c, b["valid_to"], **kw),
-                summary="Extend an active authorization once (DME)"),
+                summary="Extend an active authorization once (DME)", example={"valid_to": "2027-06-30"}),
     CaseCommand("withdrawal", "/withdrawal", Reason, EITHER, lambda app, c, b, p, **kw: app.withdraw(c, b["reason"], **kw),
-                summary="Withdraw an authorization, with a reason"),
+                summary="Withdraw an authorization, with a reason",
+                example={"reason": "replaced by a request for another device"}),
     CaseCommand("cancel", "/cancel", Reason, EITHER, lambda app, c, b, p, **kw: app.cancel(c, b["reason"], **kw),
-                summary="Cancel a request before its determination, with a reason"),
+                summary="Cancel a request before its determination, with a reason",
+                example={"reason": "duplicate of an earlier request"}),
 )
 BY_ACTION = {command.action: command for command in CASE_COMMANDS}

@@ -119,10 +119,11 @@ def faust_app(worker: ProjectionWorker, *, bootstrap: str, group: str, datadir: 
     return app
 
 
-def run_worker(app, loglevel: str = "warning", ensure_topic: Callable[[], None] | None = None) -> None:
+def run_worker(app, loglevel: str = "warning", ensure_topic: Callable[[], None] | None = None,
+               logging_config: dict | None = None) -> None:
     """Run until SIGINT/SIGTERM (faust's worker handles both and leaves the group cleanly).
     ``ensure_topic`` creates the topic first when the relay has not yet (a broker that cannot
-    be reached now is left to faust, which waits for it)."""
+    be reached now is left to faust, which waits for it); ``logging_config`` replaces faust's."""
     from faust.worker import Worker
 
     if ensure_topic is not None:
@@ -131,4 +132,4 @@ def run_worker(app, loglevel: str = "warning", ensure_topic: Callable[[], None] 
         except Exception as error:  # noqa: BLE001
             log.warning("could not make sure the topic exists (%s); joining the group anyway", error)
 
-    Worker(app, loglevel=loglevel, redirect_stdouts=False).execute_from_commandline()
+    Worker(app, loglevel=loglevel, redirect_stdouts=False, logging_config=logging_config).execute_from_commandline()

@@ -85,6 +85,9 @@ class CaseEvent(Aggregate.Event):
 
 
 class DraftStarted(CaseEvent):
+    """A provider started a request to finish later ("finish later"): the policy, line of business and the
+    fields entered so far (`draft`); it expires at `expires_at` unless submitted."""
+
     case_number: str
     policy: str
     policy_version: int
@@ -103,6 +106,8 @@ class DraftStarted(CaseEvent):
 
 
 class DraftExpired(CaseEvent):
+    """Scheduler: a draft was not submitted by `expires_at`; the request is cancelled."""
+
     expires_at: str
 
     def apply(self, case: Case) -> None:
@@ -111,6 +116,12 @@ class DraftExpired(CaseEvent):
 
 
 class CaseSubmitted(CaseEvent):
+    """A prior-authorization request was accepted: plan policy and its version, line of business, member,
+    ordering provider, rendering site, service (procedures, diagnoses, date of service), urgency as
+    requested and as processed, whether it is retrospective, clinical answers, documents, channel,
+    and the decision clocks (`decision_due_at` is the hard limit). Always a case's first event, or
+    the one after DraftStarted."""
+
     case_number: str
     policy: str
     policy_version: int
@@ -159,6 +170,9 @@ class CaseSubmitted(CaseEvent):
 
 
 class CaseAutoApproved(CaseEvent):
+    """The policy's rules approved the request on submission (the actor is the rules: kind `system`); rules
+    never deny. Carries the authorization number and validity."""
+
     rule: dict
     lines: list
     authorization_number: str
@@ -175,6 +189,9 @@ class CaseAutoApproved(CaseEvent):
 
 
 class CaseHeld(CaseEvent):
+    """A reviewer pended the case for information: the items requested and the instant (`due_at`) by which
+    they must arrive."""
+
     requested_items: list
     due_at: str
 
@@ -186,6 +203,9 @@ class CaseHeld(CaseEvent):
 
 
 class ClinicalUploaded(CaseEvent):
+    """Documents (id, name, media type, size, sha256) and/or notes were added to the case;
+    `decision_target_at` is set when this completes the clinical information."""
+
     documents: list
     notes: str | None
     decision_target_at: str | None
@@ -198,6 +218,9 @@ class ClinicalUploaded(CaseEvent):
 
 
 class HoldReleased(CaseEvent):
+    """The information a hold asked for arrived before its due instant (`reason`: clinical_uploaded or
+    p2p_completed); review resumes."""
+
     reason: str
     decision_target_at: str
 
@@ -209,6 +232,9 @@ class HoldReleased(CaseEvent):
 
 
 class HoldLapsed(CaseEvent):
+    """Scheduler: a hold's due instant passed with nothing received; review continues on the original
+    submission."""
+
     due_at: str
 
     def apply(self, case: Case) -> None:
@@ -222,6 +248,9 @@ class HoldLapsed(CaseEvent):
 
 
 class P2PScheduled(CaseEvent):
+    """A peer-to-peer call was scheduled: its level (pre_decision, reconsideration, consultative_only),
+    slot, reviewer, contact, and any other cases it covers."""
+
     p2p_id: str
     level: str
     slot: str
@@ -242,6 +271,8 @@ class P2PScheduled(CaseEvent):
 
 
 class P2PRescheduled(CaseEvent):
+    """A scheduled peer-to-peer call moved to another slot."""
+
     p2p_id: str
     slot: str
 
@@ -250,6 +281,8 @@ class P2PRescheduled(CaseEvent):
 
 
 class P2PCancelled(CaseEvent):
+    """A scheduled peer-to-peer call was cancelled, with the reason."""
+
     p2p_id: str
     reason: str
 
@@ -258,6 +291,8 @@ class P2PCancelled(CaseEvent):
 
 
 class P2PCompleted(CaseEvent):
+    """A peer-to-peer call took place; `outcome` says what it concluded."""
+
     p2p_id: str
     outcome: str
 
@@ -266,7 +301,7 @@ class P2PCompleted(CaseEvent):
 
 
 class P2PSlotMissed(CaseEvent):
-    """Scheduler: the slot passed and the call was neither completed nor cancelled."""
+    """Scheduler: a peer-to-peer slot passed and the call was neither completed nor cancelled."""
 
     p2p_id: str
     slot: str
@@ -279,6 +314,9 @@ class P2PSlotMissed(CaseEvent):
 
 
 class PreDenialNoticeGiven(CaseEvent):
+    """Medicare lines: the provider was told before a denial, by `channel` (a denial needs one notice by
+    phone and one in writing, or one by phone_and_writing)."""
+
     channel: str
     notes: str | None
 
@@ -288,6 +326,9 @@ class PreDenialNoticeGiven(CaseEvent):
 
 
 class DecisionTimeframeExtended(CaseEvent):
+    """The decision clock was extended once, for a reason the line of business allows, by `days`; carries
+    the new due and warning instants. Notice goes to the provider and the member."""
+
     reason: str
     days: int
     decision_due_at: str
@@ -301,6 +342,8 @@ class DecisionTimeframeExtended(CaseEvent):
 
 
 class DecisionDueSoon(CaseEvent):
+    """Scheduler: 75% of the time from receipt to `decision_due_at` has passed without a determination."""
+
     decision_due_at: str
 
     def apply(self, case: Case) -> None:
@@ -308,6 +351,8 @@ class DecisionDueSoon(CaseEvent):
 
 
 class DecisionOverdue(CaseEvent):
+    """Scheduler: `decision_due_at` passed without a determination."""
+
     decision_due_at: str
 
     def apply(self, case: Case) -> None:
@@ -318,6 +363,12 @@ class DecisionOverdue(CaseEvent):
 
 
 class CaseDetermined(CaseEvent):
+    """A reviewer decided the request: outcome (approved, partially_approved, denied,
+    alternative_recommended), the decision on each line with units, rationale and guidelines, the
+    approved technique / fractions / IGRT where the program requires them, the validity and
+    authorization number of an approval, the reviewer and credential, and the appeal,
+    reconsideration and alternative deadlines that open."""
+
     outcome: str
     lines: list
     rationale: str | None
@@ -347,6 +398,9 @@ class CaseDetermined(CaseEvent):
 
 
 class AlternativeRecommendationAccepted(CaseEvent):
+    """DME: the provider accepted the recommended alternative; the case is approved with this authorization
+    number and validity."""
+
     authorization_number: str
     valid_from: str
     valid_to: str
@@ -360,6 +414,8 @@ class AlternativeRecommendationAccepted(CaseEvent):
 
 
 class AlternativeRecommendationLapsed(CaseEvent):
+    """Scheduler, DME: the recommended alternative was not accepted by its deadline."""
+
     deadline: str
 
     def apply(self, case: Case) -> None:
@@ -368,6 +424,9 @@ class AlternativeRecommendationLapsed(CaseEvent):
 
 
 class ReconsiderationRequested(CaseEvent):
+    """Commercial lines: the provider asked for a reconsideration of an adverse decision, with its reason
+    and documents."""
+
     reason: str
     documents: list
 
@@ -379,6 +438,9 @@ class ReconsiderationRequested(CaseEvent):
 
 
 class ReconsiderationDecided(CaseEvent):
+    """A reviewer decided a reconsideration: outcome, lines, rationale, and for an approval the
+    authorization number and validity."""
+
     outcome: str
     lines: list
     rationale: str | None
@@ -393,6 +455,8 @@ class ReconsiderationDecided(CaseEvent):
 
 
 class ReconsiderationWindowClosed(CaseEvent):
+    """Scheduler: the reconsideration window closed (`deadline`) without a request."""
+
     deadline: str
 
     def apply(self, case: Case) -> None:
@@ -401,6 +465,9 @@ class ReconsiderationWindowClosed(CaseEvent):
 
 
 class AppealFiled(CaseEvent):
+    """An appeal of an adverse decision was filed at `level` (1, then 2), with its reason and filing
+    instant."""
+
     level: int
     reason: str
     filed_at: str
@@ -413,6 +480,10 @@ class AppealFiled(CaseEvent):
 
 
 class AppealDecided(CaseEvent):
+    """An appeal was decided at its level: upheld, overturned (the case is approved) or
+    partially_overturned (partly approved), with the lines, the authorization number and validity of
+    an approval, and the next level's deadline."""
+
     level: int
     outcome: str
     rationale: str | None
@@ -433,6 +504,8 @@ class AppealDecided(CaseEvent):
 
 
 class AppealWindowClosed(CaseEvent):
+    """Scheduler: the appeal window closed (`deadline`) without an appeal."""
+
     deadline: str
 
     def apply(self, case: Case) -> None:
@@ -444,6 +517,9 @@ class AppealWindowClosed(CaseEvent):
 
 
 class AuthorizationUpdated(CaseEvent):
+    """An administrative change to an authorization in place (`kind`: site, code_correction or contact;
+    `changes`: the new values)."""
+
     kind: str
     changes: dict
 
@@ -452,6 +528,8 @@ class AuthorizationUpdated(CaseEvent):
 
 
 class AuthorizationExtended(CaseEvent):
+    """DME: an authorization's end was extended once, from `previous_valid_to` to `valid_to`."""
+
     previous_valid_to: str
     valid_to: str
 
@@ -461,6 +539,9 @@ class AuthorizationExtended(CaseEvent):
 
 
 class AuthorizationSuperseded(CaseEvent):
+    """A clinical change to an authorization opened a new linked case (`successor_case_id`) for review;
+    this authorization stays until the successor is approved."""
+
     successor_case_id: str
     kind: str
     changes: dict
@@ -470,6 +551,9 @@ class AuthorizationSuperseded(CaseEvent):
 
 
 class AuthorizationWithdrawn(CaseEvent):
+    """An authorization was withdrawn: on request, or because its successor (`successor_case_id`) was
+    approved."""
+
     reason: str
     successor_case_id: str | None
 
@@ -478,6 +562,8 @@ class AuthorizationWithdrawn(CaseEvent):
 
 
 class AuthorizationExpired(CaseEvent):
+    """Scheduler: the authorization's `valid_to` passed."""
+
     valid_to: str
 
     def apply(self, case: Case) -> None:
@@ -485,6 +571,8 @@ class AuthorizationExpired(CaseEvent):
 
 
 class CaseCancelled(CaseEvent):
+    """The provider cancelled the request before its determination, with the reason."""
+
     reason: str
 
     def apply(self, case: Case) -> None:
@@ -497,6 +585,12 @@ class CaseCancelled(CaseEvent):
 
 
 class LetterIssued(CaseEvent):
+    """Correspondence was sent: to the provider, the facility or the member, by e-notification, fax or
+    mail; `letter_kind` names the letter (determination_<outcome>, approval,
+    request_for_information, pre_denial_notice, timeframe_extension, appeal_<outcome>,
+    reconsideration_<outcome>, alternative_accepted, authorization_updated, authorization_extended,
+    authorization_withdrawn)."""
+
     recipient: str
     channel: str
     letter_kind: str

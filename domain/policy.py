@@ -444,3 +444,35 @@ def policy_in_force(policy_id: str, on: date) -> PolicyRow:
         first = min(r.effective_from for r in rows)
         raise NotApplicable("program-not-started", f"{policy_id} starts on {first.isoformat()}; requests received before then are not reviewed under it")
     return max(in_force, key=lambda r: r.effective_from)
+
+
+def requiring_prior_authorization(on: date, policy_id: str | None = None) -> list[dict]:
+    """CMS-0057-F public reporting, item 1: the items and services that require prior authorization,
+    by policy, as the rows in force ``on`` say (a policy not yet in force is left out), with where
+    they do not: places of service excluded or the only ones covered, observation stays, clinical
+    exclusions, the first date of service, and the codes that need a request per date of service."""
+    found = []
+    for pid in POLICY_IDS:
+        if policy_id is not None and pid != policy_id:
+            continue
+        try:
+            row = policy_in_force(pid, on)
+        except NotApplicable:
+            continue
+        found.append({
+            "policy": row.id,
+            "policy_version": row.version,
+            "effective_from": row.effective_from.isoformat(),
+            "plan": row.plan,
+            "program": row.program,
+            "lines_of_business": list(row.lines_of_business),
+            "program_codes": list(row.program_codes),
+            "not_required": [{"place_of_service": pos, "reason": reason}
+                             for pos, reason in sorted(row.excluded_places_of_service.items())]
+            + ([{"place_of_service": None, "reason": OBSERVATION_REASON}] if row.observation_excluded else [])
+            + [{"place_of_service": None, "reason": why} for _, why in sorted(row.excluded_clinical_flags.items())],
+            "only_places_of_service": sorted(row.allowed_places_of_service) if row.allowed_places_of_service else None,
+            "dates_of_service_from": first.isoformat() if (first := row.earliest_date_of_service) else None,
+            "request_per_date_of_service": sorted(row.per_date_of_service_codes),
+        })
+    return found

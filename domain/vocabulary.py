@@ -32,5 +32,9 @@ CLINICAL_UPDATES = frozenset({"technique", "igrt", "fractions", "cancer_type", "
 UPDATE_KINDS = ("site", "code_correction", "contact", "technique", "igrt", "fractions", "cancer_type", "timespan",
                 "regimen")
 
+# what a case's answer offers after its determination (domain.views.post_decision_options)
+POST_DECISION_OPTIONS = ("reconsideration", "reconsideration_p2p", "appeal", "accept_alternative", "consultative_p2p",
+                         "authorization_update", "authorization_extension")
+
 RECIPIENTS = ("provider", "facility", "member")
 LETTER_CHANNELS = ("e-notification", "fax", "mail")

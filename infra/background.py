@@ -4,6 +4,7 @@ Kafka relay when one is configured; started and stopped with the app's lifespan.
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import asynccontextmanager
 
@@ -47,7 +48,9 @@ def start_background(system: System, api: FastAPI) -> None:
         system.catch_up()
         threading.Thread(target=poll, name="projections", daemon=True).start()
         if relay is not None:
-            threading.Thread(target=relay.run, args=(stop,), kwargs={"report": print}, name="relay", daemon=True).start()
+            report = logging.getLogger("caselog.relay").warning
+            threading.Thread(target=relay.run, args=(stop,), kwargs={"report": report}, name="relay",
+                             daemon=True).start()
         if not getattr(system.clock, "manual", False):
             threading.Thread(target=lead, name="scheduler-leadership", daemon=True).start()
 

@@ -43,7 +43,8 @@ def usable_dir(path: Path) -> Path:
 
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes (1 MiB + 12)
 RECORD_OVERHEAD = 1024  # a record's framing in its batch, with room to spare
-CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers")}
+CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers"),
+           "CASELOG_LOG_LEVEL": ("info", "debug", "warning", "error")}
 
 
 def _number(env: Mapping[str, str], variable: str, default: float, kind: type = int, minimum: float = 1):
@@ -93,6 +94,7 @@ class Settings:
     seal_every: int = 1000  # seal once this many events are unsealed...
     seal_seconds: float = 60.0  # ...or this many seconds after the last seal, when any are
     seal_topic: str = "caselog.seals"
+    log_level: str = "info"  # the long-running commands' JSON logs (infra.logs)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -125,6 +127,7 @@ class Settings:
             seal_every=_number(env, "CASELOG_SEAL_EVERY", 1000),
             seal_seconds=_number(env, "CASELOG_SEAL_SECONDS", 60.0, float, minimum=0.1),
             seal_topic=env.get("CASELOG_SEAL_TOPIC") or "caselog.seals",
+            log_level=_choice(env, "CASELOG_LOG_LEVEL"),
         )
 
     @property

@@ -3,10 +3,12 @@ keeping the received, decided and notified instants apart."""
 
 from __future__ import annotations
 
+import math
 import statistics
-from datetime import datetime
+from datetime import date, datetime, timezone
 
 from domain.errors import FieldError, InvalidInput
+from domain.policy import requiring_prior_authorization
 from projections.base import Cursor, Projection, ReadStore, update, upsert
 from projections.records import EventRecord
 
@@ -92,6 +94,7 @@ def prior_authorization_figures(db: ReadStore, *, start: str | None = None, end:
             "decided": len(subset),
             "approved": _ratio(sum(r[4] in approved_set for r in subset), len(subset)),
             "denied": _ratio(sum(r[4] not in approved_set for r in subset), len(subset)),
+            "total_hours_to_decision": round(math.fsum(times), 2),
             "average_hours_to_decision": round(statistics.fmean(times), 2) if times else None,
             "median_hours_to_decision": round(statistics.median(times), 2) if times else None,
             "average_hours_to_notification": round(statistics.fmean(notified), 2) if notified else None,
@@ -107,4 +110,54 @@ def prior_authorization_figures(db: ReadStore, *, start: str | None = None, end:
         "expedited": figures(expedited),
         "standard_approved_after_appeal": _ratio(sum(r[7] in overturned for r in appealed), len(appealed)),
         "extended_then_approved": _ratio(sum(bool(r[5]) and r[8] in approved_set for r in rows), len(rows)),
+    }
+
+
+# ---- the annual public posting (42 CFR 422.122(c), 438.210(f), 457.732(f), 440.230(e); 45 CFR 156.223(c)) -----
+
+
+def annual_posting(db: ReadStore, year: int, *, policy: str | None = None, partial_counts_as: str = "denied") -> dict:
+    """The CMS-0057-F annual posting for the requests decided in ``year`` (UTC), all nine items,
+    every figure with its numerator and denominator; item 1 lists the services as the policy table
+    stands at the year's end. Made from the prior-authorization read model alone, which replaying
+    the events rebuilds, so the same events give the same posting."""
+    if not 2000 <= year <= 2098:
+        raise InvalidInput(FieldError("year", "a year from 2000 to 2098"))
+    start, end = datetime(year, 1, 1, tzinfo=timezone.utc), datetime(year + 1, 1, 1, tzinfo=timezone.utc)
+    f = prior_authorization_figures(db, start=start.isoformat(), end=end.isoformat(), policy=policy,
+                                    partial_counts_as=partial_counts_as)
+    standard, expedited = f["standard"], f["expedited"]
+
+    def share(item: int, title: str, ratio: dict) -> dict:
+        return {"item": item, "title": title, "figures": [{"figure": "percent", **ratio, "value": ratio["percent"],
+                                                           "unit": "percent"}]}
+
+    def times(item: int, title: str, figures: dict) -> dict:
+        n = figures["decided"]
+        return {"item": item, "title": title, "figures": [
+            {"figure": "average", "numerator": figures["total_hours_to_decision"], "denominator": n,
+             "value": figures["average_hours_to_decision"], "unit": "hours"},
+            {"figure": "median", "numerator": None, "denominator": n, "value": figures["median_hours_to_decision"],
+             "unit": "hours"}]}
+
+    return {
+        "report": "CMS-0057-F prior authorization metrics",
+        "year": year,
+        "period": {"from": start.isoformat(), "to": end.isoformat(), "decided": "from <= decided_at < to"},
+        "policy": policy,
+        "partial_approvals_count_as": partial_counts_as,
+        "items": [
+            {"item": 1, "title": "Items and services that require prior authorization",
+             "services": requiring_prior_authorization(date(year, 12, 31), policy)},
+            share(2, "Standard prior authorization requests approved", standard["approved"]),
+            share(3, "Standard prior authorization requests denied", standard["denied"]),
+            share(4, "Standard prior authorization requests approved after appeal",
+                  f["standard_approved_after_appeal"]),
+            share(5, "Prior authorization requests whose review timeframe was extended, then approved",
+                  f["extended_then_approved"]),
+            share(6, "Expedited prior authorization requests approved", expedited["approved"]),
+            share(7, "Expedited prior authorization requests denied", expedited["denied"]),
+            times(8, "Standard requests: time from submission to determination", standard),
+            times(9, "Expedited requests: time from submission to determination", expedited),
+        ],
     }

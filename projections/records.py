@@ -19,6 +19,7 @@ class EventRecord(TypedDict):
     actor: dict
     data: dict[str, Any]
     hash: str
+    class_version: int  # the version of its class the event was written at (the shape of ``data``)
 
 
 def from_stored(position: int, case_id: str, version: int, topic: str, state: bytes | dict) -> EventRecord:
@@ -36,4 +37,5 @@ def from_stored(position: int, case_id: str, version: int, topic: str, state: by
         "actor": state.get("actor") or {},
         "data": stored_data(state),
         "hash": state.get("hash", ""),
+        "class_version": int(state.get("class_version", 1)),  # eventsourcing stores it above version 1
     }

@@ -58,3 +58,16 @@ def review_queue_page(db: ReadStore, now: datetime, *, page: int = 1, page_size:
         "at_risk": r[6] <= stamp < r[4], "overdue": r[4] <= stamp, "policy": r[7],
     } for r in rows]
     return {"items": items, "total": total}
+
+
+def queue_counts(db: ReadStore, now: datetime) -> dict[str, int]:
+    """How many open cases are pending and held, and how many of them are at risk (past 75% of their
+    time to the decision due instant) and overdue (past it): the figures /metrics reports."""
+    stamp = now.isoformat()
+    with db.transaction() as cur:
+        by_status = dict(cur.execute("SELECT status, COUNT(*) FROM review_queue GROUP BY status").fetchall())
+        at_risk = cur.execute("SELECT COUNT(*) FROM review_queue WHERE decision_warning_at <= ?"
+                              " AND decision_due_at > ?", (stamp, stamp)).fetchone()[0]
+        overdue = cur.execute("SELECT COUNT(*) FROM review_queue WHERE decision_due_at <= ?", (stamp,)).fetchone()[0]
+    counts = {status: int(by_status.get(status, 0)) for status in OPEN}
+    return {**counts, "at_risk": int(at_risk), "overdue": int(overdue)}

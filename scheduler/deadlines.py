@@ -114,3 +114,8 @@ def due(cur: Cursor, until: str, limit: int = 1000) -> list[tuple[str, str, str,
         (until, limit),
     ).fetchall()
 
+
+
+def due_count(cur: Cursor, until: str) -> int:
+    """How many deadlines are due by ``until`` and not yet fired."""
+    return int(cur.execute("SELECT COUNT(*) FROM deadlines WHERE fire_at <= ?", (until,)).fetchone()[0])

@@ -4,7 +4,7 @@ this package by topic; ``console`` holds what they share."""
 
 from __future__ import annotations
 
-from infra.cli import cases, records, services, subscribers, tools  # noqa: F401 - each registers its commands
+from infra.cli import cases, records, reports, services, subscribers, tools  # noqa: F401 - each registers its commands
 from infra.cli.console import cli
 
 

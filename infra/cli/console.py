@@ -27,7 +27,34 @@ cli = typer.Typer(
     help="caselog: event-sourced lifecycle of prior-authorization cases. Settings come from CASELOG_* variables "
     "(CASELOG_DATA_DIR, default ./caselog-data; CASELOG_DATABASE_URL for PostgreSQL).",
 )
-err = Console(stderr=True)
+# soft_wrap: a reason is one line whatever the terminal's width (80 columns when stderr is not a
+# terminal), for logs, scripts and grep; every print to stderr goes through this console
+err = Console(stderr=True, soft_wrap=True)
+
+
+def version() -> str:
+    """The installed caselog's version (package metadata)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("caselog")
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"caselog {version()}")
+        raise typer.Exit(0)
+
+
+@cli.callback()
+def main_options(
+    show_version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True,
+                                      callback=_print_version),
+) -> None:
+    pass  # the options every command shares; the help is the app's
 
 
 class Failure(Exception):
@@ -58,12 +85,12 @@ def handled(fn: Callable) -> Callable:
             err.print("[bold red]refused[/] (setting): ", end="", highlight=False)
             err.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(2) from None
-        except StoreUnavailable as exc:  # one line (soft wrap) naming the setting, for logs and scripts
-            err.print(f"failed: {exc}", highlight=False, markup=False, soft_wrap=True)
+        except StoreUnavailable as exc:  # one line naming the setting, for logs and scripts
+            err.print(f"failed: {exc}", highlight=False, markup=False)
             raise typer.Exit(1) from None
         except Failure as exc:
             err.print("[bold red]failed[/]: ", end="")
-            err.print(str(exc), highlight=False, markup=False, soft_wrap=True)  # one line, whatever the width
+            err.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -1,12 +1,18 @@
-"""The long-running processes: the embedded server, the scheduler, the Kafka relay, projection workers, and their health checks."""
+"""The long-running processes: the embedded server, the scheduler, the Kafka relay, projection
+workers, and their health checks. Each logs JSON lines on stderr (infra.logs, CASELOG_LOG_LEVEL)."""
 
 from __future__ import annotations
+
+import logging
 
 import typer
 
 from domain.errors import FieldError, InvalidInput
+from infra import logs
 from infra.cli.console import Failure, cli, err, handled, kafka_settings, open_system
 from infra.settings import Settings
+
+log = logging.getLogger("caselog.cli")
 
 
 @cli.command()
@@ -24,12 +30,15 @@ def serve(
 
     system = open_system()
     load_secret(system.settings.data_dir)
-    err.print(f"caselog serving on http://{host}:{port} (store: {system.settings.database_url and 'postgresql' or system.settings.sqlite_path}); "
-              f"dashboard at /dashboard, API docs at /docs; mint a token with `caselog token --role ops --sub you`", highlight=False)
+    logs.configure(system.settings.log_level)
+    store = "postgresql" if system.settings.database_url else str(system.settings.sqlite_path)
+    log.info(f"caselog serving on http://{host}:{port} (store: {store}); dashboard at /dashboard, API docs at /docs, "
+             "readiness at /readyz, metrics at /metrics; mint a token with `caselog token --role ops --sub you`")
     try:
         settings = system.settings
         protocol = TimedH11Protocol.with_timeouts(settings.http_header_timeout, settings.http_body_timeout)
-        uvicorn.run(create_app(system, background=True), host=host, port=port, log_level="warning", http=protocol)
+        uvicorn.run(create_app(system, background=True), host=host, port=port, log_level="warning", http=protocol,
+                    log_config=None, access_log=False)  # caselog's JSON logs and its own access log
     finally:
         system.close()
 
@@ -51,6 +60,8 @@ def scheduler(
     from scheduler.service import Leadership
 
     system = open_system()
+    if not once:
+        logs.configure(system.settings.log_level)
     try:
         sealer = None if once else periodic_sealer(system)  # CASELOG_SEAL_KEY: seal periodically while active
     except BaseException:
@@ -71,10 +82,10 @@ def scheduler(
         if once:
             print(f"fired {system.scheduler.fire_due()} deadline events")
             return
-        err.print("scheduler active")
+        log.info("scheduler active")
         system.scheduler.start()
         if sealer is not None:
-            start_periodic(system, sealer, sealing, report=lambda msg: err.print(msg, markup=False, highlight=False))
+            start_periodic(system, sealer, sealing, report=log.warning)
         while not stopping:
             alive.beat()
             time.sleep(0.2)
@@ -122,11 +133,13 @@ def relay(
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    err.print(f"relay: publishing to {system.settings.topic} on {system.settings.kafka_bootstrap} from position {relay_.position()}")
+    logs.configure(system.settings.log_level)
+    log.info(f"relay: publishing to {system.settings.topic} on {system.settings.kafka_bootstrap} from position "
+             f"{relay_.position()}")
     try:
         from infra.heartbeat import Heartbeat, heartbeat_path
 
-        relay_.run(stop, report=lambda line: err.print(line, markup=False, highlight=False),
+        relay_.run(stop, report=logging.getLogger("caselog.relay").warning,
                    heartbeat=Heartbeat(heartbeat_path(system.settings.data_dir, "relay")))
     except KeyboardInterrupt:
         pass
@@ -153,13 +166,16 @@ def worker(
     from infra.kafka.topic import ensure_topic
 
     _, app, db = projection_worker(settings)
+    logs.configure(settings.log_level)
     if not settings.uses_postgres:
-        err.print("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file (one worker only)")
-    err.print(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}", highlight=False)
+        log.warning("worker: CASELOG_DATABASE_URL is not set; keeping the read models in the SQLite file"
+                    " (one worker only)")
+    log.info(f"worker: group {settings.group}, topic {settings.topic} on {settings.kafka_bootstrap}")
     try:
         run_worker(app, loglevel=loglevel.lower(), ensure_topic=lambda: ensure_topic(
             settings.kafka_bootstrap, settings.topic, settings.topic_partitions, settings.topic_replication,
-            settings.topic_max_message_bytes))
+            settings.topic_max_message_bytes),
+            logging_config=logs.dict_config(settings.log_level, libraries=loglevel.lower()))
     finally:
         db.close()
 

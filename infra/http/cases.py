@@ -7,7 +7,7 @@ import inspect
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Query, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
@@ -16,6 +16,8 @@ from application.caselog import Answer
 from application.commands import CaseCommand
 from domain.errors import FieldError, InvalidInput, NotPermitted
 from infra.http.guard import Guard
+from infra.http.models import CaseView, History, Uploaded
+from infra.http.openapi import answers
 from infra.http.problems import ERRORS
 from infra.identity import Principal
 
@@ -23,31 +25,42 @@ WRITE_ERRORS = {404: ERRORS[404], 409: ERRORS[409], 413: ERRORS[413]}
 
 
 def router(guard: Guard) -> APIRouter:
-    routes = APIRouter(tags=["cases"])
+    routes = APIRouter()
     app, system = guard.app, guard.system
+    cases = ["cases"]
 
-    @routes.post("/documents", status_code=201, responses={413: ERRORS[413], 422: ERRORS[422]}, tags=["documents"])
+    @routes.post("/documents", status_code=201, tags=["documents"], response_model=None,
+                 responses={**answers(Uploaded, "The stored document: attach it by its document_id", 201),
+                            413: ERRORS[413], 422: ERRORS[422]})
     def upload_document(file: UploadFile = File(...), who: Principal = Depends(guard.role("provider", "reviewer"))) -> dict:
+        """Upload one clinical document (.pdf, .doc, .docx or .png, at most 25 MB). Roles: provider, reviewer."""
         name = bodies.checked("file", file.filename or "", max_length=255)  # it comes back as a Document's FileName
         return system.documents.put(name, file.file, uploader=who.actor, at=guard.now_iso())
 
-    @routes.post("/cases", status_code=201, responses={409: ERRORS[409], 422: ERRORS[422]})
+    @routes.post("/cases", status_code=201, tags=cases, response_model=None,
+                 responses={**answers(CaseView, "The case, as submitted", 201), 409: ERRORS[409], 422: ERRORS[422]})
     def submit_case(body: commands.SubmitCase, who: Principal = Depends(guard.role("provider")),
                     key: str | None = Depends(guard.idempotency_key)) -> JSONResponse:
+        """Submit a prior-authorization request for one of the provider's NPIs; the rules may approve it at
+        once (never deny). Role: provider."""
         data = body.model_dump(mode="json")
         if who.role == "provider" and data["ordering_provider"]["npi"] not in who.npis:
             raise NotPermitted("a provider submits for its own NPIs only", rule="not-your-npi")
         data["documents"] = guard.attachable(who, data["documents"])
         return guard.answer(app.submit(data, actor=who.actor, key=key))
 
-    @routes.post("/drafts", status_code=201, responses={409: ERRORS[409]})
+    @routes.post("/drafts", status_code=201, tags=cases, response_model=None,
+                 responses={**answers(CaseView, "The draft (status draft)", 201), 409: ERRORS[409]})
     def start_draft(body: commands.StartDraft, who: Principal = Depends(guard.role("provider")),
                     key: str | None = Depends(guard.idempotency_key)) -> JSONResponse:
+        """Start a request to finish later (any fields of POST /cases); it expires if not submitted. Role: provider."""
         return guard.answer(app.start_draft(body.model_dump(mode="json"), actor=who.actor, key=key))
 
-    @routes.post("/cases/{case_id}/submit", responses={404: ERRORS[404], 409: ERRORS[409]})
+    @routes.post("/cases/{case_id}/submit", tags=cases, response_model=None,
+                 responses={**answers(CaseView, "The case, as submitted"), 404: ERRORS[404], 409: ERRORS[409]})
     def submit_draft(case_id: str, body: commands.SubmitCase, who: Principal = Depends(guard.role("provider")),
                      key=Depends(guard.idempotency_key), version=Depends(guard.if_match)) -> JSONResponse:
+        """Submit a draft as a complete request (the body of POST /cases). Role: provider."""
         data = body.model_dump(mode="json")
 
         def submit(kw: dict) -> Answer:
@@ -63,16 +76,23 @@ def router(guard: Guard) -> APIRouter:
     for command in commands.CASE_COMMANDS:
         _command_route(routes, guard, command)
 
-    @routes.get("/cases/{case_id}", responses={404: ERRORS[404]})
+    @routes.get("/cases/{case_id}", tags=cases, response_model=None,
+                responses={**answers(CaseView, "The case as it stands"), 404: ERRORS[404]})
     def get_case(case_id: str, who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
+        """A case as it stands now: status, clocks, decisions, P2P eligibility and post-decision options. The read
+        is recorded for the audit report. Roles: provider (its own cases), reviewer, auditor, ops."""
         guard.visible(who, case_id)
         view = app.view(case_id)
         system.access.record_read(who, view["case_id"], "case", guard.now_iso())
         return view
 
-    @routes.get("/cases/{case_id}/history", responses={404: ERRORS[404], 422: ERRORS[422]})
+    @routes.get("/cases/{case_id}/history", tags=cases, response_model=None,
+                responses={**answers(History, "The events and the case as it then stood"), 404: ERRORS[404],
+                           422: ERRORS[422]})
     def get_history(case_id: str, as_of: datetime | None = Query(default=None, description="ISO 8601 instant"),
                     who: Principal = Depends(guard.role("provider", "reviewer", "auditor"))) -> dict:
+        """A case's events in order (each with its hash in the case's chain), up to `as_of` when given, and the
+        case as it stood then. Roles: provider (its own cases), reviewer, auditor."""
         if as_of is not None and as_of.tzinfo is None:
             raise InvalidInput(FieldError("as_of", "an instant must carry a time zone"))
         guard.visible(who, case_id)
@@ -109,7 +129,9 @@ def _command_route(routes: APIRouter, guard: Guard, command: CaseCommand) -> Non
         else:
             signature.append(inspect.Parameter(name, keyword, annotation=bodies.Identifier))
     if command.body is not None:
-        signature.append(inspect.Parameter("body", keyword, annotation=command.body))
+        examples = {"example": {"summary": command.summary, "value": command.example}} if command.example else None
+        signature.append(inspect.Parameter("body", keyword, annotation=command.body,
+                                           default=Body(..., openapi_examples=examples)))
     signature += [
         inspect.Parameter("who", keyword, annotation=Principal, default=Depends(guard.role(*command.roles))),
         inspect.Parameter("key", keyword, annotation=str | None, default=Depends(guard.idempotency_key)),
@@ -117,5 +139,9 @@ def _command_route(routes: APIRouter, guard: Guard, command: CaseCommand) -> Non
     ]
     handler.__signature__ = inspect.Signature(signature, return_annotation=JSONResponse)  # type: ignore[attr-defined]
     handler.__name__ = command.action.replace("-", "_")
-    routes.post("/cases/{case_id}" + command.path, responses=WRITE_ERRORS, summary=command.summary,
+    statuses = (200, 201) if command.creates else (200,)
+    roles = ", ".join(command.roles)
+    routes.post("/cases/{case_id}" + command.path, tags=["cases"], summary=command.summary,
+                description=f"{command.summary}. Roles: {roles} (and admin).", response_model=None,
+                responses={**answers(CaseView, "The case after the command", *statuses), **WRITE_ERRORS},
                 operation_id=command.action.replace("-", "_"))(handler)

@@ -8,7 +8,7 @@ from typing import Callable
 from uuid import UUID
 
 import jwt
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -44,17 +44,21 @@ class Guard:
             raise Problem(401, "invalid-token", "Invalid token", f"the bearer token was not accepted: {exc}") from None
 
     def _principal_dependency(self) -> Callable[..., Principal]:
-        def principal(creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
-            return self.who(creds)
+        def principal(request: Request,
+                      creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
+            who = self.who(creds)
+            request.state.actor = who.actor  # for the access log (infra.http.observe)
+            return who
         return principal
 
     def _browser_dependency(self) -> Callable[..., Principal]:
-        def browser(token: str | None = Query(default=None, max_length=4096,
+        def browser(request: Request, token: str | None = Query(default=None, max_length=4096,
                                               description="a token, for a browser that sends no header"),
                     creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
             if creds is None and token:
                 creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
             who = self.who(creds)
+            request.state.actor = who.actor
             if who.role not in DASHBOARD_ROLES:
                 raise Problem(403, "forbidden", "Not allowed", f"role {who.role!r} may not see the dashboard")
             return who

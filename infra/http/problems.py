@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from application import bodies
@@ -25,15 +25,25 @@ class Problem(Exception):
         self.status, self.rule, self.title, self.detail, self.errors = status, rule, title, detail, errors
 
 
+class FieldProblem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(description="the field, parameter or header, as `service.procedures[0].code`")
+    message: str
+
+
 class ProblemBody(BaseModel):
-    type: str
+    """A refusal (RFC 9457 problem details), answered as application/problem+json."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(description=f"{PROBLEM_BASE}<rule>: the rule that refused", json_schema_extra={"format": "uri"})
     title: str
-    status: int
+    status: int = Field(ge=400, le=599)
     detail: str
-    errors: list[dict[str, str]] | None = None
+    errors: list[FieldProblem] | None = Field(default=None, description="one entry per field refused")
 
 
-ERRORS = {code: {"model": ProblemBody, "content": {PROBLEM: {}}} for code in (400, 401, 403, 404, 409, 413, 422)}
+# Refusals as operations document them (infra.http.openapi puts them under application/problem+json).
+ERRORS = {code: {"model": ProblemBody} for code in (400, 401, 403, 404, 409, 413, 422)}
 
 
 def status_of(exc: DomainError) -> int:

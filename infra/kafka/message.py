@@ -18,6 +18,8 @@ from cloudevents.core.v1.event import CloudEvent
 from projections.records import EventRecord, from_stored
 
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
+SCHEMA_BASE = "https://caselog.dev/schemas/"
+TYPE_VERSION = re.compile(r"\.v([0-9]+)$")
 
 
 def event_id(case_id: str, version: int) -> str:
@@ -42,17 +44,31 @@ class OrjsonFormat(JSONFormat):
         return orjson.dumps(attributes)
 
 
-def cloud_event(record: EventRecord, deployment: str, class_version: int = 1) -> CloudEvent:
+def event_type(name: str, class_version: int) -> str:
+    """The CloudEvents type of an event class at a version: caselog.case.held.v1."""
+    return f"caselog.case.{short_type(name)}.v{class_version}"
+
+
+def dataschema(name: str, class_version: int) -> str:
+    """The URI naming the JSON Schema of that type (the ``$id`` of what ``caselog schema`` writes for it)."""
+    return f"{SCHEMA_BASE}{event_type(name, class_version)}.json"
+
+
+def cloud_event(record: EventRecord, deployment: str) -> CloudEvent:
+    """The CloudEvent of a stored event; its type and dataschema name the class version the event
+    was written at, which is the shape of its ``data``."""
     data = {k: record[k] for k in ("case_id", "version", "type", "occurred_at", "actor", "data", "hash")}
+    version = record.get("class_version", 1)
     return CloudEvent(
         attributes={
             "specversion": "1.0",
             "id": event_id(record["case_id"], record["version"]),
             "source": f"caselog/{deployment}",
-            "type": f"caselog.case.{short_type(record['type'])}.v{class_version}",
+            "type": event_type(record["type"], version),
             "subject": record["case_id"],
             "time": datetime.fromisoformat(record["occurred_at"]),
             "datacontenttype": "application/json",
+            "dataschema": dataschema(record["type"], version),
             "caseversion": record["version"],
             "position": record["position"],
         },
@@ -96,4 +112,5 @@ def record_of(event) -> EventRecord:
         "actor": data["actor"],
         "data": data["data"],
         "hash": data["hash"],
+        "class_version": int(found.group(1)) if (found := TYPE_VERSION.search(event.get_type())) else 1,
     }

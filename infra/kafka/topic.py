@@ -64,3 +64,17 @@ def high_water_marks(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[
         return marks
     finally:
         consumer.close()
+
+
+def broker_reachable(bootstrap: str, timeout: float = 3.0) -> None:
+    """Raise unless a broker of ``bootstrap`` answers (its cluster metadata) within about ``timeout``
+    seconds (/readyz)."""
+    from kafka import KafkaConsumer
+
+    ms = int(timeout * 1000)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="caselog-readiness", group_id=None,
+                             bootstrap_timeout_ms=ms, request_timeout_ms=ms + 1000, connections_max_idle_ms=ms + 2000)
+    try:
+        consumer.bootstrap(timeout_ms=ms)
+    finally:
+        consumer.close()

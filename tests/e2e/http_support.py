@@ -1,11 +1,18 @@
-"""An HTTP client on the real ASGI app, with tokens minted from the deployment's secret."""
+"""An HTTP client on the real ASGI app, with tokens minted from the deployment's secret; every
+answer it gets is checked against the operation's documented answer in /openapi.json (status,
+media type, and the body against its schema, formats included)."""
 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
+import httpx
+import jsonschema
 from fastapi.testclient import TestClient
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from infra.identity import load_secret, mint
 from infra.demo.samples import OTHER_PROVIDER_NPI, PROVIDER_NPI
@@ -32,6 +39,48 @@ class Api:
         return r.json()
 
 
+class DocumentedAnswers:
+    """Checks each answer against the OpenAPI document of the app that gave it."""
+
+    ROOT = "urn:caselog:openapi"
+
+    def __init__(self, doc: dict):
+        self.doc = doc
+        self.registry = Registry().with_resource(self.ROOT, Resource(contents=doc, specification=DRAFT202012))
+        self.operations = [(re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)) + "$"), path, ops)
+                           for path, ops in doc["paths"].items()]
+        self.checked: list[tuple[str, str, int]] = []
+
+    def __call__(self, response: httpx.Response) -> None:
+        request = response.request
+        method, path = request.method.lower(), request.url.path
+        found = [(template, ops[method]) for pattern, template, ops in self.operations
+                 if method in ops and pattern.match(path)]
+        if not found:
+            return  # not an operation of the document: the docs pages and their assets, an unknown path
+        template, operation = min(found, key=lambda f: f[0].count("{"))  # /worklist/access before /{...}
+        response.read()
+        where = f"{request.method} {path} -> {response.status_code}"
+        documented = operation["responses"].get(str(response.status_code))
+        assert documented is not None, f"{where}: status not documented ({sorted(operation['responses'])})"
+        media = response.headers.get("content-type", "").split(";")[0].strip()
+        content = documented.get("content")
+        if not content:
+            assert not response.content, f"{where}: a body where none is documented"
+            return
+        assert media in content, f"{where}: {media} not documented ({sorted(content)})"
+        if media.endswith("json"):
+            pointer = "/".join(p.replace("~", "~0").replace("/", "~1") for p in
+                               ("paths", template, method, "responses", str(response.status_code), "content", media,
+                                "schema"))
+            validator = jsonschema.Draft202012Validator({"$ref": f"{self.ROOT}#/{pointer}"}, registry=self.registry,
+                                                        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+            errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                      for e in validator.iter_errors(response.json())]
+            assert not errors, f"{where}: the answer is not as documented: {errors[:5]}"
+        self.checked.append((request.method, template, response.status_code))
+
+
 def make_api(system) -> Api:
     from infra.http.app import create_app
 
@@ -45,4 +94,7 @@ def make_api(system) -> Api:
         "ops": mint(secret, role="ops", sub="ops-1"),
         "admin": mint(secret, role="admin", sub="root"),
     }
-    return Api(TestClient(create_app(system)), system, tokens)
+    app = create_app(system)
+    client = TestClient(app)
+    client.event_hooks = {"request": [], "response": [DocumentedAnswers(app.openapi())]}
+    return Api(client, system, tokens)

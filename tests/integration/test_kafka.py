@@ -17,7 +17,7 @@ from consumers.dedupe import CaseVersionDeduper
 from consumers.topic import partitions_of
 from infra.bootstrap import bootstrap
 from infra.demo.workload import run_demo
-from infra.kafka.message import event_id, parse_message
+from infra.kafka.message import dataschema, event_id, event_type, parse_message
 from infra.demo.samples import later, request
 from tests.support import DME, PROVIDER
 
@@ -69,7 +69,8 @@ def check_topic_equals_store(system, settings) -> collections.Counter:
         seen[case_id] = version
         record = stored[(case_id, version)]
         data = event.get_data()
-        assert event.get_type() == f"caselog.case.{__import__('infra.kafka.message', fromlist=['short_type']).short_type(record['type'])}.v1"
+        assert event.get_type() == event_type(record["type"], record["class_version"])
+        assert event.get_dataschema() == dataschema(record["type"], record["class_version"])
         assert event.get_source() == f"caselog/{settings.deployment}"
         assert int(event.get_extension("position")) == record["position"]
         assert (data["data"], data["actor"], data["hash"]) == (record["data"], record["actor"], record["hash"])
@@ -194,7 +195,7 @@ def test_every_published_event_validates_against_the_generated_schema(kafka_stor
     from infra.kafka.schema import asyncapi, event_schemas
 
     schemas = event_schemas(kafka_store)
-    validators = {name: jsonschema_rs.validator_for(schema) for name, schema in schemas.items()}
+    validators = {name: jsonschema_rs.validator_for(schema, validate_formats=True) for name, schema in schemas.items()}
     with demo_on_topic(kafka_store, clock):
         seen = set()
         for _, m in topic_messages(kafka_store.kafka_bootstrap, kafka_store.topic):
@@ -202,8 +203,29 @@ def test_every_published_event_validates_against_the_generated_schema(kafka_stor
             name = body["data"]["type"]
             errors = [e.message for e in validators[name].iter_errors(body)]
             assert not errors, (name, errors)
+            assert body["dataschema"] == schemas[name]["$id"]
+            assert body["type"] == schemas[name]["properties"]["type"]["const"]
             seen.add(name)
         assert len(seen) > 20
         doc = asyncapi(kafka_store)
         assert doc["channels"]["caseEvents"]["address"] == kafka_store.topic
         assert set(doc["components"]["messages"]) == set(schemas)
+
+
+def test_readiness_answers_whether_the_broker_does(kafka_store, broker):
+    from tests.e2e.http_support import make_api
+
+    _, broker_proc = broker
+    system = bootstrap(kafka_store)
+    try:
+        api = make_api(system)
+        r = api.client.get("/readyz")
+        assert r.status_code == 200 and r.json()["checks"] == {"store": "ok", "kafka": "ok"}, r.text
+        broker_proc.kill()
+        broker_proc.wait()
+        started = time.monotonic()
+        r = api.client.get("/readyz")
+        assert r.status_code == 503 and "kafka" in r.json()["detail"], r.text
+        assert time.monotonic() - started < 10
+    finally:
+        system.close()
