@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-import sys
 from datetime import datetime, timezone
 from typing import Any
 

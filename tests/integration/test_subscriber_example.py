@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.bootstrap import bootstrap
 from infra.settings import Settings
 from tests.conftest import START
 from tests.integration.test_kafka import demo_on_topic, drain, store_events
