@@ -70,3 +70,14 @@ def event_types(app, case_id: str) -> list[str]:
 
 
 __all__ = ["timedelta", "document", "later", "request"]
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text (``metric(text, "caselog_relay_parked")``), or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None

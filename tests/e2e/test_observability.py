@@ -16,7 +16,7 @@ from infra.logs import JsonFormatter
 from infra.settings import Settings
 from tests.conftest import START
 from tests.e2e.http_support import make_api
-from tests.support import free_port
+from tests.support import free_port, metric
 
 
 @pytest.fixture
@@ -65,20 +65,18 @@ def test_metrics_come_from_prometheus_client_with_latency_per_route_and_the_syst
     assert api.get(f"/cases/{case_id}").status_code == 200
     text = api.client.get("/metrics").text
     assert case_id not in text  # per route template, not per path
-    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line and not line.startswith("#")}
-    count = "caselog_http_request_duration_seconds_count"
-    assert values[f'{count}{{method="GET",route="/cases/{{case_id}}",status="200"}}'] == 1
-    assert values[f'{count}{{method="POST",route="/cases",status="201"}}'] == 1
-    assert values['caselog_open_cases{status="pending"}'] == 1 and values['caselog_open_cases{status="held"}'] == 0
-    assert values["caselog_cases_at_risk"] == 0 and values["caselog_cases_overdue"] == 0
-    assert values["caselog_events_total"] >= 1 and values["caselog_store_up"] == 1
-    assert 'caselog_projection_lag{projection="worklist"}' in values and "caselog_deadlines_due" in values
-    assert values["caselog_deadlines_fired_total"] == 0
+    latency = "caselog_http_request_duration_seconds_count"
+    assert metric(text, latency, method="GET", route="/cases/{case_id}", status="200") == 1
+    assert metric(text, latency, method="POST", route="/cases", status="201") == 1
+    assert metric(text, "caselog_open_cases", status="pending") == 1
+    assert metric(text, "caselog_open_cases", status="held") == 0
+    assert metric(text, "caselog_cases_at_risk") == 0 and metric(text, "caselog_cases_overdue") == 0
+    assert metric(text, "caselog_events_total") >= 1 and metric(text, "caselog_store_up") == 1
+    assert metric(text, "caselog_projection_lag", projection="worklist") == 0
+    assert metric(text, "caselog_deadlines_due") == 0 and metric(text, "caselog_deadlines_fired_total") == 0
     assert api.post("/admin/clock", {"advance": "P30D"}, who="admin").status_code == 200  # past the decision due
-    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-              for line in api.client.get("/metrics").text.splitlines() if line and not line.startswith("#")}
-    assert values["caselog_cases_overdue"] == 1 and values["caselog_deadlines_fired_total"] >= 1
+    text = api.client.get("/metrics").text
+    assert metric(text, "caselog_cases_overdue") == 1 and metric(text, "caselog_deadlines_fired_total") >= 1
 
 
 def test_readiness_checks_the_store_and_the_broker_when_one_is_configured(api, tmp_path):
