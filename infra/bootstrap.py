@@ -19,6 +19,7 @@ from infra.store.registry import Registry
 from infra.kafka.message import published_size
 from infra.store.transcoder import OrjsonTranscoder
 from infra.settings import SettingError, Settings, check_choice, usable_dir
+from projections.board import Board
 from projections.case_owners import CaseOwners
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
@@ -32,7 +33,7 @@ from scheduler.service import DeadlineScheduler
 
 def read_models() -> list:
     """Every read model, in one place (the embedded runner and the Kafka workers use this)."""
-    return [Worklist(), CertificationSummary(), AuthorizationLookup(), ReviewQueue(), PriorAuthorizationMetrics()]
+    return [Worklist(), CertificationSummary(), AuthorizationLookup(), ReviewQueue(), PriorAuthorizationMetrics(), Board()]
 
 
 # Kept from the store by every process serving the API, whatever CASELOG_PROJECTIONS says: the
