@@ -93,6 +93,7 @@ class Settings:
     seal_every: int = 1000  # seal once this many events are unsealed...
     seal_seconds: float = 60.0  # ...or this many seconds after the last seal, when any are
     seal_topic: str = "caselog.seals"
+    session_seconds: int = 3600  # a dashboard sign-in (POST /session) lasts this long, never past its token
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -125,6 +126,7 @@ class Settings:
             seal_every=_number(env, "CASELOG_SEAL_EVERY", 1000),
             seal_seconds=_number(env, "CASELOG_SEAL_SECONDS", 60.0, float, minimum=0.1),
             seal_topic=env.get("CASELOG_SEAL_TOPIC") or "caselog.seals",
+            session_seconds=_number(env, "CASELOG_SESSION_SECONDS", 3600, minimum=60),
         )
 
     @property
