@@ -14,7 +14,7 @@ week it was decided (as ``GET /metrics/prior-authorization`` filters by the deci
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +34,11 @@ DECISION_EVENTS = frozenset({
 })
 CASE_FACTS = ("case_id", "case_number", "policy", "policy_version", "urgent", "received_at", "decided_at", "week", "seconds",
               "outcome", "auto", "extended", "appealed", "appeal_outcome", "final_outcome")
+
+
+def _utc(instant: datetime) -> str:
+    """An instant as the events store it (UTC ISO 8601), so text comparisons order it right."""
+    return instant.astimezone(timezone.utc).isoformat()
 
 
 def hours_bucket(hours: float) -> int:
@@ -234,7 +239,7 @@ def open_cases(db: ReadStore, now: datetime, *, sort: str = "urgent", flag: str 
     deadline; ``flag`` narrows to urgent, at-risk, overdue or held cases."""
     limit, offset = page_window(page, page_size)
     order = QUEUE_SORTS.get(sort, QUEUE_SORTS["urgent"])
-    stamp = now.isoformat()
+    stamp = _utc(now)
     where, params = [], []
     if policy:
         where.append("policy = ?")
@@ -259,7 +264,7 @@ def open_cases(db: ReadStore, now: datetime, *, sort: str = "urgent", flag: str 
 
 def open_counts(db: ReadStore, now: datetime) -> dict:
     """How many open cases, urgent, at risk, overdue and held, each an index range."""
-    stamp = now.isoformat()
+    stamp = _utc(now)
     with db.transaction() as cur:
         one = lambda sql, *p: int(cur.execute(sql, p).fetchone()[0])  # noqa: E731
         total = one("SELECT COUNT(*) FROM board_open")
@@ -274,7 +279,7 @@ def open_counts(db: ReadStore, now: datetime) -> dict:
 def held_cases(db: ReadStore, now: datetime, *, page: int = 1, page_size: int = 25) -> dict:
     """Held cases, the soonest hold due first, with what was requested."""
     limit, offset = page_window(page, page_size)
-    stamp = now.isoformat()
+    stamp = _utc(now)
     with db.transaction() as cur:
         total = cur.execute("SELECT COUNT(*) FROM board_open WHERE status = 'held'").fetchone()[0]
         rows = cur.execute(f"SELECT {', '.join(OPEN_COLUMNS)} FROM board_open WHERE status = 'held'"
@@ -287,14 +292,14 @@ def p2p_between(db: ReadStore, start: datetime, end: datetime, *, limit: int = 2
     cols = ("p2p_id", "case_id", "case_number", "policy", "level", "slot", "reviewer", "status", "outcome")
     with db.transaction() as cur:
         rows = cur.execute(f"SELECT {', '.join(cols)} FROM board_p2p WHERE slot >= ? AND slot < ? ORDER BY slot, case_number"
-                           " LIMIT ?", (start.isoformat(), end.isoformat(), limit)).fetchall()
+                           " LIMIT ?", (_utc(start), _utc(end), limit)).fetchall()
     return [dict(zip(cols, r)) for r in rows]
 
 
 def aging(db: ReadStore, now: datetime, *, policy: str | None = None) -> dict:
     """Outstanding (open) requests by status and by age since receipt: under 1 day, 1-3, 3-7, 7-14,
     14 days or more."""
-    edges = [(now - timedelta(days=d)).isoformat() for d in (1, 3, 7, 14)]
+    edges = [_utc(now - timedelta(days=d)) for d in (1, 3, 7, 14)]
     labels = ["< 1 day", "1-3 days", "3-7 days", "7-14 days", ">= 14 days"]
     cases = ("CASE WHEN received_at > ? THEN 0 WHEN received_at > ? THEN 1 WHEN received_at > ? THEN 2"
              " WHEN received_at > ? THEN 3 ELSE 4 END")
@@ -325,6 +330,18 @@ def weekly_figures(db: ReadStore, *, start: date, end: date, policy: str | None 
     medians = _medians({(w, u): [] for w, u, *_ in rows}, hist)
     return [{"week": r[0], "urgent": bool(r[1]), **dict(zip(COUNTERS, (int(v or 0) for v in r[2:]))),
              "median_hours": medians.get((r[0], r[1]))} for r in rows]
+
+
+def medians_by_kind(db: ReadStore, *, start: date, end: date, policy: str | None = None) -> dict[bool, float]:
+    """The median hours to decision over the weeks in [start, end], standard (False) and expedited (True)."""
+    where, params = "week >= ? AND week <= ?", [start.isoformat(), end.isoformat()]
+    if policy:
+        where += " AND policy = ?"
+        params.append(policy)
+    with db.transaction() as cur:
+        hist = cur.execute(f"SELECT 0, urgent, minutes, SUM(n) FROM board_hours WHERE {where}"
+                           " GROUP BY urgent, minutes ORDER BY urgent, minutes", params).fetchall()
+    return {bool(urgent): median for (_, urgent), median in _medians({}, hist).items()}
 
 
 def policy_figures(db: ReadStore, *, start: date, end: date) -> list[dict]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-WIDTH, HEIGHT = 720, 260
-LEFT, RIGHT, TOP, BOTTOM = 52, 16, 16, 58
+WIDTH, HEIGHT = 720, 290
+LEFT, RIGHT, TOP, BOTTOM = 52, 16, 38, 70
 PALETTE = {"approved": "#2e7d32", "denied": "#c62828", "standard": "#1565c0", "expedited": "#ef6c00",
            "held": "#6a1b9a", "pending": "#00838f", "grey": "#757575", "teal": "#00897b", "brown": "#6d4c41"}
 
@@ -34,7 +34,8 @@ def _nice_max(value: float) -> float:
 def _frame(title: str, y_max: float, unit: str, labels: list[str], slot: float) -> list[str]:
     plot_h = HEIGHT - TOP - BOTTOM
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img"'
-           f' aria-label="{escape(title)}" data-chart="{escape(title)}">', f"<title>{escape(title)}</title>"]
+           f' aria-label="{escape(title)}" data-chart="{escape(title)}">', f"<title>{escape(title)}</title>",
+           f'<text x="{LEFT}" y="20" font-size="14" font-weight="600" fill="#212121">{escape(title)}</text>']
     for i in range(5):
         value = y_max * i / 4
         y = TOP + plot_h - plot_h * i / 4
@@ -52,11 +53,15 @@ def _frame(title: str, y_max: float, unit: str, labels: list[str], slot: float) 
 
 
 def _legend(series: list[Series]) -> list[str]:
-    out, x = [], LEFT
+    """Keys under the plot, wrapped onto a second row when they do not fit."""
+    out, x, y = [], LEFT, HEIGHT - 30
     for s in series:
-        out.append(f'<rect x="{x}" y="{HEIGHT - 20}" width="12" height="12" fill="{s.colour}"/>')
-        out.append(f'<text x="{x + 16}" y="{HEIGHT - 10}" font-size="12" fill="#333">{escape(s.name)}</text>')
-        x += 24 + 7 * len(s.name)
+        width = 24 + 7 * len(s.name)
+        if x + width > WIDTH - RIGHT and x > LEFT:
+            x, y = LEFT, y + 16
+        out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{s.colour}"/>')
+        out.append(f'<text x="{x + 16}" y="{y}" font-size="12" fill="#333">{escape(s.name)}</text>')
+        x += width
     return out
 
 

@@ -44,7 +44,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make a form post's Origin "null"
 }
 STREAM_SECONDS = 25.0  # an event stream ends after this and the browser reconnects (a shutdown waits no longer)
 POLL_SECONDS = 1.0
@@ -329,7 +329,8 @@ def router(guard: Guard) -> APIRouter:
         svg = _figure_charts(weeks, weekly, by_policy, aging, partial)
         return {"charts": svg, "start": start.isoformat(), "end": end.isoformat(), "policy": policy or "", "partial": partial,
                 "policies": views.policy_choices(), "table": _policy_table(by_policy, partial), "aging": aging,
-                "totals": _totals(weekly, partial), "oldest": views.local(aging["oldest_received_at"])}
+                "totals": _totals(weekly, partial, board.medians_by_kind(system.db, start=start, end=end, policy=policy)),
+                "oldest": views.local(aging["oldest_received_at"])}
 
     @routes.get("/dashboard/figures", response_class=HTMLResponse, include_in_schema=False)
     def figures(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(guard.bearer)) -> Response:
@@ -511,8 +512,8 @@ def _sum(rows: list[dict]) -> dict:
     return total
 
 
-def _totals(weekly: list[dict], partial: str) -> dict:
-    return {kind: _rates(_sum([r for r in weekly if r["urgent"] == urgent]), partial)
+def _totals(weekly: list[dict], partial: str, medians: dict[bool, float]) -> dict:
+    return {kind: _rates({**_sum([r for r in weekly if r["urgent"] == urgent]), "median_hours": medians.get(urgent)}, partial)
             for kind, urgent in (("standard", False), ("expedited", True))} | {"all": _rates(_sum(weekly), partial)}
 
 
