@@ -192,8 +192,9 @@ def dashboard_latency(client, system, ops: dict, reviewer: dict, rng: random.Ran
     as_ops, as_reviewer = session(ops), session(reviewer)
     client.cookies.clear()
     with system.db.transaction() as cur:
-        case_ids = [r[0] for r in cur.execute("SELECT case_id FROM board_cases ORDER BY case_number LIMIT 3000").fetchall()]
-        numbers = [r[0] for r in cur.execute("SELECT case_number FROM board_cases ORDER BY case_number DESC LIMIT 3000").fetchall()]
+        first = cur.execute("SELECT case_id FROM board_cases ORDER BY case_number LIMIT 3000").fetchall()
+        last = cur.execute("SELECT case_number FROM board_cases ORDER BY case_number DESC LIMIT 3000").fetchall()
+        case_ids, numbers = [r[0] for r in first], [r[0] for r in last]
         open_total = cur.execute("SELECT COUNT(*) FROM board_open").fetchone()[0]
     tabs = ["Pending", "Approved", "Partially Approved", "Denied", "Cancelled", "All"]
     last_page = max(1, open_total // 25)
@@ -202,8 +203,8 @@ def dashboard_latency(client, system, ops: dict, reviewer: dict, rng: random.Ran
         return client.get(path, params=params, cookies=cookies)
 
     def queue_fragment():
-        return get("/dashboard/fragments/queue", as_ops, sort=rng.choice(list(QUEUE_SORTS)), flag=rng.choice(QUEUE_FLAGS),
-                   page=rng.choice([1, 2, 3, rng.randint(1, last_page)]),
+        return get("/dashboard/fragments/queue", as_ops, sort=rng.choice(list(QUEUE_SORTS)),
+                   flag=rng.choice(QUEUE_FLAGS), page=rng.choice([1, 2, 3, rng.randint(1, last_page)]),
                    **({"policy": rng.choice(POLICY_IDS)} if rng.random() < 0.3 else {}))
 
     def worklist_fragment():
@@ -222,11 +223,13 @@ def dashboard_latency(client, system, ops: dict, reviewer: dict, rng: random.Ran
         "dashboard_p2p_today": lambda: get("/dashboard/fragments/p2p", as_ops),
         "dashboard_worklist_page": lambda: get("/dashboard/worklist", as_ops, status=rng.choice(tabs)),
         "dashboard_worklist_tab": worklist_fragment,
-        "dashboard_worklist_search": lambda: get("/dashboard/fragments/worklist", as_ops, status="All", q=rng.choice(numbers)),
+        "dashboard_worklist_search": lambda: get("/dashboard/fragments/worklist", as_ops, status="All",
+                                                 q=rng.choice(numbers)),
         "dashboard_figures_page": lambda: figures("/dashboard/figures"),
         "dashboard_figures_fragment": lambda: figures("/dashboard/fragments/figures"),
         "dashboard_services": lambda: get("/dashboard/services", as_ops),
-        "dashboard_case_page": lambda: get(f"/dashboard/cases/{rng.choice(case_ids)}", rng.choice([as_ops, as_reviewer])),
+        "dashboard_case_page": lambda: get(f"/dashboard/cases/{rng.choice(case_ids)}",
+                                           rng.choice([as_ops, as_reviewer])),
     }
     timed(lambda: get("/dashboard", as_ops), 10)  # warm up
     return {name: percentiles(timed(call, n)) for name, call in cases.items()}

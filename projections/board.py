@@ -26,14 +26,48 @@ from projections.facts import status_after
 from projections.records import EventRecord
 
 OPEN = ("pending", "held")
-COUNTERS = ("decided", "approved", "partial", "seconds", "auto", "extended", "extended_approved", "extended_partial",
-            "appealed", "appeal_decided", "overturned", "partially_overturned")
-DECISION_EVENTS = frozenset({
-    "DecisionTimeframeExtended", "CaseDetermined", "CaseAutoApproved", "AlternativeRecommendationAccepted",
-    "ReconsiderationDecided", "AppealFiled", "AppealDecided",
-})
-CASE_FACTS = ("case_id", "case_number", "policy", "policy_version", "urgent", "received_at", "decided_at", "week", "seconds",
-              "outcome", "auto", "extended", "appealed", "appeal_outcome", "final_outcome")
+COUNTERS = (
+    "decided",
+    "approved",
+    "partial",
+    "seconds",
+    "auto",
+    "extended",
+    "extended_approved",
+    "extended_partial",
+    "appealed",
+    "appeal_decided",
+    "overturned",
+    "partially_overturned",
+)
+DECISION_EVENTS = frozenset(
+    {
+        "DecisionTimeframeExtended",
+        "CaseDetermined",
+        "CaseAutoApproved",
+        "AlternativeRecommendationAccepted",
+        "ReconsiderationDecided",
+        "AppealFiled",
+        "AppealDecided",
+    }
+)
+CASE_FACTS = (
+    "case_id",
+    "case_number",
+    "policy",
+    "policy_version",
+    "urgent",
+    "received_at",
+    "decided_at",
+    "week",
+    "seconds",
+    "outcome",
+    "auto",
+    "extended",
+    "appealed",
+    "appeal_outcome",
+    "final_outcome",
+)
 
 
 def _utc(instant: datetime) -> str:
@@ -63,19 +97,22 @@ class Board(Projection):
     name = "board"
     tables = ("board_open", "board_p2p", "board_cases", "board_weekly", "board_hours")
     schema = (
-        "CREATE TABLE IF NOT EXISTS board_open (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, status TEXT NOT NULL,"
-        " urgent INTEGER NOT NULL, policy TEXT NOT NULL, policy_version INTEGER NOT NULL, line_of_business TEXT NOT NULL,"
-        " received_at TEXT NOT NULL, decision_due_at TEXT NOT NULL, decision_warning_at TEXT NOT NULL, hold_due_at TEXT,"
+        "CREATE TABLE IF NOT EXISTS board_open (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL,"
+        " status TEXT NOT NULL, urgent INTEGER NOT NULL, policy TEXT NOT NULL, policy_version INTEGER NOT NULL,"
+        " line_of_business TEXT NOT NULL, received_at TEXT NOT NULL, decision_due_at TEXT NOT NULL,"
+        " decision_warning_at TEXT NOT NULL, hold_due_at TEXT,"
         " held_at TEXT, hold_items TEXT, extension_days INTEGER NOT NULL, extension_reason TEXT)",
         "CREATE TABLE IF NOT EXISTS board_p2p (p2p_id TEXT NOT NULL, case_id TEXT NOT NULL, case_number TEXT NOT NULL,"
         " policy TEXT NOT NULL, level TEXT NOT NULL, slot TEXT NOT NULL, reviewer TEXT NOT NULL, status TEXT NOT NULL,"
         " outcome TEXT, PRIMARY KEY (p2p_id, case_id))",
-        "CREATE TABLE IF NOT EXISTS board_cases (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, policy TEXT NOT NULL,"
-        " policy_version INTEGER NOT NULL, urgent INTEGER NOT NULL, received_at TEXT NOT NULL, decided_at TEXT, week TEXT,"
+        "CREATE TABLE IF NOT EXISTS board_cases (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL,"
+        " policy TEXT NOT NULL, policy_version INTEGER NOT NULL, urgent INTEGER NOT NULL, received_at TEXT NOT NULL,"
+        " decided_at TEXT, week TEXT,"
         " seconds BIGINT, outcome TEXT, auto INTEGER NOT NULL, extended INTEGER NOT NULL, appealed INTEGER NOT NULL,"
         " appeal_outcome TEXT, final_outcome TEXT)",
         "CREATE TABLE IF NOT EXISTS board_weekly (week TEXT NOT NULL, policy TEXT NOT NULL, urgent INTEGER NOT NULL, "
-        + ", ".join(f"{c} BIGINT NOT NULL" for c in COUNTERS) + ", PRIMARY KEY (week, policy, urgent))",
+        + ", ".join(f"{c} BIGINT NOT NULL" for c in COUNTERS)
+        + ", PRIMARY KEY (week, policy, urgent))",
         "CREATE TABLE IF NOT EXISTS board_hours (week TEXT NOT NULL, policy TEXT NOT NULL, urgent INTEGER NOT NULL,"
         " minutes INTEGER NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (week, policy, urgent, minutes))",
         "CREATE INDEX IF NOT EXISTS board_open_urgent_due ON board_open (urgent DESC, decision_due_at, case_id)",
@@ -94,35 +131,90 @@ class Board(Projection):
             self._decision_facts(cur, event)
         match kind:
             case "CaseSubmitted":
-                upsert(cur, "board_open", ["case_id"], {
-                    "case_id": case_id, "case_number": d["case_number"], "status": "pending", "urgent": int(d["urgent"]),
-                    "policy": d["policy"], "policy_version": d["policy_version"], "line_of_business": d["line_of_business"],
-                    "received_at": d["received_at"], "decision_due_at": d["decision_due_at"],
-                    "decision_warning_at": d["decision_warning_at"], "hold_due_at": None, "held_at": None, "hold_items": None,
-                    "extension_days": 0, "extension_reason": None,
-                })
-                upsert(cur, "board_cases", ["case_id"], {
-                    "case_id": case_id, "case_number": d["case_number"], "policy": d["policy"],
-                    "policy_version": d["policy_version"], "urgent": int(d["urgent"]), "received_at": d["received_at"],
-                    "decided_at": None, "week": None, "seconds": None, "outcome": None, "auto": 0, "extended": 0,
-                    "appealed": 0, "appeal_outcome": None, "final_outcome": None,
-                })
+                upsert(
+                    cur,
+                    "board_open",
+                    ["case_id"],
+                    {
+                        "case_id": case_id,
+                        "case_number": d["case_number"],
+                        "status": "pending",
+                        "urgent": int(d["urgent"]),
+                        "policy": d["policy"],
+                        "policy_version": d["policy_version"],
+                        "line_of_business": d["line_of_business"],
+                        "received_at": d["received_at"],
+                        "decision_due_at": d["decision_due_at"],
+                        "decision_warning_at": d["decision_warning_at"],
+                        "hold_due_at": None,
+                        "held_at": None,
+                        "hold_items": None,
+                        "extension_days": 0,
+                        "extension_reason": None,
+                    },
+                )
+                upsert(
+                    cur,
+                    "board_cases",
+                    ["case_id"],
+                    {
+                        "case_id": case_id,
+                        "case_number": d["case_number"],
+                        "policy": d["policy"],
+                        "policy_version": d["policy_version"],
+                        "urgent": int(d["urgent"]),
+                        "received_at": d["received_at"],
+                        "decided_at": None,
+                        "week": None,
+                        "seconds": None,
+                        "outcome": None,
+                        "auto": 0,
+                        "extended": 0,
+                        "appealed": 0,
+                        "appeal_outcome": None,
+                        "final_outcome": None,
+                    },
+                )
             case "CaseHeld":
-                update(cur, "board_open", case_id, status="held", hold_due_at=d["due_at"], held_at=event["occurred_at"],
-                       hold_items=orjson.dumps(d["requested_items"]).decode())
+                update(
+                    cur,
+                    "board_open",
+                    case_id,
+                    status="held",
+                    hold_due_at=d["due_at"],
+                    held_at=event["occurred_at"],
+                    hold_items=orjson.dumps(d["requested_items"]).decode(),
+                )
             case "HoldReleased" | "HoldLapsed":
                 update(cur, "board_open", case_id, status="pending", hold_due_at=None, held_at=None, hold_items=None)
             case "DecisionTimeframeExtended":
-                cur.execute("UPDATE board_open SET decision_due_at = ?, decision_warning_at = ?, extension_days = extension_days + ?,"
-                            " extension_reason = ? WHERE case_id = ?",
-                            (d["decision_due_at"], d["decision_warning_at"], d["days"], d["reason"], case_id))
+                cur.execute(
+                    "UPDATE board_open SET decision_due_at = ?, decision_warning_at = ?,"
+                    " extension_days = extension_days + ?,"
+                    " extension_reason = ? WHERE case_id = ?",
+                    (d["decision_due_at"], d["decision_warning_at"], d["days"], d["reason"], case_id),
+                )
             case "P2PScheduled":
-                found = cur.execute("SELECT case_number, policy FROM board_cases WHERE case_id = ?", (case_id,)).fetchone()
+                found = cur.execute(
+                    "SELECT case_number, policy FROM board_cases WHERE case_id = ?", (case_id,)
+                ).fetchone()
                 number, policy = found if found else ("", "")
-                upsert(cur, "board_p2p", ["p2p_id", "case_id"], {
-                    "p2p_id": d["p2p_id"], "case_id": case_id, "case_number": number, "policy": policy, "level": d["level"],
-                    "slot": d["slot"], "reviewer": d["reviewer"], "status": "scheduled", "outcome": None,
-                })
+                upsert(
+                    cur,
+                    "board_p2p",
+                    ["p2p_id", "case_id"],
+                    {
+                        "p2p_id": d["p2p_id"],
+                        "case_id": case_id,
+                        "case_number": number,
+                        "policy": policy,
+                        "level": d["level"],
+                        "slot": d["slot"],
+                        "reviewer": d["reviewer"],
+                        "status": "scheduled",
+                        "outcome": None,
+                    },
+                )
             case "P2PRescheduled":
                 self._p2p(cur, d["p2p_id"], case_id, slot=d["slot"])
             case "P2PCancelled":
@@ -139,12 +231,16 @@ class Board(Projection):
     @staticmethod
     def _p2p(cur: Cursor, p2p_id: str, case_id: str, **values: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in values)
-        cur.execute(f"UPDATE board_p2p SET {sets} WHERE p2p_id = ? AND case_id = ?", [*values.values(), p2p_id, case_id])
+        cur.execute(
+            f"UPDATE board_p2p SET {sets} WHERE p2p_id = ? AND case_id = ?", [*values.values(), p2p_id, case_id]
+        )
 
     # ---- the decision facts, kept by difference ------------------------------------------------
 
     def _decision_facts(self, cur: Cursor, event: EventRecord) -> None:
-        found = cur.execute(f"SELECT {', '.join(CASE_FACTS)} FROM board_cases WHERE case_id = ?", (event["case_id"],)).fetchone()
+        found = cur.execute(
+            f"SELECT {', '.join(CASE_FACTS)} FROM board_cases WHERE case_id = ?", (event["case_id"],)
+        ).fetchone()
         if found is None:
             return
         before = dict(zip(CASE_FACTS, found))
@@ -157,8 +253,14 @@ class Board(Projection):
                 outcome = d.get("outcome", "approved")
                 tz = policy_version(before["policy"], before["policy_version"]).timezone
                 taken = datetime.fromisoformat(at) - datetime.fromisoformat(before["received_at"])
-                after.update(decided_at=at, week=week_of(at, tz), seconds=int(taken.total_seconds()), outcome=outcome, final_outcome=outcome,
-                             auto=int(event["type"] == "CaseAutoApproved"))
+                after.update(
+                    decided_at=at,
+                    week=week_of(at, tz),
+                    seconds=int(taken.total_seconds()),
+                    outcome=outcome,
+                    final_outcome=outcome,
+                    auto=int(event["type"] == "CaseAutoApproved"),
+                )
             case "AlternativeRecommendationAccepted":
                 after["final_outcome"] = "approved"
             case "ReconsiderationDecided":
@@ -182,12 +284,16 @@ class Board(Projection):
             values = [sign * counters[c] for c in COUNTERS]
             cur.execute(
                 f"INSERT INTO board_weekly (week, policy, urgent, {', '.join(COUNTERS)}) VALUES (?, ?, ?, "
-                + ", ".join("?" for _ in COUNTERS) + ") ON CONFLICT (week, policy, urgent) DO UPDATE SET "
+                + ", ".join("?" for _ in COUNTERS)
+                + ") ON CONFLICT (week, policy, urgent) DO UPDATE SET "
                 + ", ".join(f"{c} = board_weekly.{c} + excluded.{c}" for c in COUNTERS),
-                [*key, *values])
-            cur.execute("INSERT INTO board_hours (week, policy, urgent, minutes, n) VALUES (?, ?, ?, ?, ?)"
-                        " ON CONFLICT (week, policy, urgent, minutes) DO UPDATE SET n = board_hours.n + excluded.n",
-                        [*key, bucket, sign])
+                [*key, *values],
+            )
+            cur.execute(
+                "INSERT INTO board_hours (week, policy, urgent, minutes, n) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (week, policy, urgent, minutes) DO UPDATE SET n = board_hours.n + excluded.n",
+                [*key, bucket, sign],
+            )
 
 
 def _contribution(facts: dict) -> tuple[tuple, dict, int] | None:
@@ -197,20 +303,41 @@ def _contribution(facts: dict) -> tuple[tuple, dict, int] | None:
     final, appeal = facts["final_outcome"], facts["appeal_outcome"]
     extended = bool(facts["extended"])
     counters = {
-        "decided": 1, "approved": int(facts["outcome"] == "approved"), "partial": int(facts["outcome"] == "partially_approved"),
-        "seconds": int(facts["seconds"]), "auto": int(facts["auto"]), "extended": int(extended),
-        "extended_approved": int(extended and final == "approved"), "extended_partial": int(extended and final == "partially_approved"),
-        "appealed": int(facts["appealed"]), "appeal_decided": int(appeal is not None),
-        "overturned": int(appeal == "overturned"), "partially_overturned": int(appeal == "partially_overturned"),
+        "decided": 1,
+        "approved": int(facts["outcome"] == "approved"),
+        "partial": int(facts["outcome"] == "partially_approved"),
+        "seconds": int(facts["seconds"]),
+        "auto": int(facts["auto"]),
+        "extended": int(extended),
+        "extended_approved": int(extended and final == "approved"),
+        "extended_partial": int(extended and final == "partially_approved"),
+        "appealed": int(facts["appealed"]),
+        "appeal_decided": int(appeal is not None),
+        "overturned": int(appeal == "overturned"),
+        "partially_overturned": int(appeal == "partially_overturned"),
     }
     return (facts["week"], facts["policy"], int(facts["urgent"])), counters, hours_bucket(int(facts["seconds"]) / 3600)
 
 
 # ---- queries ------------------------------------------------------------------------------
 
-OPEN_COLUMNS = ("case_id", "case_number", "status", "urgent", "policy", "policy_version", "line_of_business", "received_at",
-                "decision_due_at", "decision_warning_at", "hold_due_at", "held_at", "hold_items", "extension_days",
-                "extension_reason")
+OPEN_COLUMNS = (
+    "case_id",
+    "case_number",
+    "status",
+    "urgent",
+    "policy",
+    "policy_version",
+    "line_of_business",
+    "received_at",
+    "decision_due_at",
+    "decision_warning_at",
+    "hold_due_at",
+    "held_at",
+    "hold_items",
+    "extension_days",
+    "extension_reason",
+)
 QUEUE_SORTS = {
     "urgent": "urgent DESC, decision_due_at ASC, case_id ASC",
     "due": "decision_due_at ASC, case_id ASC",
@@ -233,8 +360,16 @@ def _open_row(r: tuple, stamp: str) -> dict:
     return row
 
 
-def open_cases(db: ReadStore, now: datetime, *, sort: str = "urgent", flag: str = "all", policy: str | None = None,
-               page: int = 1, page_size: int = 25) -> dict:
+def open_cases(
+    db: ReadStore,
+    now: datetime,
+    *,
+    sort: str = "urgent",
+    flag: str = "all",
+    policy: str | None = None,
+    page: int = 1,
+    page_size: int = 25,
+) -> dict:
     """A page of the open cases (the review queue), each with its clocks and the facts that set its
     deadline; ``flag`` narrows to urgent, at-risk, overdue or held cases."""
     limit, offset = page_window(page, page_size)
@@ -257,8 +392,10 @@ def open_cases(db: ReadStore, now: datetime, *, sort: str = "urgent", flag: str 
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     with db.transaction() as cur:
         total = cur.execute(f"SELECT COUNT(*) FROM board_open{clause}", params).fetchone()[0]
-        rows = cur.execute(f"SELECT {', '.join(OPEN_COLUMNS)} FROM board_open{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                           [*params, limit, offset]).fetchall()
+        rows = cur.execute(
+            f"SELECT {', '.join(OPEN_COLUMNS)} FROM board_open{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
     return {"items": [_open_row(r, stamp) for r in rows], "total": int(total)}
 
 
@@ -282,8 +419,11 @@ def held_cases(db: ReadStore, now: datetime, *, page: int = 1, page_size: int = 
     stamp = _utc(now)
     with db.transaction() as cur:
         total = cur.execute("SELECT COUNT(*) FROM board_open WHERE status = 'held'").fetchone()[0]
-        rows = cur.execute(f"SELECT {', '.join(OPEN_COLUMNS)} FROM board_open WHERE status = 'held'"
-                           " ORDER BY hold_due_at ASC, case_id ASC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        rows = cur.execute(
+            f"SELECT {', '.join(OPEN_COLUMNS)} FROM board_open WHERE status = 'held'"
+            " ORDER BY hold_due_at ASC, case_id ASC LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
     return {"items": [_open_row(r, stamp) for r in rows], "total": int(total)}
 
 
@@ -291,8 +431,10 @@ def p2p_between(db: ReadStore, start: datetime, end: datetime, *, limit: int = 2
     """P2P appointments with a slot in [start, end), in slot order."""
     cols = ("p2p_id", "case_id", "case_number", "policy", "level", "slot", "reviewer", "status", "outcome")
     with db.transaction() as cur:
-        rows = cur.execute(f"SELECT {', '.join(cols)} FROM board_p2p WHERE slot >= ? AND slot < ? ORDER BY slot, case_number"
-                           " LIMIT ?", (_utc(start), _utc(end), limit)).fetchall()
+        rows = cur.execute(
+            f"SELECT {', '.join(cols)} FROM board_p2p WHERE slot >= ? AND slot < ? ORDER BY slot, case_number LIMIT ?",
+            (_utc(start), _utc(end), limit),
+        ).fetchall()
     return [dict(zip(cols, r)) for r in rows]
 
 
@@ -301,18 +443,29 @@ def aging(db: ReadStore, now: datetime, *, policy: str | None = None) -> dict:
     14 days or more."""
     edges = [_utc(now - timedelta(days=d)) for d in (1, 3, 7, 14)]
     labels = ["< 1 day", "1-3 days", "3-7 days", "7-14 days", ">= 14 days"]
-    cases = ("CASE WHEN received_at > ? THEN 0 WHEN received_at > ? THEN 1 WHEN received_at > ? THEN 2"
-             " WHEN received_at > ? THEN 3 ELSE 4 END")
+    cases = (
+        "CASE WHEN received_at > ? THEN 0 WHEN received_at > ? THEN 1 WHEN received_at > ? THEN 2"
+        " WHEN received_at > ? THEN 3 ELSE 4 END"
+    )
     where, params = "", list(edges)
     if policy:
         where, params = " WHERE policy = ?", [*edges, policy]
     with db.transaction() as cur:
-        rows = cur.execute(f"SELECT status, {cases} AS age, COUNT(*) FROM board_open{where} GROUP BY status, age", params).fetchall()
-        oldest = cur.execute(f"SELECT MIN(received_at) FROM board_open{where}", [policy] if policy else []).fetchone()[0]
+        rows = cur.execute(
+            f"SELECT status, {cases} AS age, COUNT(*) FROM board_open{where} GROUP BY status, age", params
+        ).fetchall()
+        oldest = cur.execute(f"SELECT MIN(received_at) FROM board_open{where}", [policy] if policy else []).fetchone()[
+            0
+        ]
     table = {status: [0] * 5 for status in OPEN}
     for status, age, n in rows:
         table.setdefault(status, [0] * 5)[int(age)] += int(n)
-    return {"labels": labels, "by_status": table, "total": sum(sum(v) for v in table.values()), "oldest_received_at": oldest}
+    return {
+        "labels": labels,
+        "by_status": table,
+        "total": sum(sum(v) for v in table.values()),
+        "oldest_received_at": oldest,
+    }
 
 
 def weekly_figures(db: ReadStore, *, start: date, end: date, policy: str | None = None) -> list[dict]:
@@ -323,13 +476,26 @@ def weekly_figures(db: ReadStore, *, start: date, end: date, policy: str | None 
         where += " AND policy = ?"
         params.append(policy)
     with db.transaction() as cur:
-        rows = cur.execute(f"SELECT week, urgent, {', '.join(f'SUM({c})' for c in COUNTERS)} FROM board_weekly WHERE {where}"
-                           " GROUP BY week, urgent", params).fetchall()
-        hist = cur.execute(f"SELECT week, urgent, minutes, SUM(n) FROM board_hours WHERE {where}"
-                           " GROUP BY week, urgent, minutes ORDER BY week, urgent, minutes", params).fetchall()
+        rows = cur.execute(
+            f"SELECT week, urgent, {', '.join(f'SUM({c})' for c in COUNTERS)} FROM board_weekly WHERE {where}"
+            " GROUP BY week, urgent",
+            params,
+        ).fetchall()
+        hist = cur.execute(
+            f"SELECT week, urgent, minutes, SUM(n) FROM board_hours WHERE {where}"
+            " GROUP BY week, urgent, minutes ORDER BY week, urgent, minutes",
+            params,
+        ).fetchall()
     medians = _medians({(w, u): [] for w, u, *_ in rows}, hist)
-    return [{"week": r[0], "urgent": bool(r[1]), **dict(zip(COUNTERS, (int(v or 0) for v in r[2:]))),
-             "median_hours": medians.get((r[0], r[1]))} for r in rows]
+    return [
+        {
+            "week": r[0],
+            "urgent": bool(r[1]),
+            **dict(zip(COUNTERS, (int(v or 0) for v in r[2:]))),
+            "median_hours": medians.get((r[0], r[1])),
+        }
+        for r in rows
+    ]
 
 
 def medians_by_kind(db: ReadStore, *, start: date, end: date, policy: str | None = None) -> dict[bool, float]:
@@ -339,8 +505,11 @@ def medians_by_kind(db: ReadStore, *, start: date, end: date, policy: str | None
         where += " AND policy = ?"
         params.append(policy)
     with db.transaction() as cur:
-        hist = cur.execute(f"SELECT 0, urgent, minutes, SUM(n) FROM board_hours WHERE {where}"
-                           " GROUP BY urgent, minutes ORDER BY urgent, minutes", params).fetchall()
+        hist = cur.execute(
+            f"SELECT 0, urgent, minutes, SUM(n) FROM board_hours WHERE {where}"
+            " GROUP BY urgent, minutes ORDER BY urgent, minutes",
+            params,
+        ).fetchall()
     return {bool(urgent): median for (_, urgent), median in _medians({}, hist).items()}
 
 
@@ -348,13 +517,26 @@ def policy_figures(db: ReadStore, *, start: date, end: date) -> list[dict]:
     """Counters per policy and kind over the decision weeks in [start, end], with medians."""
     params = [start.isoformat(), end.isoformat()]
     with db.transaction() as cur:
-        rows = cur.execute(f"SELECT policy, urgent, {', '.join(f'SUM({c})' for c in COUNTERS)} FROM board_weekly"
-                           " WHERE week >= ? AND week <= ? GROUP BY policy, urgent", params).fetchall()
-        hist = cur.execute("SELECT policy, urgent, minutes, SUM(n) FROM board_hours WHERE week >= ? AND week <= ?"
-                           " GROUP BY policy, urgent, minutes ORDER BY policy, urgent, minutes", params).fetchall()
+        rows = cur.execute(
+            f"SELECT policy, urgent, {', '.join(f'SUM({c})' for c in COUNTERS)} FROM board_weekly"
+            " WHERE week >= ? AND week <= ? GROUP BY policy, urgent",
+            params,
+        ).fetchall()
+        hist = cur.execute(
+            "SELECT policy, urgent, minutes, SUM(n) FROM board_hours WHERE week >= ? AND week <= ?"
+            " GROUP BY policy, urgent, minutes ORDER BY policy, urgent, minutes",
+            params,
+        ).fetchall()
     medians = _medians({}, hist)
-    return [{"policy": r[0], "urgent": bool(r[1]), **dict(zip(COUNTERS, (int(v or 0) for v in r[2:]))),
-             "median_hours": medians.get((r[0], r[1]))} for r in rows]
+    return [
+        {
+            "policy": r[0],
+            "urgent": bool(r[1]),
+            **dict(zip(COUNTERS, (int(v or 0) for v in r[2:]))),
+            "median_hours": medians.get((r[0], r[1])),
+        }
+        for r in rows
+    ]
 
 
 def _medians(groups: dict, hist: list[tuple]) -> dict:

@@ -36,9 +36,12 @@ class SessionStore:
         self.key = hashlib.sha256(b"caselog-session-cookie:" + secret.encode()).digest()
         self.seconds = seconds
         with db.schema() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS caselog_sessions (id TEXT PRIMARY KEY, role TEXT NOT NULL, sub TEXT NOT NULL,"
-                        " npis TEXT NOT NULL, credential TEXT, email TEXT, created_at BIGINT NOT NULL,"
-                        " expires_at BIGINT NOT NULL)")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS caselog_sessions (id TEXT PRIMARY KEY, role TEXT NOT NULL,"
+                " sub TEXT NOT NULL,"
+                " npis TEXT NOT NULL, credential TEXT, email TEXT, created_at BIGINT NOT NULL,"
+                " expires_at BIGINT NOT NULL)"
+            )
 
     def _sign(self, sid: str) -> str:
         return _b64(hmac.new(self.key, sid.encode(), hashlib.sha256).digest()[:18])
@@ -59,10 +62,20 @@ class SessionStore:
         sid = _b64(secrets.token_bytes(32))
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM caselog_sessions WHERE expires_at <= ?", (now,))
-            cur.execute("INSERT INTO caselog_sessions (id, role, sub, npis, credential, email, created_at, expires_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (self._key(sid), who.role, who.sub, orjson.dumps(sorted(who.npis)).decode(), who.credential,
-                         who.email, now, expires))
+            cur.execute(
+                "INSERT INTO caselog_sessions (id, role, sub, npis, credential, email, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self._key(sid),
+                    who.role,
+                    who.sub,
+                    orjson.dumps(sorted(who.npis)).decode(),
+                    who.credential,
+                    who.email,
+                    now,
+                    expires,
+                ),
+            )
         return f"{sid}.{self._sign(sid)}", who, expires
 
     def _sid(self, cookie: str | None) -> str | None:
@@ -77,8 +90,10 @@ class SessionStore:
         if sid is None:
             return None
         with self.db.transaction() as cur:
-            row = cur.execute("SELECT role, sub, npis, credential, email, expires_at FROM caselog_sessions WHERE id = ?",
-                              (self._key(sid),)).fetchone()
+            row = cur.execute(
+                "SELECT role, sub, npis, credential, email, expires_at FROM caselog_sessions WHERE id = ?",
+                (self._key(sid),),
+            ).fetchone()
         if row is None or int(row[5]) <= time.time():
             return None
         who = Principal(role=row[0], sub=row[1], npis=frozenset(orjson.loads(row[2])), credential=row[3], email=row[4])

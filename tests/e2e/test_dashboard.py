@@ -24,8 +24,13 @@ def api(system):
 
 def submit(api, policy: str, member_no: int, *, urgent: bool = False, days: int = 14) -> dict:
     doc = api.upload(content=f"%PDF-1.4 notes {policy} {member_no}".encode())
-    body = request(policy, date_of_service=later(api.system.clock.now(), days), documents=[doc], urgent=urgent,
-                   member_no=member_no)
+    body = request(
+        policy,
+        date_of_service=later(api.system.clock.now(), days),
+        documents=[doc],
+        urgent=urgent,
+        member_no=member_no,
+    )
     r = api.post("/cases", body)
     assert r.status_code == 201, r.text
     return r.json()
@@ -61,7 +66,10 @@ def test_post_session_sets_a_short_lived_httponly_strict_cookie_and_delete_ends_
     client = as_browser(api, cookie)
     page = client.get("/dashboard")
     assert page.status_code == 200 and "Review queue" in page.text
-    assert page.headers["cache-control"] == "no-store" and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert (
+        page.headers["cache-control"] == "no-store"
+        and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    )
     assert client.get("/dashboard/fragments/queue").status_code == 200
 
     out = client.delete("/session")
@@ -81,11 +89,14 @@ def test_no_token_in_the_url_and_a_browser_is_sent_to_the_sign_in_form(api):
     assert r.status_code == 303 and r.headers["location"] == "/dashboard/sign-in?next=%2Fdashboard%2Fworklist"
     form = client.get("/dashboard/sign-in")
     assert form.status_code == 200 and 'action="/session"' in form.text and 'type="password"' in form.text
-    signed = client.post("/session", data={"token": api.tokens["auditor"], "next": "/dashboard/worklist"}, follow_redirects=False)
+    signed = client.post(
+        "/session", data={"token": api.tokens["auditor"], "next": "/dashboard/worklist"}, follow_redirects=False
+    )
     assert signed.status_code == 303 and signed.headers["location"] == "/dashboard/worklist"
     assert COOKIE in signed.cookies
-    elsewhere = client.post("/session", data={"token": api.tokens["auditor"], "next": "https://evil.example/x"},
-                            follow_redirects=False)
+    elsewhere = client.post(
+        "/session", data={"token": api.tokens["auditor"], "next": "https://evil.example/x"}, follow_redirects=False
+    )
     assert elsewhere.headers["location"] == "/dashboard"  # no open redirect
 
 
@@ -95,10 +106,17 @@ def test_expired_foreign_and_wrong_role_tokens_are_refused(api):
     client = as_browser(api, None)
     r = client.post("/session", json={"token": expired})
     assert r.status_code == 401 and "expired" in r.json()["detail"] and COOKIE not in r.cookies
-    assert client.post("/session", json={"token": mint("another deployment's secret, long enough", role="ops", sub="x")}).status_code == 401
+    assert (
+        client.post(
+            "/session", json={"token": mint("another deployment's secret, long enough", role="ops", sub="x")}
+        ).status_code
+        == 401
+    )
     assert client.post("/session", json={"token": api.tokens["provider"]}).status_code == 403
     assert client.post("/session", json={}).status_code == 422
-    assert client.post("/session", content=b"not json", headers={"Content-Type": "application/json"}).status_code == 422
+    assert (
+        client.post("/session", content=b"not json", headers={"Content-Type": "application/json"}).status_code == 422
+    )
     page = client.post("/session", data={"token": expired})
     assert page.status_code == 401 and "not accepted" in page.text  # the form says why, as HTML
     cross = client.post("/session", json={"token": api.tokens["ops"]}, headers={"Origin": "https://evil.example"})
@@ -114,8 +132,15 @@ def test_ops_sees_case_numbers_status_clocks_and_policy_but_no_member_data(api):
     member = case["member"]
     number = case["case_number"]
     ops = as_browser(api, sign_in(api, "ops"))
-    pages = [ops.get(p).text for p in ("/dashboard", "/dashboard/worklist?status=All", f"/dashboard/cases/{case['case_id']}",
-                                       f"/dashboard/worklist?status=All&q={number}")]
+    pages = [
+        ops.get(p).text
+        for p in (
+            "/dashboard",
+            "/dashboard/worklist?status=All",
+            f"/dashboard/cases/{case['case_id']}",
+            f"/dashboard/worklist?status=All&q={number}",
+        )
+    ]
     assert number in pages[0] and number in pages[1] and number in pages[3]
     for text in pages:
         assert member["last_name"] not in text and member["dob"] not in text and member["id"] not in text
@@ -138,15 +163,21 @@ def test_queue_shows_urgency_risk_and_overdue_with_time_left_and_the_rule_that_s
     urgent = submit(api, "cigna-commercial/medical-oncology", 1, urgent=True)
     standard = submit(api, "healthspring-ma/radiation-oncology", 2)
     held = submit(api, "cigna-commercial/dme", 3)
-    assert api.post(f"/cases/{held['case_id']}/holds", {"requested_items": ["face-to-face notes", "sleep study"]},
-                    who="md").status_code == 200
+    assert (
+        api.post(
+            f"/cases/{held['case_id']}/holds", {"requested_items": ["face-to-face notes", "sleep study"]}, who="md"
+        ).status_code
+        == 200
+    )
     ops = as_browser(api, sign_in(api, "ops"))
     page = ops.get("/dashboard").text
     assert "urgent 72 h (medical oncology)" in page
     assert "standard 7 days (Medicare Advantage)" in page  # HealthSpring's 2026 row
     assert "URGENT" in page and "3 d 0 h left" in page
     held_section = ops.get("/dashboard/fragments/held").text
-    assert "face-to-face notes" in held_section and "sleep study" in held_section and held["case_number"] in held_section
+    assert (
+        "face-to-face notes" in held_section and "sleep study" in held_section and held["case_number"] in held_section
+    )
     assert re.search(r'data-count="held">1<', ops.get("/dashboard/fragments/counts").text)
     api.system.advance_clock(timedelta(hours=60))  # 75% of the urgent 72 h: at risk
     api.system.catch_up()
@@ -159,7 +190,9 @@ def test_queue_shows_urgency_risk_and_overdue_with_time_left_and_the_rule_that_s
     assert urgent["case_number"] in queue and "OVERDUE" in queue and "overdue by 1 h 0 min" in queue
     assert standard["case_number"] not in queue
     counts = ops.get("/dashboard/fragments/counts").text
-    assert re.search(r'data-count="overdue">1<', counts) and re.search(r'data-count="held">0<', counts)  # the hold lapsed
+    assert re.search(r'data-count="overdue">1<', counts) and re.search(
+        r'data-count="held">0<', counts
+    )  # the hold lapsed
     by_due = ops.get("/dashboard/fragments/queue?sort=-due").text
     assert by_due.index(held["case_number"]) < by_due.index(urgent["case_number"])
 
@@ -170,8 +203,11 @@ def test_figures_by_week_agree_with_the_metrics_api(api):
     for n, outcome in enumerate(["approved", "approved", "denied"]):
         case = submit(api, "cigna-commercial/medical-oncology", 10 + n)
         api.system.advance_clock(timedelta(hours=5))
-        body = {"outcome": outcome} if outcome == "approved" else {"outcome": "denied", "rationale": "criteria not met",
-                                                                    "guidelines": ["g 1"]}
+        body = (
+            {"outcome": outcome}
+            if outcome == "approved"
+            else {"outcome": "denied", "rationale": "criteria not met", "guidelines": ["g 1"]}
+        )
         assert api.post(f"/cases/{case['case_id']}/determination", body, who="md").status_code == 200
     api.system.catch_up()
     figures = api.get("/metrics/prior-authorization", who="ops").json()

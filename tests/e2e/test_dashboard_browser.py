@@ -15,7 +15,6 @@ import sys
 import time
 import zlib
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -33,8 +32,8 @@ def png_is_not_blank(png: bytes) -> bool:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, width, height, channels = 8, b"", 0, 0, 4
     while pos < len(png):
-        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
-        chunk = png[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        chunk = png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, colour = struct.unpack(">IIBB", chunk[:10])
             channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
@@ -46,7 +45,7 @@ def png_is_not_blank(png: bytes) -> bool:
     colours: set[bytes] = set()
     previous = bytearray(stride)
     for row in range(height):
-        kind, line = raw[row * (stride + 1)], bytearray(raw[row * (stride + 1) + 1:(row + 1) * (stride + 1)])
+        kind, line = raw[row * (stride + 1)], bytearray(raw[row * (stride + 1) + 1 : (row + 1) * (stride + 1)])
         for i in range(stride):  # undo the PNG filters
             left = line[i - channels] if i >= channels else 0
             up, corner = previous[i], previous[i - channels] if i >= channels else 0
@@ -62,7 +61,7 @@ def png_is_not_blank(png: bytes) -> bool:
                 line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
         previous = line
         if row % 8 == 0:
-            colours.update(bytes(line[i:i + channels]) for i in range(0, stride, channels * 7))
+            colours.update(bytes(line[i : i + channels]) for i in range(0, stride, channels * 7))
         if len(colours) > 20:
             return True
     return len(colours) > 20
@@ -103,19 +102,31 @@ def served(tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
-    assert CHROMIUM and CHROMEDRIVER, ("the browser test needs Debian's chromium and chromium-driver:"
-                                       " `make test` installs them (apt-get install chromium chromium-driver)")
+    assert CHROMIUM and CHROMEDRIVER, (
+        "the browser test needs Debian's chromium and chromium-driver:"
+        " `make test` installs them (apt-get install chromium chromium-driver)"
+    )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1440,1100",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1440,1100",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
-                              options=options)
+    driver = webdriver.Chrome(
+        service=Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")), options=options
+    )
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
@@ -126,12 +137,16 @@ class Api:
         self.base, self.tokens = base, tokens
 
     def call(self, method: str, path: str, who: str, **kw) -> dict:
-        r = httpx.request(method, self.base + path, headers={"Authorization": f"Bearer {self.tokens[who]}"}, timeout=10, **kw)
+        r = httpx.request(
+            method, self.base + path, headers={"Authorization": f"Bearer {self.tokens[who]}"}, timeout=10, **kw
+        )
         assert r.status_code in (200, 201), r.text
         return r.json()
 
     def submit(self, policy: str, member_no: int, **kw) -> dict:
-        doc = self.call("POST", "/documents", "provider", files={"file": ("notes.pdf", b"%PDF-1.4 notes", "application/pdf")})
+        doc = self.call(
+            "POST", "/documents", "provider", files={"file": ("notes.pdf", b"%PDF-1.4 notes", "application/pdf")}
+        )
         now = datetime.fromisoformat(CLOCK_START.replace("Z", "+00:00"))
         body = request(policy, date_of_service=later(now, 14), documents=[doc], member_no=member_no, **kw)
         return self.call("POST", "/cases", "provider", json=body)
@@ -144,26 +159,50 @@ def test_the_dashboard_in_a_browser(served, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     base, token, _ = served
-    tokens = {"ops": token("--role", "ops", "--sub", "ops-lead"),
-              "provider": token("--role", "provider", "--sub", "dr-doe", "--npi", "1234567893"),
-              "md": token("--role", "reviewer", "--sub", "dr-okafor", "--credential", "MD"),
-              "admin": token("--role", "admin", "--sub", "root")}
+    tokens = {
+        "ops": token("--role", "ops", "--sub", "ops-lead"),
+        "provider": token("--role", "provider", "--sub", "dr-doe", "--npi", "1234567893"),
+        "md": token("--role", "reviewer", "--sub", "dr-okafor", "--credential", "MD"),
+        "admin": token("--role", "admin", "--sub", "root"),
+    }
     api = Api(base, tokens)
     urgent = api.submit("cigna-commercial/medical-oncology", 901, urgent=True)
     pending = api.submit("cigna-commercial/medical-oncology", 902)
     held = api.submit("healthspring-ma/radiation-oncology", 903)
-    api.call("POST", f"/cases/{held['case_id']}/holds", "md", json={"requested_items": ["treatment plan", "simulation notes"]})
+    api.call(
+        "POST",
+        f"/cases/{held['case_id']}/holds",
+        "md",
+        json={"requested_items": ["treatment plan", "simulation notes"]},
+    )
     slot = (datetime.fromisoformat(CLOCK_START.replace("Z", "+00:00")) + timedelta(hours=3)).isoformat()
-    api.call("POST", f"/cases/{held['case_id']}/p2p", "provider",
-             json={"level": "pre_decision", "slot": slot, "reviewer": "Dr. Okafor", "contact": {"name": "Office", "phone": "555-0100"}})
+    api.call(
+        "POST",
+        f"/cases/{held['case_id']}/p2p",
+        "provider",
+        json={
+            "level": "pre_decision",
+            "slot": slot,
+            "reviewer": "Dr. Okafor",
+            "contact": {"name": "Office", "phone": "555-0100"},
+        },
+    )
     api.call("POST", "/admin/clock", "admin", json={"advance": "PT56H"})  # the urgent case is now at risk
     # (the hold lapsed and the P2P slot passed with it; schedule one for the day on another case)
     held2 = api.submit("cigna-commercial/dme", 904)
     api.call("POST", f"/cases/{held2['case_id']}/holds", "md", json={"requested_items": ["face-to-face notes"]})
     now = datetime.fromisoformat(CLOCK_START.replace("Z", "+00:00")) + timedelta(hours=56)
-    api.call("POST", f"/cases/{held2['case_id']}/p2p", "provider",
-             json={"level": "pre_decision", "slot": (now + timedelta(hours=2)).isoformat(), "reviewer": "Dr. Okafor",
-                   "contact": {"name": "Office", "phone": "555-0100"}})
+    api.call(
+        "POST",
+        f"/cases/{held2['case_id']}/p2p",
+        "provider",
+        json={
+            "level": "pre_decision",
+            "slot": (now + timedelta(hours=2)).isoformat(),
+            "reviewer": "Dr. Okafor",
+            "contact": {"name": "Office", "phone": "555-0100"},
+        },
+    )
     wait = WebDriverWait(browser, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -206,9 +245,15 @@ def test_the_dashboard_in_a_browser(served, browser, tmp_path):
     # sorting and paging without a reload
     browser.execute_script("window.stillHere = 'yes'")
     queue.find_element(By.LINK_TEXT, "Case").click()
-    wait.until(lambda d: "sorted" in d.find_element(By.CSS_SELECTOR, "#queue th a.sorted").get_attribute("class")
-               and "Case" in d.find_element(By.CSS_SELECTOR, "#queue th a.sorted").text)
-    numbers = [r.get_attribute("data-case") for r in browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr[data-case]")]
+    wait.until(
+        lambda d: (
+            "sorted" in d.find_element(By.CSS_SELECTOR, "#queue th a.sorted").get_attribute("class")
+            and "Case" in d.find_element(By.CSS_SELECTOR, "#queue th a.sorted").text
+        )
+    )
+    numbers = [
+        r.get_attribute("data-case") for r in browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr[data-case]")
+    ]
     assert numbers == sorted(numbers) and len(numbers) >= 4
     assert browser.execute_script("return window.stillHere") == "yes"
 
@@ -225,18 +270,29 @@ def test_the_dashboard_in_a_browser(served, browser, tmp_path):
     box = browser.find_element(By.ID, "q")
     box.send_keys(held["case_number"])
     browser.find_element(By.ID, "search").click()
-    wait.until(lambda d: [r.get_attribute("data-case") for r in d.find_elements(By.CSS_SELECTOR, "#worklist tbody tr[data-case]")]
-               == [held["case_number"]])
+    wait.until(
+        lambda d: (
+            [r.get_attribute("data-case") for r in d.find_elements(By.CSS_SELECTOR, "#worklist tbody tr[data-case]")]
+            == [held["case_number"]]
+        )
+    )
     shoot("03-worklist-search")
 
     # a case page: its timeline, clocks, and the history as of an earlier instant
     browser.find_element(By.CSS_SELECTOR, f'#worklist tr[data-case="{held["case_number"]}"] a').click()
     wait.until(ready.presence_of_element_located((By.ID, "timeline")))
     events = [e.get_attribute("data-type") for e in browser.find_elements(By.CSS_SELECTOR, "#timeline li.event")]
-    assert events[:3] == ["CaseSubmitted", "CaseHeld", "LetterIssued"] and "P2PScheduled" in events and "HoldLapsed" in events
+    assert (
+        events[:3] == ["CaseSubmitted", "CaseHeld", "LetterIssued"]
+        and "P2PScheduled" in events
+        and "HoldLapsed" in events
+    )
     assert "treatment plan" in browser.find_element(By.ID, "timeline").text
     assert "decision due" in browser.find_element(By.CSS_SELECTOR, "table.clocks").text
-    assert "request for information letter to the provider by fax" in browser.find_element(By.CSS_SELECTOR, "table.letters").text
+    assert (
+        "request for information letter to the provider by fax"
+        in browser.find_element(By.CSS_SELECTOR, "table.letters").text
+    )
     shoot("04-case")
     as_of = browser.find_element(By.ID, "as_of")
     browser.execute_script("arguments[0].value = arguments[1]", as_of, "2027-03-02T10:05")  # 15:05 UTC, plan time EST

@@ -36,11 +36,18 @@ from projections.facts import BUCKETS
 from projections.worklist import worklist_page
 
 HERE = Path(__file__).parent
-STATIC = {"htmx.min.js": "text/javascript", "sse.min.js": "text/javascript", "dashboard.js": "text/javascript",
-          "dashboard.css": "text/css", "LICENSES.txt": "text/plain"}
+STATIC = {
+    "htmx.min.js": "text/javascript",
+    "sse.min.js": "text/javascript",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "LICENSES.txt": "text/plain",
+}
 SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-                                " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -51,10 +58,21 @@ POLL_SECONDS = 1.0
 PAGE_SIZE = 25
 TABS = ("Pending", "Approved", "Partially Approved", "Denied", "Cancelled", "All")
 
-templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
-                        trim_blocks=True, lstrip_blocks=True)
-templates.globals.update(local=views.local, time_left=views.time_left, status_label=views.status_label,
-                         program_of=views.program_of, plan_of=views.plan_of, lines=views.LINES, urlencode=urlencode)
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.globals.update(
+    local=views.local,
+    time_left=views.time_left,
+    status_label=views.status_label,
+    program_of=views.program_of,
+    plan_of=views.plan_of,
+    lines=views.LINES,
+    urlencode=urlencode,
+)
 
 
 class SessionBody(BaseModel):
@@ -124,8 +142,14 @@ def router(guard: Guard) -> APIRouter:
 
     def base(who: Principal, active: str) -> dict:
         now = app.clock.now()
-        return {"who": who, "phi": views.sees_phi(who.role), "now": now, "now_local": views.local(now), "active": active,
-                "zone": views.DISPLAY_TZ.key}
+        return {
+            "who": who,
+            "phi": views.sees_phi(who.role),
+            "now": now,
+            "now_local": views.local(now),
+            "active": active,
+            "zone": views.DISPLAY_TZ.key,
+        }
 
     # ---- signing in ----------------------------------------------------------------------------
 
@@ -133,15 +157,28 @@ def router(guard: Guard) -> APIRouter:
     def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
         return render("signin.html", next=_next(next), error=None)
 
-    @routes.post("/session", status_code=201, response_model=SessionInfo, tags=["dashboard"],
-                 responses={401: ERRORS[401], 403: ERRORS[403], 422: ERRORS[422]},
-                 openapi_extra={"requestBody": {"required": True, "content": {
-                     "application/json": {"schema": SessionBody.model_json_schema()},
-                     "application/x-www-form-urlencoded": {"schema": SessionBody.model_json_schema()}}}})
+    @routes.post(
+        "/session",
+        status_code=201,
+        response_model=SessionInfo,
+        tags=["dashboard"],
+        responses={401: ERRORS[401], 403: ERRORS[403], 422: ERRORS[422]},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": SessionBody.model_json_schema()},
+                    "application/x-www-form-urlencoded": {"schema": SessionBody.model_json_schema()},
+                },
+            }
+        },
+    )
     async def open_session(request: Request) -> Response:
         """Sign in to the dashboard: a token (JSON ``{"token": ...}``, or the sign-in form) for a
         short-lived HttpOnly, SameSite=Strict session cookie. The form is answered with a redirect."""
-        form = request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+        form = request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        )
         if not _same_origin(request):
             raise Problem(403, "cross-site", "Cross-site sign-in refused", "POST /session from another site's page")
         next_url = "/dashboard"
@@ -155,8 +192,13 @@ def router(guard: Guard) -> APIRouter:
                 body = None
             token = body.get("token") if isinstance(body, dict) else None
             if not isinstance(token, str) or not token:
-                return problem_response(422, "invalid-input", "Invalid input", "a JSON body {\"token\": \"...\"}",
-                                        [FieldError("token", "required: a token from `caselog token`")])
+                return problem_response(
+                    422,
+                    "invalid-input",
+                    "Invalid input",
+                    'a JSON body {"token": "..."}',
+                    [FieldError("token", "required: a token from `caselog token`")],
+                )
         try:
             if len(token) > 4096:
                 raise jwt.InvalidTokenError("too long")
@@ -168,13 +210,27 @@ def router(guard: Guard) -> APIRouter:
         if who.role not in DASHBOARD_ROLES:
             await run_in_threadpool(guard.sessions.close, cookie)
             if form:
-                return render("signin.html", status=403, next=next_url,
-                              error=f"Role {who.role} may not see the dashboard.")
+                return render(
+                    "signin.html", status=403, next=next_url, error=f"Role {who.role} may not see the dashboard."
+                )
             raise Problem(403, "forbidden", "Not allowed", f"role {who.role!r} may not see the dashboard")
-        info = {"role": who.role, "sub": who.sub, "expires_at": datetime.fromtimestamp(expires).astimezone().isoformat()}
-        response: Response = (RedirectResponse(next_url, status_code=303) if form else JSONResponse(info, status_code=201))
-        response.set_cookie(COOKIE, cookie, max_age=max(1, expires - int(time.time())), path="/", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+        info = {
+            "role": who.role,
+            "sub": who.sub,
+            "expires_at": datetime.fromtimestamp(expires).astimezone().isoformat(),
+        }
+        response: Response = (
+            RedirectResponse(next_url, status_code=303) if form else JSONResponse(info, status_code=201)
+        )
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=max(1, expires - int(time.time())),
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return response
 
     @routes.delete("/session", status_code=204, tags=["dashboard"], responses={403: ERRORS[403]})
@@ -186,7 +242,9 @@ def router(guard: Guard) -> APIRouter:
         response = Response(status_code=204)
         if request.headers.get("hx-request"):
             response = Response(status_code=200, headers={"HX-Redirect": "/dashboard/sign-in"})
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        response.delete_cookie(
+            COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
         return response
 
     @routes.post("/dashboard/sign-out", include_in_schema=False)
@@ -196,7 +254,9 @@ def router(guard: Guard) -> APIRouter:
             raise Problem(403, "cross-site", "Cross-site sign-out refused", "sign-out from another site's page")
         guard.sessions.close(request.cookies.get(COOKIE))
         response = RedirectResponse("/dashboard/sign-in", status_code=303)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        response.delete_cookie(
+            COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
         return response
 
     # ---- the queue page --------------------------------------------------------------------------
@@ -215,20 +275,41 @@ def router(guard: Guard) -> APIRouter:
         def query(**change: Any) -> str:
             return urlencode({k: v for k, v in {**state, **change}.items() if v not in ("", None)})
 
-        pager = {"pages": _pages(found["total"], page), "total": found["total"], "target": "#queue",
-                 "page_url": lambda n: f"/dashboard?{query(page=n)}",
-                 "fragment_url": lambda n: f"/dashboard/fragments/queue?{query(page=n)}"}
-        return {"rows": rows, "total": found["total"], "state": state, "queue_pager": pager, "query": query,
-                "policies": views.policy_choices(), "sorts": board.QUEUE_SORTS, "flags": board.QUEUE_FLAGS}
+        pager = {
+            "pages": _pages(found["total"], page),
+            "total": found["total"],
+            "target": "#queue",
+            "page_url": lambda n: f"/dashboard?{query(page=n)}",
+            "fragment_url": lambda n: f"/dashboard/fragments/queue?{query(page=n)}",
+        }
+        return {
+            "rows": rows,
+            "total": found["total"],
+            "state": state,
+            "queue_pager": pager,
+            "query": query,
+            "policies": views.policy_choices(),
+            "sorts": board.QUEUE_SORTS,
+            "flags": board.QUEUE_FLAGS,
+        }
 
     def held_context(request: Request) -> dict:
         now = app.clock.now()
         page = _int(request.query_params.get("held_page"), 1, 1, 100_000)
         found = board.held_cases(system.db, now, page=page, page_size=PAGE_SIZE)
-        pager = {"pages": _pages(found["total"], page), "total": found["total"], "target": "#held",
-                 "page_url": lambda n: f"/dashboard?held_page={n}", "fragment_url": lambda n: f"/dashboard/fragments/held?held_page={n}"}
-        return {"held": [_decorated(r, now) for r in found["items"]], "held_total": found["total"], "held_page": page,
-                "held_pager": pager}
+        pager = {
+            "pages": _pages(found["total"], page),
+            "total": found["total"],
+            "target": "#held",
+            "page_url": lambda n: f"/dashboard?held_page={n}",
+            "fragment_url": lambda n: f"/dashboard/fragments/held?held_page={n}",
+        }
+        return {
+            "held": [_decorated(r, now) for r in found["items"]],
+            "held_total": found["total"],
+            "held_page": page,
+            "held_pager": pager,
+        }
 
     def p2p_context(request: Request) -> dict:
         now = app.clock.now()
@@ -238,8 +319,13 @@ def router(guard: Guard) -> APIRouter:
         for p in found:
             p["slot_local"] = views.local(p["slot"])
             p["level_label"] = p["level"].replace("_", " ")
-        return {"p2ps": found, "day": day, "day_label": day.strftime("%a %d %b %Y"),
-                "prev_day": (day - timedelta(days=1)).isoformat(), "next_day": (day + timedelta(days=1)).isoformat()}
+        return {
+            "p2ps": found,
+            "day": day,
+            "day_label": day.strftime("%a %d %b %Y"),
+            "prev_day": (day - timedelta(days=1)).isoformat(),
+            "next_day": (day + timedelta(days=1)).isoformat(),
+        }
 
     @routes.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"])
     def dashboard(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(guard.bearer)) -> Response:
@@ -249,8 +335,14 @@ def router(guard: Guard) -> APIRouter:
         if who is None:
             return sign_in_first(request)
         counts = board.open_counts(system.db, app.clock.now())
-        return render("queue.html", **base(who, "queue"), counts=counts, **queue_context(request),
-                      **held_context(request), **p2p_context(request))
+        return render(
+            "queue.html",
+            **base(who, "queue"),
+            counts=counts,
+            **queue_context(request),
+            **held_context(request),
+            **p2p_context(request),
+        )
 
     @routes.get("/dashboard/fragments/{name}", response_class=HTMLResponse, include_in_schema=False)
     def fragment(name: str, request: Request, who: Principal = Depends(guard.browser)) -> Response:
@@ -274,15 +366,24 @@ def router(guard: Guard) -> APIRouter:
     def worklist_context(request: Request, who: Principal) -> dict:
         q = request.query_params
         phi = views.sees_phi(who.role)
-        tab = next((t for t in TABS if t.casefold() == (q.get("status") or "").replace("_", " ").casefold()), "Pending")
+        tab = next(
+            (t for t in TABS if t.casefold() == (q.get("status") or "").replace("_", " ").casefold()), "Pending"
+        )
         text = (q.get("q") or "").strip()[:100]
         page = _int(q.get("page"), 1, 1, 100_000)
         error, found = None, {"items": [], "total": 0}
         try:
             if text:
                 bodies.checked("q", text, max_length=100)
-            found = worklist_page(system.db, status=tab, q=text or None, sort="-submitted", page=page, page_size=PAGE_SIZE,
-                                  numbers_only=not phi)
+            found = worklist_page(
+                system.db,
+                status=tab,
+                q=text or None,
+                sort="-submitted",
+                page=page,
+                page_size=PAGE_SIZE,
+                numbers_only=not phi,
+            )
         except DomainError as exc:
             error = str(getattr(exc, "detail", exc)) or "that search cannot be run"
         counts = {}
@@ -294,13 +395,29 @@ def router(guard: Guard) -> APIRouter:
             row["end_local"] = views.local(row["end_date"]) if row.get("end_date") else ""
 
         def query(**change: Any) -> str:
-            return urlencode({k: v for k, v in {"status": tab, "q": text, "page": page, **change}.items() if v not in ("", None)})
+            return urlencode(
+                {k: v for k, v in {"status": tab, "q": text, "page": page, **change}.items() if v not in ("", None)}
+            )
 
-        pager = {"pages": _pages(found["total"], page), "total": found["total"], "target": "#worklist",
-                 "page_url": lambda n: f"/dashboard/worklist?{query(page=n)}",
-                 "fragment_url": lambda n: f"/dashboard/fragments/worklist?{query(page=n)}"}
-        return {"tab": tab, "tabs": TABS, "q": text, "found": found, "error": error, "counts": counts, "page": page,
-                "worklist_pager": pager, "buckets": BUCKETS, "query": query}
+        pager = {
+            "pages": _pages(found["total"], page),
+            "total": found["total"],
+            "target": "#worklist",
+            "page_url": lambda n: f"/dashboard/worklist?{query(page=n)}",
+            "fragment_url": lambda n: f"/dashboard/fragments/worklist?{query(page=n)}",
+        }
+        return {
+            "tab": tab,
+            "tabs": TABS,
+            "q": text,
+            "found": found,
+            "error": error,
+            "counts": counts,
+            "page": page,
+            "worklist_pager": pager,
+            "buckets": BUCKETS,
+            "query": query,
+        }
 
     @routes.get("/dashboard/worklist", response_class=HTMLResponse, include_in_schema=False)
     def worklist(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(guard.bearer)) -> Response:
@@ -327,10 +444,18 @@ def router(guard: Guard) -> APIRouter:
         aging = board.aging(system.db, now, policy=policy)
         weeks = [start + timedelta(weeks=i) for i in range((end - start).days // 7 + 1)]
         svg = _figure_charts(weeks, weekly, by_policy, aging, partial)
-        return {"charts": svg, "start": start.isoformat(), "end": end.isoformat(), "policy": policy or "", "partial": partial,
-                "policies": views.policy_choices(), "table": _policy_table(by_policy, partial), "aging": aging,
-                "totals": _totals(weekly, partial, board.medians_by_kind(system.db, start=start, end=end, policy=policy)),
-                "oldest": views.local(aging["oldest_received_at"])}
+        return {
+            "charts": svg,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "policy": policy or "",
+            "partial": partial,
+            "policies": views.policy_choices(),
+            "table": _policy_table(by_policy, partial),
+            "aging": aging,
+            "totals": _totals(weekly, partial, board.medians_by_kind(system.db, start=start, end=end, policy=policy)),
+            "oldest": views.local(aging["oldest_received_at"]),
+        }
 
     @routes.get("/dashboard/figures", response_class=HTMLResponse, include_in_schema=False)
     def figures(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(guard.bearer)) -> Response:
@@ -352,7 +477,9 @@ def router(guard: Guard) -> APIRouter:
     # ---- a case -----------------------------------------------------------------------------------
 
     @routes.get("/dashboard/cases/{case_id}", response_class=HTMLResponse, include_in_schema=False)
-    def case_page(case_id: str, request: Request, creds: HTTPAuthorizationCredentials | None = Depends(guard.bearer)) -> Response:
+    def case_page(
+        case_id: str, request: Request, creds: HTTPAuthorizationCredentials | None = Depends(guard.bearer)
+    ) -> Response:
         who = viewer(request, creds)
         if who is None:
             return sign_in_first(request)
@@ -378,28 +505,58 @@ def router(guard: Guard) -> APIRouter:
             except DomainError:
                 as_of_error = f"the case had no events by {views.local(as_of, zone)}"
                 as_of = None
-        system.access.record_read(who, view["case_id"], "dashboard-history" if as_of else "dashboard-case", guard.now_iso())
+        system.access.record_read(
+            who, view["case_id"], "dashboard-history" if as_of else "dashboard-case", guard.now_iso()
+        )
         now = app.clock.now()
         shown = then or view
-        extension = [e["data"] for e in full["events"] if e["type"] == "DecisionTimeframeExtended"
-                     and (as_of is None or views.parse(e["occurred_at"]) <= as_of)]
+        extension = [
+            e["data"]
+            for e in full["events"]
+            if e["type"] == "DecisionTimeframeExtended" and (as_of is None or views.parse(e["occurred_at"]) <= as_of)
+        ]
         days = sum(int(x.get("days") or 0) for x in extension)
         reason = extension[-1].get("reason") if extension else None
-        timeline = [{"version": e["version"], "type": e["type"], "at": views.local(e["occurred_at"], zone),
-                     "iso": e["occurred_at"], "actor": views.actor_label(e["actor"]),
-                     "text": views.summary(e, zone, context["phi"]), "data": e["data"] if context["phi"] else None,
-                     "later": as_of is not None and views.parse(e["occurred_at"]) > as_of, "hash": e["hash"]}
-                    for e in full["events"]]
+        timeline = [
+            {
+                "version": e["version"],
+                "type": e["type"],
+                "at": views.local(e["occurred_at"], zone),
+                "iso": e["occurred_at"],
+                "actor": views.actor_label(e["actor"]),
+                "text": views.summary(e, zone, context["phi"]),
+                "data": e["data"] if context["phi"] else None,
+                "later": as_of is not None and views.parse(e["occurred_at"]) > as_of,
+                "hash": e["hash"],
+            }
+            for e in full["events"]
+        ]
         letters = [t for t, e in zip(timeline, full["events"]) if e["type"] == "LetterIssued"]
-        p2ps = [{**p, "slot_local": views.local(p["slot"], zone), "level_label": p["level"].replace("_", " ")}
-                for p in shown.get("p2ps") or []]
+        p2ps = [
+            {**p, "slot_local": views.local(p["slot"], zone), "level_label": p["level"].replace("_", " ")}
+            for p in shown.get("p2ps") or []
+        ]
         as_of_value = as_of.astimezone(zone).strftime("%Y-%m-%dT%H:%M") if as_of else ""
-        return render("case.html", **context, view=shown, current=view, timeline=timeline, letters=letters, p2ps=p2ps,
-                      clocks=views.clocks(shown, as_of or now, days, reason), as_of=as_of, as_of_value=as_of_value,
-                      as_of_local=views.local(as_of, zone) if as_of else "", as_of_error=as_of_error,
-                      zone_name=zone.key, rule=views.deadline_rule(view["policy"], view["policy_version"],
-                                                                   view["line_of_business"], bool(view["urgent"]), days,
-                                                                   reason) if view.get("received_at") else "")
+        return render(
+            "case.html",
+            **context,
+            view=shown,
+            current=view,
+            timeline=timeline,
+            letters=letters,
+            p2ps=p2ps,
+            clocks=views.clocks(shown, as_of or now, days, reason),
+            as_of=as_of,
+            as_of_value=as_of_value,
+            as_of_local=views.local(as_of, zone) if as_of else "",
+            as_of_error=as_of_error,
+            zone_name=zone.key,
+            rule=views.deadline_rule(
+                view["policy"], view["policy_version"], view["line_of_business"], bool(view["urgent"]), days, reason
+            )
+            if view.get("received_at")
+            else "",
+        )
 
     # ---- live updates ------------------------------------------------------------------------------
 
@@ -435,8 +592,9 @@ def router(guard: Guard) -> APIRouter:
                     last_beat = time.monotonic()
                 await asyncio.sleep(POLL_SECONDS)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
 
     # ---- the vendored assets -------------------------------------------------------------------------
 
@@ -444,8 +602,11 @@ def router(guard: Guard) -> APIRouter:
     def static(name: str) -> Response:
         if name not in STATIC:
             raise Problem(404, "not-found", "Not found", f"no asset {name!r}")
-        return FileResponse(HERE / "static" / name, media_type=STATIC[name],
-                            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+        return FileResponse(
+            HERE / "static" / name,
+            media_type=STATIC[name],
+            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
 
     return routes
 
@@ -459,8 +620,14 @@ def _next(value: str | None) -> str:
 
 def _pages(total: int, page: int) -> dict:
     last = max(1, -(-total // PAGE_SIZE))
-    return {"page": page, "last": last, "prev": page - 1 if page > 1 else None, "next": page + 1 if page < last else None,
-            "first_row": (page - 1) * PAGE_SIZE + 1 if total else 0, "last_row": min(total, page * PAGE_SIZE)}
+    return {
+        "page": page,
+        "last": last,
+        "prev": page - 1 if page > 1 else None,
+        "next": page + 1 if page < last else None,
+        "first_row": (page - 1) * PAGE_SIZE + 1 if total else 0,
+        "last_row": min(total, page * PAGE_SIZE),
+    }
 
 
 def _decorated(row: dict, now: datetime) -> dict:
@@ -468,8 +635,14 @@ def _decorated(row: dict, now: datetime) -> dict:
     row["due_local"] = views.local(row["decision_due_at"], zone)
     row["left"] = views.time_left(row["decision_due_at"], now)
     row["received_local"] = views.local(row["received_at"], zone)
-    row["rule"] = views.deadline_rule(row["policy"], row["policy_version"], row["line_of_business"], row["urgent"],
-                                      row["extension_days"], row["extension_reason"])
+    row["rule"] = views.deadline_rule(
+        row["policy"],
+        row["policy_version"],
+        row["line_of_business"],
+        row["urgent"],
+        row["extension_days"],
+        row["extension_reason"],
+    )
     row["hold_due_local"] = views.local(row["hold_due_at"], zone) if row["hold_due_at"] else ""
     row["hold_left"] = views.time_left(row["hold_due_at"], now) if row["hold_due_at"] else ""
     row["hold_overdue"] = bool(row["hold_due_at"] and views.parse(row["hold_due_at"]) <= now)
@@ -490,14 +663,19 @@ def _rates(f: dict, partial: str) -> dict:
     extended_approved = f["extended_approved"] + (f["extended_partial"] if partial == "approved" else 0)
     return {
         "decided": int(f["decided"]),
-        "approved": _pct(approved, f["decided"]), "approved_n": int(approved),
-        "denied": _pct(f["decided"] - approved, f["decided"]), "denied_n": int(f["decided"] - approved),
+        "approved": _pct(approved, f["decided"]),
+        "approved_n": int(approved),
+        "denied": _pct(f["decided"] - approved, f["decided"]),
+        "denied_n": int(f["decided"] - approved),
         "average_hours": round(f["seconds"] / f["decided"] / 3600, 1) if f["decided"] else None,
         "median_hours": f.get("median_hours"),
-        "approved_after_appeal": _pct(overturned, f["appealed"]), "overturned_n": int(overturned),
+        "approved_after_appeal": _pct(overturned, f["appealed"]),
+        "overturned_n": int(overturned),
         "appealed": int(f["appealed"]),
-        "extended_then_approved": _pct(extended_approved, f["decided"]), "extended_approved_n": int(extended_approved),
-        "auto": _pct(f["auto"], f["decided"]), "auto_n": int(f["auto"]),
+        "extended_then_approved": _pct(extended_approved, f["decided"]),
+        "extended_approved_n": int(extended_approved),
+        "auto": _pct(f["auto"], f["decided"]),
+        "auto_n": int(f["auto"]),
         "overturn": _pct(f["overturned"] + f["partially_overturned"], f["appeal_decided"]),
         "appeal_decided": int(f["appeal_decided"]),
         "overturns_n": int(f["overturned"] + f["partially_overturned"]),
@@ -513,8 +691,12 @@ def _sum(rows: list[dict]) -> dict:
 
 
 def _totals(weekly: list[dict], partial: str, medians: dict[bool, float]) -> dict:
-    return {kind: _rates({**_sum([r for r in weekly if r["urgent"] == urgent]), "median_hours": medians.get(urgent)}, partial)
-            for kind, urgent in (("standard", False), ("expedited", True))} | {"all": _rates(_sum(weekly), partial)}
+    return {
+        kind: _rates(
+            {**_sum([r for r in weekly if r["urgent"] == urgent]), "median_hours": medians.get(urgent)}, partial
+        )
+        for kind, urgent in (("standard", False), ("expedited", True))
+    } | {"all": _rates(_sum(weekly), partial)}
 
 
 def _figure_charts(weeks: list[date], weekly: list[dict], by_policy: list[dict], aging: dict, partial: str) -> dict:
@@ -539,25 +721,39 @@ def _figure_charts(weeks: list[date], weekly: list[dict], by_policy: list[dict],
     for kind, urgent in (("standard", False), ("expedited", True)):
         approved, approved_notes = per_week(urgent, "approved")
         denied, denied_notes = per_week(urgent, "denied")
-        out[kind] = Markup(charts.bars(
-            f"{kind.capitalize()} requests: % approved and % denied, by decision week", labels,
-            [charts.Series("% approved", charts.PALETTE["approved"], approved, approved_notes),
-             charts.Series("% denied", charts.PALETTE["denied"], denied, denied_notes)], unit="%", y_max=100))
+        out[kind] = Markup(
+            charts.bars(
+                f"{kind.capitalize()} requests: % approved and % denied, by decision week",
+                labels,
+                [
+                    charts.Series("% approved", charts.PALETTE["approved"], approved, approved_notes),
+                    charts.Series("% denied", charts.PALETTE["denied"], denied, denied_notes),
+                ],
+                unit="%",
+                y_max=100,
+            )
+        )
     series = []
     for kind, urgent, colour in (("standard", False, "standard"), ("expedited", True, "expedited")):
         avg, avg_notes = per_week(urgent, "average_hours")
         med, med_notes = per_week(urgent, "median_hours")
-        series += [charts.Series(f"{kind} average", charts.PALETTE[colour], avg, avg_notes),
-                   charts.Series(f"{kind} median", charts.PALETTE["grey" if urgent else "teal"], med, med_notes)]
+        series += [
+            charts.Series(f"{kind} average", charts.PALETTE[colour], avg, avg_notes),
+            charts.Series(f"{kind} median", charts.PALETTE["grey" if urgent else "teal"], med, med_notes),
+        ]
     out["time"] = Markup(charts.lines("Hours from receipt to decision, by decision week", labels, series, unit=" h"))
     rates = []
-    for label, key, urgent, colour in (("% standard approved after appeal", "approved_after_appeal", False, "standard"),
-                                       ("% extended then approved", "extended_then_approved", None, "held"),
-                                       ("auto-approval rate", "auto", None, "approved"),
-                                       ("appeal overturn rate", "overturn", None, "denied")):
+    for label, key, urgent, colour in (
+        ("% standard approved after appeal", "approved_after_appeal", False, "standard"),
+        ("% extended then approved", "extended_then_approved", None, "held"),
+        ("auto-approval rate", "auto", None, "approved"),
+        ("appeal overturn rate", "overturn", None, "denied"),
+    ):
         values, notes = per_week(urgent, key)
         rates.append(charts.Series(label, charts.PALETTE[colour], values, notes))
-    out["rates"] = Markup(charts.lines("Appeals, extensions and automation, by decision week", labels, rates, unit="%"))
+    out["rates"] = Markup(
+        charts.lines("Appeals, extensions and automation, by decision week", labels, rates, unit="%")
+    )
     names = sorted({r["policy"] for r in by_policy})
     policy_labels = [views.program_of(p) for p in names]
     by_key = {(r["policy"], r["urgent"]): r for r in by_policy}
@@ -570,11 +766,21 @@ def _figure_charts(weeks: list[date], weekly: list[dict], by_policy: list[dict],
             values.append(r["approved"] if r else None)
             notes.append(_note("approved", r) if r else "")
         bars.append(charts.Series(f"{kind} % approved", charts.PALETTE[colour], values, notes))
-    out["policy"] = Markup(charts.bars("% approved by policy over the period", policy_labels, bars, unit="%", y_max=100))
-    out["aging"] = Markup(charts.bars(
-        "Outstanding requests by age since receipt", aging["labels"],
-        [charts.Series("pending", charts.PALETTE["pending"], [float(v) for v in aging["by_status"].get("pending", [])]),
-         charts.Series("held", charts.PALETTE["held"], [float(v) for v in aging["by_status"].get("held", [])])]))
+    out["policy"] = Markup(
+        charts.bars("% approved by policy over the period", policy_labels, bars, unit="%", y_max=100)
+    )
+    out["aging"] = Markup(
+        charts.bars(
+            "Outstanding requests by age since receipt",
+            aging["labels"],
+            [
+                charts.Series(
+                    "pending", charts.PALETTE["pending"], [float(v) for v in aging["by_status"].get("pending", [])]
+                ),
+                charts.Series("held", charts.PALETTE["held"], [float(v) for v in aging["by_status"].get("held", [])]),
+            ],
+        )
+    )
     return out
 
 
@@ -598,8 +804,15 @@ def _note(key: str, r: dict) -> str:
 def _policy_table(by_policy: list[dict], partial: str) -> list[dict]:
     out = []
     for r in sorted(by_policy, key=lambda r: (r["policy"], r["urgent"])):
-        out.append({"policy": r["policy"], "program": views.program_of(r["policy"]), "plan": views.plan_of(r["policy"]),
-                    "kind": "expedited" if r["urgent"] else "standard", **_rates(r, partial)})
+        out.append(
+            {
+                "policy": r["policy"],
+                "program": views.program_of(r["policy"]),
+                "plan": views.plan_of(r["policy"]),
+                "kind": "expedited" if r["urgent"] else "standard",
+                **_rates(r, partial),
+            }
+        )
     return out
 
 
@@ -610,21 +823,39 @@ def _services(today: date) -> list[dict]:
         rows = [r for r in POLICY_TABLE if r.id == pid]
         current = [r for r in rows if r.effective_from <= today]
         row = max(current, key=lambda r: r.effective_from) if current else min(rows, key=lambda r: r.effective_from)
-        out.append({
-            "id": pid, "plan": row.plan, "program": row.program, "version": row.version,
-            "effective_from": row.effective_from.isoformat(), "in_force": bool(current),
-            "lines": ", ".join(views.LINES.get(x, x) for x in row.lines_of_business),
-            "codes": ", ".join(row.program_codes) or "every code of the program",
-            "excluded": sorted(row.excluded_places_of_service.items()),
-            "allowed": ", ".join(sorted(row.allowed_places_of_service)) if row.allowed_places_of_service else "any other",
-            "observation": row.observation_excluded, "flags": sorted(row.excluded_clinical_flags.items()),
-            "earliest": row.earliest_date_of_service.isoformat() if row.earliest_date_of_service else "",
-            "urgent_hours": row.urgent_decision_hours,
-            "standard": ", ".join(f"{views.LINES.get(line, line)} {row.standard_limit_days[line]} days"
-                                  for line in row.lines_of_business if line in row.standard_limit_days),
-            "per_dos": len(row.per_date_of_service_codes), "p2p": row.pre_decision_p2p,
-            "retro": (f"{row.retro.amount} {row.retro.unit.replace('_', ' ')} after the service" if row.retro else "not accepted"),
-            "validity": row.validity.kind.replace("_", " "), "appeal_levels": row.appeal_levels,
-            "auto": ", ".join(f"{k} = {v}" for k, v in (row.auto_approve_when or {}).items()),
-        })
+        out.append(
+            {
+                "id": pid,
+                "plan": row.plan,
+                "program": row.program,
+                "version": row.version,
+                "effective_from": row.effective_from.isoformat(),
+                "in_force": bool(current),
+                "lines": ", ".join(views.LINES.get(x, x) for x in row.lines_of_business),
+                "codes": ", ".join(row.program_codes) or "every code of the program",
+                "excluded": sorted(row.excluded_places_of_service.items()),
+                "allowed": ", ".join(sorted(row.allowed_places_of_service))
+                if row.allowed_places_of_service
+                else "any other",
+                "observation": row.observation_excluded,
+                "flags": sorted(row.excluded_clinical_flags.items()),
+                "earliest": row.earliest_date_of_service.isoformat() if row.earliest_date_of_service else "",
+                "urgent_hours": row.urgent_decision_hours,
+                "standard": ", ".join(
+                    f"{views.LINES.get(line, line)} {row.standard_limit_days[line]} days"
+                    for line in row.lines_of_business
+                    if line in row.standard_limit_days
+                ),
+                "per_dos": len(row.per_date_of_service_codes),
+                "p2p": row.pre_decision_p2p,
+                "retro": (
+                    f"{row.retro.amount} {row.retro.unit.replace('_', ' ')} after the service"
+                    if row.retro
+                    else "not accepted"
+                ),
+                "validity": row.validity.kind.replace("_", " "),
+                "appeal_levels": row.appeal_levels,
+                "auto": ", ".join(f"{k} = {v}" for k, v in (row.auto_approve_when or {}).items()),
+            }
+        )
     return out

@@ -11,8 +11,12 @@ from domain.policy import POLICY_IDS, POLICY_TABLE, PolicyRow, policy_version
 
 # Who may see member names, dates of birth, diagnoses and free text (DESIGN.md, Roles): not ops.
 PHI_ROLES = frozenset({"reviewer", "auditor", "admin"})
-LINES = {"medicare": "Medicare Advantage", "duals": "Medicare-Medicaid (duals)", "medicaid": "Medicaid",
-         "commercial": "commercial"}
+LINES = {
+    "medicare": "Medicare Advantage",
+    "duals": "Medicare-Medicaid (duals)",
+    "medicaid": "Medicaid",
+    "commercial": "commercial",
+}
 STATUS_LABELS = {"partially_approved": "partially approved", "alternative_recommended": "alternative recommended"}
 ZONES = sorted({row.timezone for row in POLICY_TABLE})
 DISPLAY_TZ = ZoneInfo(ZONES[0] if len(ZONES) == 1 else "UTC")  # the day of "P2P today", the weeks of the charts
@@ -89,8 +93,14 @@ def _row(policy: str, version: int | None) -> PolicyRow | None:
         return None
 
 
-def deadline_rule(policy: str, version: int, line_of_business: str, urgent: bool, extension_days: int = 0,
-                  extension_reason: str | None = None) -> str:
+def deadline_rule(
+    policy: str,
+    version: int,
+    line_of_business: str,
+    urgent: bool,
+    extension_days: int = 0,
+    extension_reason: str | None = None,
+) -> str:
     """The rule that set the decision deadline, from the case's policy row: ``urgent 24 h
     (radiation oncology)``, ``standard 7 days (Medicare Advantage)``, plus any extension."""
     row = _row(policy, version)
@@ -132,17 +142,22 @@ def summary(event: dict, zone: ZoneInfo, phi: bool) -> str:
         case "DraftExpired":
             return "draft expired"
         case "CaseSubmitted":
-            text = (f"submitted by {d.get('channel')}, {'urgent' if d.get('urgent') else 'standard'}"
-                    f"{' (urgent requested)' if d.get('urgent_requested') and not d.get('urgent') else ''};"
-                    f" decision due {at('decision_due_at')}")
+            text = (
+                f"submitted by {d.get('channel')}, {'urgent' if d.get('urgent') else 'standard'}"
+                f"{' (urgent requested)' if d.get('urgent_requested') and not d.get('urgent') else ''};"
+                f" decision due {at('decision_due_at')}"
+            )
             if phi:
                 member = d.get("member") or {}
                 procedures = _items(p.get("code") for p in (d.get("service") or {}).get("procedures", []))
-                text += (f"; member {member.get('last_name')}, {member.get('first_name')} (DOB {member.get('dob')});"
-                         f" procedures {procedures}; diagnoses {_items((d.get('service') or {}).get('diagnoses'))}")
+                text += (
+                    f"; member {member.get('last_name')}, {member.get('first_name')} (DOB {member.get('dob')});"
+                    f" procedures {procedures}; diagnoses {_items((d.get('service') or {}).get('diagnoses'))}"
+                )
             return text
         case "CaseAutoApproved":
-            return f"approved by rules ({(d.get('rule') or {}).get('rule', '')}); authorization {d.get('authorization_number')}"
+            rule = (d.get("rule") or {}).get("rule", "")
+            return f"approved by rules ({rule}); authorization {d.get('authorization_number')}"
         case "CaseHeld":
             return f"held for: {_items(d.get('requested_items'))}; information due {at('due_at')}"
         case "ClinicalUploaded":
@@ -158,7 +173,8 @@ def summary(event: dict, zone: ZoneInfo, phi: bool) -> str:
         case "HoldLapsed":
             return f"hold lapsed at {at('due_at')}: review continues on the original submission"
         case "P2PScheduled":
-            return f"P2P ({str(d.get('level', '')).replace('_', ' ')}) scheduled for {at('slot')} with {d.get('reviewer')}"
+            level = str(d.get("level", "")).replace("_", " ")
+            return f"P2P ({level}) scheduled for {at('slot')} with {d.get('reviewer')}"
         case "P2PRescheduled":
             return f"P2P moved to {at('slot')}"
         case "P2PCancelled":
@@ -170,8 +186,10 @@ def summary(event: dict, zone: ZoneInfo, phi: bool) -> str:
         case "PreDenialNoticeGiven":
             return f"pre-denial notice given by {str(d.get('channel', '')).replace('_', ' ')}"
         case "DecisionTimeframeExtended":
-            return (f"decision clock extended {d.get('days')} days ({str(d.get('reason', '')).replace('_', ' ')});"
-                    f" now due {at('decision_due_at')}")
+            return (
+                f"decision clock extended {d.get('days')} days ({str(d.get('reason', '')).replace('_', ' ')});"
+                f" now due {at('decision_due_at')}"
+            )
         case "DecisionDueSoon":
             return f"decision due soon: due {at('decision_due_at')}"
         case "DecisionOverdue":
@@ -212,7 +230,8 @@ def summary(event: dict, zone: ZoneInfo, phi: bool) -> str:
         case "CaseCancelled":
             return "cancelled" + (f": {d.get('reason')}" if phi else "")
         case "LetterIssued":
-            return f"{str(d.get('letter_kind', '')).replace('_', ' ')} letter to the {d.get('recipient')} by {d.get('channel')}"
+            letter = str(d.get("letter_kind", "")).replace("_", " ")
+            return f"{letter} letter to the {d.get('recipient')} by {d.get('channel')}"
     return kind
 
 
@@ -231,11 +250,22 @@ def clocks(view: dict, now: datetime, extension_days: int = 0, extension_reason:
     rows = [("received", view.get("received_at"), None, False)]
     rule = ""
     if view.get("policy") and view.get("received_at"):
-        rule = deadline_rule(view["policy"], view.get("policy_version"), view.get("line_of_business"), bool(view.get("urgent")),
-                             extension_days, extension_reason)
+        rule = deadline_rule(
+            view["policy"],
+            view.get("policy_version"),
+            view.get("line_of_business"),
+            bool(view.get("urgent")),
+            extension_days,
+            extension_reason,
+        )
     rows += [
         ("decision due", view.get("decision_due_at"), rule, open_case),
-        ("decision at risk from", view.get("decision_warning_at"), "75% of the time from receipt to the due instant", open_case),
+        (
+            "decision at risk from",
+            view.get("decision_warning_at"),
+            "75% of the time from receipt to the due instant",
+            open_case,
+        ),
         ("decision target", view.get("decision_target_at"), "2 business days after complete clinical", open_case),
         ("hold: information due", view.get("hold_due_at"), "", view.get("status") == "held"),
         ("reconsideration deadline", view.get("reconsideration_deadline"), "", True),
@@ -250,8 +280,14 @@ def clocks(view: dict, now: datetime, extension_days: int = 0, extension_reason:
     for label, instant, why, ticking in rows:
         if not instant:
             continue
-        out.append({"label": label, "at": local(instant, zone), "iso": instant, "rule": why or "",
-                    "left": time_left(instant, now) if ticking else "",
-                    "overdue": bool(ticking and parse(instant) <= now)})
+        out.append(
+            {
+                "label": label,
+                "at": local(instant, zone),
+                "iso": instant,
+                "rule": why or "",
+                "left": time_left(instant, now) if ticking else "",
+                "overdue": bool(ticking and parse(instant) <= now),
+            }
+        )
     return out
-
