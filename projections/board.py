@@ -119,9 +119,15 @@ class Board(Projection):
         "CREATE INDEX IF NOT EXISTS board_open_due ON board_open (decision_due_at, case_id)",
         "CREATE INDEX IF NOT EXISTS board_open_warning ON board_open (decision_warning_at)",
         "CREATE INDEX IF NOT EXISTS board_open_received ON board_open (received_at, case_id)",
-        "CREATE INDEX IF NOT EXISTS board_open_number ON board_open (case_number)",
+        "CREATE INDEX IF NOT EXISTS board_open_number ON board_open (case_number, case_id)",
         "CREATE INDEX IF NOT EXISTS board_open_policy ON board_open (policy, urgent DESC, decision_due_at, case_id)",
         "CREATE INDEX IF NOT EXISTS board_open_held ON board_open (status, hold_due_at, case_id)",
+        # the held cases in each order the queue offers, and their ages, from an index alone
+        "CREATE INDEX IF NOT EXISTS board_open_status_urgent"
+        " ON board_open (status, urgent DESC, decision_due_at, case_id)",
+        "CREATE INDEX IF NOT EXISTS board_open_status_due ON board_open (status, decision_due_at, case_id)",
+        "CREATE INDEX IF NOT EXISTS board_open_status_received ON board_open (status, received_at, case_id)",
+        "CREATE INDEX IF NOT EXISTS board_open_status_number ON board_open (status, case_number, case_id)",
         "CREATE INDEX IF NOT EXISTS board_p2p_slot ON board_p2p (slot)",
     )
 
@@ -385,17 +391,23 @@ def open_cases(
         where.append("decision_due_at <= ?")
         params.append(stamp)
     elif flag == "at_risk":
-        where.append("decision_warning_at <= ? AND decision_due_at > ?")
+        # "+": the due range (a few cases at any time) leads, not the warning range (every warned case)
+        where.append(f"{'+' if db.dialect == 'sqlite' else ''}decision_warning_at <= ? AND decision_due_at > ?")
         params += [stamp, stamp]
+        if db.dialect == "sqlite":  # the due range (a few cases) leads, not a walk of an ordering index
+            order = ", ".join(f"+{term}" for term in order.split(", "))
     elif flag == "held":
         where.append("status = 'held'")
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     with db.transaction() as cur:
         total = cur.execute(f"SELECT COUNT(*) FROM board_open{clause}", params).fetchone()[0]
-        rows = cur.execute(
-            f"SELECT {', '.join(OPEN_COLUMNS)} FROM board_open{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        ).fetchall()
+        # the page's keys first (an index alone serves them, or a sort of keys only), then its rows
+        ids = [r[0] for r in cur.execute(f"SELECT case_id FROM board_open{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                                         [*params, limit, offset]).fetchall()]
+        rows = cur.execute(f"SELECT {', '.join(OPEN_COLUMNS)} FROM board_open WHERE case_id IN"
+                           f" ({', '.join('?' for _ in ids)})", ids).fetchall() if ids else []
+    place = {case_id: i for i, case_id in enumerate(ids)}
+    rows.sort(key=lambda r: place[r[0]])
     return {"items": [_open_row(r, stamp) for r in rows], "total": int(total)}
 
 
@@ -440,26 +452,29 @@ def p2p_between(db: ReadStore, start: datetime, end: datetime, *, limit: int = 2
 
 def aging(db: ReadStore, now: datetime, *, policy: str | None = None) -> dict:
     """Outstanding (open) requests by status and by age since receipt: under 1 day, 1-3, 3-7, 7-14,
-    14 days or more."""
+    14 days or more. Unfiltered, each figure is a range of the (status, received_at) index."""
     edges = [_utc(now - timedelta(days=d)) for d in (1, 3, 7, 14)]
     labels = ["< 1 day", "1-3 days", "3-7 days", "7-14 days", ">= 14 days"]
-    cases = (
-        "CASE WHEN received_at > ? THEN 0 WHEN received_at > ? THEN 1 WHEN received_at > ? THEN 2"
-        " WHEN received_at > ? THEN 3 ELSE 4 END"
-    )
-    where, params = "", list(edges)
-    if policy:
-        where, params = " WHERE policy = ?", [*edges, policy]
-    with db.transaction() as cur:
-        rows = cur.execute(
-            f"SELECT status, {cases} AS age, COUNT(*) FROM board_open{where} GROUP BY status, age", params
-        ).fetchall()
-        oldest = cur.execute(f"SELECT MIN(received_at) FROM board_open{where}", [policy] if policy else []).fetchone()[
-            0
-        ]
     table = {status: [0] * 5 for status in OPEN}
-    for status, age, n in rows:
-        table.setdefault(status, [0] * 5)[int(age)] += int(n)
+    with db.transaction() as cur:
+        if policy:
+            cases = (
+                "CASE WHEN received_at > ? THEN 0 WHEN received_at > ? THEN 1 WHEN received_at > ? THEN 2"
+                " WHEN received_at > ? THEN 3 ELSE 4 END"
+            )
+            rows = cur.execute(f"SELECT status, {cases} AS age, COUNT(*) FROM board_open WHERE policy = ?"
+                               " GROUP BY status, age", [*edges, policy]).fetchall()
+            for status, age, n in rows:
+                table.setdefault(status, [0] * 5)[int(age)] += int(n)
+            oldest = cur.execute("SELECT MIN(received_at) FROM board_open WHERE policy = ?", [policy]).fetchone()[0]
+        else:
+            for status in OPEN:
+                newer = [int(cur.execute("SELECT COUNT(*) FROM board_open WHERE status = ? AND received_at > ?",
+                                         (status, edge)).fetchone()[0]) for edge in edges]
+                every = int(cur.execute("SELECT COUNT(*) FROM board_open WHERE status = ?", (status,)).fetchone()[0])
+                bounds = [0, *newer, every]
+                table[status] = [bounds[k + 1] - bounds[k] for k in range(5)]
+            oldest = cur.execute("SELECT MIN(received_at) FROM board_open").fetchone()[0]
     return {
         "labels": labels,
         "by_status": table,
