@@ -243,3 +243,17 @@ def test_the_event_stream_says_changed_when_the_store_moves(api, monkeypatch):
     again = client.get("/dashboard/events", headers={"Last-Event-ID": ids[0]}).text  # a reconnect after a change
     assert "event: changed" in again.split("\n\n", 2)[1]
     assert as_browser(api, None).get("/dashboard/events").status_code == 401
+
+
+def test_odd_parameters_answer_pages_not_errors(api):
+    case = submit(api, "cigna-commercial/dme", 30)
+    client = as_browser(api, sign_in(api, "auditor"))
+    for path in ("/dashboard?page=abc&sort=zzz&flag=%00&policy=x", "/dashboard/figures?from=0001-01-01&to=9999-12-31",
+                 "/dashboard/fragments/p2p?day=0001-01-01", "/dashboard/worklist?status=bogus&q=%00%01",
+                 f"/dashboard/cases/{case['case_id']}?as_of=0001-01-01T00:00",
+                 f"/dashboard/cases/{case['case_id']}?as_of=garbage"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), path
+    assert client.get("/dashboard/cases/not-a-case").status_code == 404
+    assert client.get("/dashboard/static/../secret.key").status_code == 404
+    assert client.get("/dashboard/fragments/nothing").status_code == 404

@@ -101,10 +101,12 @@ def _policy(value: str | None) -> str | None:
 
 
 def _day(value: str | None) -> date | None:
+    """A date from 2000 to 2099 (as the API bounds instants), or None."""
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return day if day and date(2000, 1, 1) <= day <= date(2099, 12, 31) else None
 
 
 def _wants_html(request: Request) -> bool:
@@ -496,6 +498,8 @@ def router(guard: Guard) -> APIRouter:
         if raw_as_of:
             try:
                 as_of = views.parse(raw_as_of)
+                if not 2000 <= as_of.year <= 2099:
+                    raise ValueError("out of range")
                 if as_of.tzinfo is None:
                     as_of = as_of.replace(tzinfo=zone)
                 then = app.history(case_id, as_of)["case"]
