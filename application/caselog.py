@@ -266,36 +266,30 @@ class CaseLog(Application):
 
         return self._change("schedule_p2p", case_id, body, actor, key, expected_version, decide)
 
-    def _p2p_cases(self, case: Case, p2p_id: str) -> list[Case]:
-        p2p = case.p2ps.get(p2p_id) or {}
-        return [self.load(other) for other in p2p.get("also_cases", [])]
-
-    def reschedule_p2p(self, case_id, p2p_id: str, slot, *, actor: dict, key=None, expected_version=None) -> Answer:
+    def _on_shared_p2p(self, name: str, case_id, p2p_id: str, body: dict, act: Callable[[Case, Context], None], *,
+                       actor: dict, key=None, expected_version=None) -> Answer:
+        """A command on a P2P appointment, applied to every case it still covers (one appointment may
+        cover several cases), in one save."""
         def decide(case: Case, ctx: Context) -> list[Case]:
-            others = [o for o in self._p2p_cases(case, p2p_id) if o.p2ps.get(p2p_id, {}).get("status") == "scheduled"]
+            linked = [self.load(other) for other in (case.p2ps.get(p2p_id) or {}).get("also_cases", [])]
+            others = [o for o in linked if o.p2ps.get(p2p_id, {}).get("status") == "scheduled"]
             for c in [case, *others]:
-                c.reschedule_p2p(ctx, p2p_id, slot)
+                act(c, ctx)
             return others
 
-        return self._change("reschedule_p2p", case_id, {"p2p_id": p2p_id, "slot": slot}, actor, key, expected_version, decide)
+        return self._change(name, case_id, {"p2p_id": p2p_id, **body}, actor, key, expected_version, decide)
 
-    def cancel_p2p(self, case_id, p2p_id: str, reason: str, *, actor: dict, key=None, expected_version=None) -> Answer:
-        def decide(case: Case, ctx: Context) -> list[Case]:
-            others = [o for o in self._p2p_cases(case, p2p_id) if o.p2ps.get(p2p_id, {}).get("status") == "scheduled"]
-            for c in [case, *others]:
-                c.cancel_p2p(ctx, p2p_id, reason)
-            return others
+    def reschedule_p2p(self, case_id, p2p_id: str, slot, **kw: Any) -> Answer:
+        return self._on_shared_p2p("reschedule_p2p", case_id, p2p_id, {"slot": slot},
+                                   lambda c, ctx: c.reschedule_p2p(ctx, p2p_id, slot), **kw)
 
-        return self._change("cancel_p2p", case_id, {"p2p_id": p2p_id, "reason": reason}, actor, key, expected_version, decide)
+    def cancel_p2p(self, case_id, p2p_id: str, reason: str, **kw: Any) -> Answer:
+        return self._on_shared_p2p("cancel_p2p", case_id, p2p_id, {"reason": reason},
+                                   lambda c, ctx: c.cancel_p2p(ctx, p2p_id, reason), **kw)
 
-    def complete_p2p(self, case_id, p2p_id: str, outcome: str, *, actor: dict, key=None, expected_version=None) -> Answer:
-        def decide(case: Case, ctx: Context) -> list[Case]:
-            others = [o for o in self._p2p_cases(case, p2p_id) if o.p2ps.get(p2p_id, {}).get("status") == "scheduled"]
-            for c in [case, *others]:
-                c.complete_p2p(ctx, p2p_id, outcome)
-            return others
-
-        return self._change("complete_p2p", case_id, {"p2p_id": p2p_id, "outcome": outcome}, actor, key, expected_version, decide)
+    def complete_p2p(self, case_id, p2p_id: str, outcome: str, **kw: Any) -> Answer:
+        return self._on_shared_p2p("complete_p2p", case_id, p2p_id, {"outcome": outcome},
+                                   lambda c, ctx: c.complete_p2p(ctx, p2p_id, outcome), **kw)
 
     # ---- decision clock and determination -------------------------------------------------
 

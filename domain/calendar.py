@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo
 import holidays
 
 UTC = timezone.utc
+# Where the plans of the policy table keep their calendars (a row may name another); also the
+# calendar that decides which row is in force on the day a request is received.
+PLAN_TIME_ZONE = "America/New_York"
 
 
 @lru_cache(maxsize=8)
@@ -20,7 +23,7 @@ def _federal_holidays(year_from: int, year_to: int) -> holidays.HolidayBase:
 
 
 class BusinessCalendar:
-    def __init__(self, tz: str = "America/New_York"):
+    def __init__(self, tz: str = PLAN_TIME_ZONE):
         self.tz = ZoneInfo(tz)
         self._holidays = _federal_holidays(1990, 2100)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from domain.calendar import PLAN_TIME_ZONE
 from domain.context import UTC, Context, calendar_for, iso, require
 from domain.errors import FieldError, InvalidInput, NotApplicable, RuleViolation
 from domain.policy import PolicyRow, policy_in_force
@@ -75,7 +76,7 @@ def intake(ctx: Context, case_number: str, request: dict, predecessor_case_id: s
         raise InvalidInput(FieldError("submitted_at", "a request cannot be received in the future"))
     line = request.get("line_of_business")
     policy_id = require(request.get("policy"), "policy")
-    row = policy_in_force(policy_id, calendar_for("America/New_York").local_date(received))
+    row = policy_in_force(policy_id, calendar_for(PLAN_TIME_ZONE).local_date(received))
     cal = calendar_for(row.timezone)
     check_line(row, line)
     member = dict(require(request.get("member"), "member"))

@@ -13,6 +13,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import Literal, Mapping
 
+from domain.calendar import PLAN_TIME_ZONE
 from domain.errors import FieldError, NotApplicable, UnknownPolicy
 from domain.vocabulary import MEDICARE_LINES
 
@@ -170,7 +171,7 @@ class PolicyRow:
     authorization_extensions: int
     letters: Mapping[str, tuple[LetterRoute, ...]] = field(default_factory=lambda: DEFAULT_LETTERS)
     draft_expires_end_of_day: bool = True
-    timezone: str = "America/New_York"
+    timezone: str = PLAN_TIME_ZONE
     notes: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
 
     @property

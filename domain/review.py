@@ -8,6 +8,7 @@ from uuid import UUID
 
 from domain import events as ev
 from domain.approval import rules_actor, validity
+from domain.calendar import PLAN_TIME_ZONE
 from domain.context import UTC, Context, calendar_for, due, iso, require
 from domain.errors import FieldError, InvalidInput, RuleViolation
 from domain.intake import check_line, intake, warning_instant
@@ -30,7 +31,7 @@ class CaseUnderReview(CaseState):
 
     @classmethod
     def start_draft(cls, ctx: Context, *, case_id: UUID, case_number: str, policy: str, line_of_business: str, draft: dict) -> CaseUnderReview:
-        row = policy_in_force(require(policy, "policy"), calendar_for("America/New_York").local_date(ctx.now))
+        row = policy_in_force(require(policy, "policy"), calendar_for(PLAN_TIME_ZONE).local_date(ctx.now))
         check_line(row, line_of_business)
         expires = calendar_for(row.timezone).end_of_day(ctx.now)
         return cls._start(

@@ -110,12 +110,22 @@ def _in_range(field: str, value, earliest, latest, shown: Callable[[object], str
     return value
 
 
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant as written (``Z`` or an offset); ValueError when it is not one."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def extension_of(name: str) -> str:
+    """A file name's extension, lower case with its dot (``.pdf``), or "" when it has none."""
+    return name[name.rfind("."):].lower() if "." in name else ""
+
+
 def check_instant(field: str, value: datetime | str, *, earliest: datetime = EARLIEST_INSTANT,
                   latest: datetime = LATEST_INSTANT) -> datetime:
     """An ISO 8601 instant with a time zone, within [earliest, latest]."""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = parse_instant(value)
         except ValueError:
             raise InvalidInput(FieldError(field, f"{value!r} is not an ISO 8601 instant")) from None
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
@@ -150,7 +160,7 @@ def check_local_date(field: str, value: date | datetime | str, local_date: Calla
 def check_document(field: str, doc: dict) -> dict:
     """A document reference: id, name, media_type, size, sha256."""
     name = str(doc.get("name", ""))
-    ext = name[name.rfind(".") :].lower() if "." in name else ""
+    ext = extension_of(name)
     if ext not in DOCUMENT_MEDIA_TYPES:
         raise InvalidInput(FieldError(f"{field}.name", f"{name!r}: documents must be .doc, .docx, .pdf or .png"))
     size = doc.get("size")

@@ -9,23 +9,24 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
-from domain.errors import FieldError, InvalidInput
 from application.caselog import CaseLog
-from infra.store.access import Access
+from domain.errors import FieldError, InvalidInput
+from domain.validation import parse_instant
 from infra.clock import LATEST, LONGEST_MOVE, ManualClock, SystemClock
-from infra.store.documents import DocumentStore
-from infra.store.database import Database, connection_params
-from infra.store.registry import Registry
 from infra.kafka.message import published_size
-from infra.store.transcoder import OrjsonTranscoder
 from infra.settings import SettingError, Settings, check_choice, usable_dir
+from infra.store.access import Access
+from infra.store.database import Database, connection_params
+from infra.store.documents import DocumentStore
+from infra.store.registry import Registry
+from infra.store.runner import ProjectionRunner
+from infra.store.transcoder import OrjsonTranscoder
 from projections.board import Board
 from projections.case_owners import CaseOwners
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
 from projections.metrics import PriorAuthorizationMetrics
 from projections.review_queue import ReviewQueue
-from infra.store.runner import ProjectionRunner
 from projections.worklist import Worklist
 from scheduler.deadlines import Deadlines
 from scheduler.service import DeadlineScheduler
@@ -74,7 +75,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
 def make_clock(settings: Settings) -> Any:
     if settings.clock == "manual":
         try:
-            start = datetime.fromisoformat(settings.clock_start.replace("Z", "+00:00")) if settings.clock_start else None
+            start = parse_instant(settings.clock_start) if settings.clock_start else None
             if start is not None and start.tzinfo is not None and start >= LATEST:
                 raise ValueError(f"before {LATEST.date().isoformat()}")
             return ManualClock(start)

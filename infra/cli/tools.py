@@ -64,6 +64,7 @@ BENCHMARKS = {
     "relay": "bench.relay",  # issue 5: relay throughput against a bare producer, end-to-end lag
     "workers": "bench.workers",  # issue 5: faust workers building the read models, against the embedded runner
     "verify": "bench.verify",  # issue 12: verify and verify --seals on ~1M events, sealing them
+    "write": "bench.write",  # issue 13: HTTP submissions and determinations, against a bare eventsourcing app
 }
 
 
@@ -71,7 +72,7 @@ BENCHMARKS = {
 @handled
 def bench(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="read-models, scheduler, relay, workers or verify"),
+    name: str = typer.Argument(..., help="read-models, scheduler, relay, workers, verify or write"),
 ) -> None:
     """Run a benchmark from bench/ (a source checkout): it prints its figures and writes them
     under bench/out/; bench/RESULTS.md records them. Extra options go to the benchmark
@@ -81,7 +82,7 @@ def bench(
 
     if name not in BENCHMARKS:
         raise InvalidInput(FieldError("name", f"one of {', '.join(BENCHMARKS)}"))
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout: infra/cli/tools.py -> infra -> root
     if not (root / "bench" / "__init__.py").exists():
         raise Failure(f"no bench/ beside {root / 'infra'}: benchmarks run from a source checkout")
     raise typer.Exit(subprocess.call([sys.executable, "-m", BENCHMARKS[name], *ctx.args], cwd=root))

@@ -89,14 +89,19 @@ class Guard:
 
     # ---- what they may see and attach ----------------------------------------------------------
 
-    def owners(self, case_id: str) -> dict:
-        """Whose the case is (projections.case_owners), or 404 for no such case."""
+    def owners(self, case_id: str, *, fresh: bool = False) -> dict:
+        """Whose the case is (projections.case_owners), or 404 for no such case. ``fresh``: after
+        catching the read model up (a write by another process, such as the CLI, not applied yet)."""
         try:
             key = str(UUID(str(case_id)))
         except ValueError:
             raise CaseNotFound(f"no case {case_id!r}") from None
+        if fresh:
+            self.system.catch_up()
         owners = owners_of(self.system.db, key)
         if owners is None:
+            if not fresh:
+                return self.owners(case_id, fresh=True)
             raise CaseNotFound(f"no case {case_id}")
         return owners
 
@@ -109,11 +114,12 @@ class Guard:
         npis = access.visible_npis(who)
         if npis is None:
             return
-        owners = self.owners(case_id)
-        if owners["ordering_npi"] in npis:
-            return
-        if owners["ordering_npi"] is None and access.acts_for(who, owners["starter"]):
-            return
+        for fresh in (False, True):  # a refusal is checked again on the read model caught up
+            owners = self.owners(case_id, fresh=fresh)
+            if owners["ordering_npi"] in npis:
+                return
+            if owners["ordering_npi"] is None and access.acts_for(who, owners["starter"]):
+                return
         raise CaseNotFound(f"no case {case_id}")  # do not reveal other providers' cases
 
     def attachable(self, who: Principal, docs: list) -> list[dict]:

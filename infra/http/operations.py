@@ -11,6 +11,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from application import bodies
 from domain.errors import FieldError, InvalidInput
+from domain.validation import parse_instant
 from infra.http.guard import Guard
 from infra.http.problems import ERRORS, Problem
 from infra.http.reads import Listing
@@ -53,7 +54,7 @@ def router(guard: Guard) -> APIRouter:
                 if body.advance is not None:
                     delta, instant = TypeAdapter(timedelta).validate_python(body.advance), None
                 else:
-                    delta, instant = None, datetime.fromisoformat(body.to.replace("Z", "+00:00"))
+                    delta, instant = None, parse_instant(body.to)
             except (ValidationError, ValueError):
                 raise InvalidInput(FieldError("advance" if body.advance is not None else "to", "not an ISO 8601 duration or instant")) from None
             fired = system.advance_clock(delta, to=instant)  # refuses a move out of bounds, naming the field

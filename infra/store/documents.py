@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterable
 import puremagic
 
 from domain.errors import DocumentTooLarge, FieldError, InvalidInput, NotPermitted
-from domain.validation import DOCUMENT_MEDIA_TYPES, MAX_DOCUMENT_BYTES
+from domain.validation import DOCUMENT_MEDIA_TYPES, MAX_DOCUMENT_BYTES, extension_of
 from infra.store.database import Database
 
 CHUNK = 1024 * 1024
@@ -85,7 +85,7 @@ class DocumentStore:
 
     def misnamed(self, sha256: str, name: str) -> str | None:
         """What the stored document ``sha256`` holds when a reference names it as another kind, else None."""
-        ext = name[name.rfind("."):].lower() if "." in name else ""
+        ext = extension_of(name)
         if ext not in SIGNATURES or not self.exists(sha256):
             return None  # an unknown extension or document is refused by its own rule
         if (holds := mismatch(ext, self.path(sha256))) is not None:
@@ -94,7 +94,7 @@ class DocumentStore:
 
     def put(self, name: str, stream: BinaryIO, *, uploader: dict, at: str) -> dict:
         """Store the content and record the upload (the same user uploading it again renames it)."""
-        ext = name[name.rfind("."):].lower() if "." in name else ""
+        ext = extension_of(name)
         if ext not in DOCUMENT_MEDIA_TYPES:
             raise InvalidInput(FieldError("file", f"{name!r}: documents must be .doc, .docx, .pdf or .png"))
         digest, size = hashlib.sha256(), 0

@@ -1,0 +1,16 @@
+"""Latency percentiles as every benchmark reports them."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def percentiles(samples: list[float]) -> dict:
+    """p50 / p95 / p99 / mean of ``samples`` (seconds), in milliseconds: the nearest-rank sample, no interpolation."""
+    ordered = sorted(samples)
+    if not ordered:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "mean_ms": None, "n": 0}
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": round(pick(0.50) * 1000, 2), "p95_ms": round(pick(0.95) * 1000, 2),
+            "p99_ms": round(pick(0.99) * 1000, 2), "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+            "n": len(ordered)}
