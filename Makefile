@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo verify clean constraints
+.PHONY: run test demo verify clean constraints browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,8 +18,20 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/caselog demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest
+
+# The dashboard's browser test (tests/e2e/test_dashboard_browser.py) drives Debian's chromium through
+# chromium-driver: installed here when missing (as root, e.g. on CI); otherwise that test fails saying so.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "chromium and chromium-driver are missing (apt-get install chromium chromium-driver, as root)" >&2; \
+	  fi; \
+	fi
 
 verify: $(STAMP)
 	$(BIN)/caselog verify

@@ -5,6 +5,8 @@
 Loads ~5 events per case through the real domain and event store, then measures:
 - worklist page and authorization lookup latency through HTTP (in-process ASGI client), p50/p95/p99,
   against GET /healthz through the same client as the baseline;
+- every dashboard request (pages and the fragments htmx re-fetches, signed in with a session
+  cookie as a browser is), p50/p95/p99, against the same baseline;
 - `caselog replay` (all projections, its own process): events/s and peak resident memory,
   against a bare scan of the notification log (decode only) and an idle caselog process.
 Prints the figures and writes them to bench/out/read_models.json.
@@ -63,8 +65,14 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=206_000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--data-dir", default=str(ROOT / "bench" / "out" / "read-models"))
+    parser.add_argument("--skip-replay", action="store_true", help="measure latency only")
+    parser.add_argument("--dashboard-only", action="store_true",
+                        help="reuse the store already loaded in --data-dir and measure the dashboard's requests only")
     args = parser.parse_args()
     data = Path(args.data_dir)
+    if args.dashboard_only:
+        dashboard_only(data, args.samples)
+        return
     if data.exists():
         import shutil
 
@@ -135,8 +143,12 @@ def main() -> None:
         "lookup_by_member": percentiles(timed(lookup_by_member, n)),
         "review_queue_page": percentiles(timed(lambda: client.get("/queues/review", headers=ops), n // 5)),
     }
+    results["latency"].update(dashboard_latency(client, system, ops, reviewer, rng, n // 5))
     events = system.app.max_position()
     system.close()
+    if args.skip_replay:
+        write(results)
+        return
 
     # --- replay in its own process -----------------------------------------------------------
     env = {**os.environ, "CASELOG_DATA_DIR": str(data)}
@@ -154,10 +166,98 @@ def main() -> None:
         "worklist_provider_p95_vs_healthz_p95": round(results["latency"]["worklist_provider_page"]["p95_ms"] / results["latency"]["baseline_healthz"]["p95_ms"], 2),
         "lookup_p95_vs_healthz_p95": round(results["latency"]["lookup_by_authorization_and_npi"]["p95_ms"] / results["latency"]["baseline_healthz"]["p95_ms"], 2),
     }
+    write(results)
+
+
+def dashboard_only(data: Path, samples: int) -> None:
+    from fastapi.testclient import TestClient
+
+    from infra.http.app import create_app
+    from infra.identity import load_secret, mint
+
+    system = bootstrap(Settings(data_dir=data), clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
+    with system.db.transaction() as cur:  # the clock where the load left it: after the last case received
+        last = cur.execute("SELECT MAX(received_at) FROM board_cases").fetchone()[0]
+    if last:
+        system.clock.set(datetime.fromisoformat(last))
+    system.runner.catch_up()
+    client = TestClient(create_app(system))
+    secret = load_secret(data)
+    ops = {"Authorization": f"Bearer {mint(secret, role='ops', sub='ops')}"}
+    reviewer = {"Authorization": f"Bearer {mint(secret, role='reviewer', sub='r', credential='MD')}"}
+    timed(lambda: client.get("/healthz"), 50)
+    results = {"events": system.app.max_position(),
+               "latency": {"baseline_healthz": percentiles(timed(lambda: client.get("/healthz"), samples))}}
+    results["latency"].update(dashboard_latency(client, system, ops, reviewer, random.Random(11), samples))
+    system.close()
+    out_path = ROOT / "bench" / "out" / "dashboard.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+def write(results: dict) -> None:
     out_path = ROOT / "bench" / "out" / "read_models.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+
+
+def dashboard_latency(client, system, ops: dict, reviewer: dict, rng: random.Random, n: int) -> dict:
+    """Every dashboard request as a browser makes it: signed in with the session cookie of POST
+    /session (ops, and a reviewer who sees names), pages whole and the fragments htmx re-fetches."""
+    from domain.policy import POLICY_IDS
+    from projections.board import QUEUE_FLAGS, QUEUE_SORTS
+
+    def session(headers: dict) -> dict:
+        r = client.post("/session", json={"token": headers["Authorization"].split()[1]})
+        assert r.status_code == 201, r.text
+        return {"caselog_session": r.cookies["caselog_session"]}
+
+    as_ops, as_reviewer = session(ops), session(reviewer)
+    client.cookies.clear()
+    with system.db.transaction() as cur:
+        first = cur.execute("SELECT case_id FROM board_cases ORDER BY case_number LIMIT 3000").fetchall()
+        last = cur.execute("SELECT case_number FROM board_cases ORDER BY case_number DESC LIMIT 3000").fetchall()
+        case_ids, numbers = [r[0] for r in first], [r[0] for r in last]
+        open_total = cur.execute("SELECT COUNT(*) FROM board_open").fetchone()[0]
+    tabs = ["Pending", "Approved", "Partially Approved", "Denied", "Cancelled", "All"]
+    last_page = max(1, open_total // 25)
+
+    def get(path: str, cookies: dict, **params):
+        return client.get(path, params=params, cookies=cookies)
+
+    def queue_fragment():
+        return get("/dashboard/fragments/queue", as_ops, sort=rng.choice(list(QUEUE_SORTS)),
+                   flag=rng.choice(QUEUE_FLAGS), page=rng.choice([1, 2, 3, rng.randint(1, last_page)]),
+                   **({"policy": rng.choice(POLICY_IDS)} if rng.random() < 0.3 else {}))
+
+    def worklist_fragment():
+        return get("/dashboard/fragments/worklist", rng.choice([as_ops, as_reviewer]), status=rng.choice(tabs),
+                   page=rng.randint(1, 40))
+
+    def figures(path: str):
+        params = {"policy": rng.choice(POLICY_IDS)} if rng.random() < 0.5 else {}
+        return get(path, as_ops, **params)
+
+    cases = {
+        "dashboard_page": lambda: get("/dashboard", as_ops),
+        "dashboard_counts": lambda: get("/dashboard/fragments/counts", as_ops),
+        "dashboard_queue": queue_fragment,
+        "dashboard_held": lambda: get("/dashboard/fragments/held", as_ops, held_page=rng.randint(1, 20)),
+        "dashboard_p2p_today": lambda: get("/dashboard/fragments/p2p", as_ops),
+        "dashboard_worklist_page": lambda: get("/dashboard/worklist", as_ops, status=rng.choice(tabs)),
+        "dashboard_worklist_tab": worklist_fragment,
+        "dashboard_worklist_search": lambda: get("/dashboard/fragments/worklist", as_ops, status="All",
+                                                 q=rng.choice(numbers)),
+        "dashboard_figures_page": lambda: figures("/dashboard/figures"),
+        "dashboard_figures_fragment": lambda: figures("/dashboard/fragments/figures"),
+        "dashboard_services": lambda: get("/dashboard/services", as_ops),
+        "dashboard_case_page": lambda: get(f"/dashboard/cases/{rng.choice(case_ids)}",
+                                           rng.choice([as_ops, as_reviewer])),
+    }
+    timed(lambda: get("/dashboard", as_ops), 10)  # warm up
+    return {name: percentiles(timed(call, n)) for name, call in cases.items()}
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from infra.store.documents import DocumentStore
 from infra.store.registry import Registry
 from infra.store.runner import ProjectionRunner
 from infra.store.transcoder import OrjsonTranscoder
+from projections.board import Board
 from projections.case_owners import CaseOwners
 from projections.certification import CertificationSummary
 from projections.lookup import AuthorizationLookup
@@ -33,7 +34,7 @@ from scheduler.service import DeadlineScheduler
 
 def read_models() -> list:
     """Every read model, in one place (the embedded runner and the Kafka workers use this)."""
-    return [Worklist(), CertificationSummary(), AuthorizationLookup(), ReviewQueue(), PriorAuthorizationMetrics()]
+    return [Worklist(), CertificationSummary(), AuthorizationLookup(), ReviewQueue(), PriorAuthorizationMetrics(), Board()]
 
 
 # Kept from the store by every process serving the API, whatever CASELOG_PROJECTIONS says: the

@@ -95,6 +95,7 @@ class Settings:
     seal_seconds: float = 60.0  # ...or this many seconds after the last seal, when any are
     seal_topic: str = "caselog.seals"
     log_level: str = "info"  # the long-running commands' JSON logs (infra.logs)
+    session_seconds: int = 3600  # a dashboard sign-in (POST /session) lasts this long, never past its token
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -128,6 +129,7 @@ class Settings:
             seal_seconds=_number(env, "CASELOG_SEAL_SECONDS", 60.0, float, minimum=0.1),
             seal_topic=env.get("CASELOG_SEAL_TOPIC") or "caselog.seals",
             log_level=_choice(env, "CASELOG_LOG_LEVEL"),
+            session_seconds=_number(env, "CASELOG_SESSION_SECONDS", 3600, minimum=60),
         )
 
     @property

@@ -108,7 +108,7 @@ def _prefix(column: str, text: str) -> tuple[str, list[Any]]:
     return f"{column} >= ? AND {column} < ?", [text, text + "\uffff"]
 
 
-def _search_terms(q: str) -> list[tuple[str, list[Any]]]:
+def _search_terms(q: str, numbers_only: bool = False) -> list[tuple[str, list[Any]]]:
     """What `q` may match, each term one index range: case number, authorization number, member id
     or provider NPI exactly; the start of a member's last or first name or of the provider's name;
     a member's full name as typed ("Grace Hopperfield", "Hopperfield Grace") or as the row shows it
@@ -117,6 +117,8 @@ def _search_terms(q: str) -> list[tuple[str, list[Any]]]:
     low = " ".join(needle.lower().split())
     terms: list[tuple[str, list[Any]]] = [(f"{column} = ?", [needle]) for column in
                                           ("case_number", "authorization_number", "member_id", "provider_npi")]
+    if numbers_only:  # who may not see members searches by case or authorization number alone
+        return terms[:2]
     terms += [_prefix(column, low) for column in ("member_last_lc", "member_first_lc", "provider_name_lc")]
     if "," in low:
         last, _, first = (" ".join(part.split()) for part in low.partition(","))
@@ -134,7 +136,7 @@ def _search_terms(q: str) -> list[tuple[str, list[Any]]]:
 
 
 def worklist_page(db: ReadStore, *, npis: set[str] | None = None, status: str | None = None, q: str | None = None,
-             sort: str = "-submitted", page: int = 1, page_size: int = 25) -> dict:
+             sort: str = "-submitted", page: int = 1, page_size: int = 25, numbers_only: bool = False) -> dict:
     """A page of the worklist. A provider's page (``npis``: its NPIs and those of worklists shared
     with it) is filtered in the query itself, search included, and counted exactly through the NPI
     index. An unscoped search collects the matching case ids term by term, each through its own
@@ -145,7 +147,7 @@ def worklist_page(db: ReadStore, *, npis: set[str] | None = None, status: str | 
         raise InvalidInput(FieldError("sort", f"one of {', '.join(sorted(WORKLIST_SORTS))}, optionally prefixed with -"))
     direction = "DESC" if sort.startswith("-") else "ASC"
     bucket = bucket_named(status)
-    terms = _search_terms(q) if q and q.strip() else []
+    terms = _search_terms(q, numbers_only) if q and q.strip() else []
     where: list[str] = []
     params: list[Any] = []
     npi_filter(npis, "provider_npi", where, params)

@@ -8,7 +8,7 @@ from typing import Callable
 from uuid import UUID
 
 import jwt
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -17,6 +17,7 @@ from application.caselog import Answer
 from domain.errors import CaseNotFound
 from infra.bootstrap import System
 from infra.http.problems import Problem
+from infra.http.sessions import COOKIE, SessionStore
 from infra.identity import Principal, load_secret, verify
 from projections.case_owners import owners_of
 
@@ -29,6 +30,7 @@ class Guard:
         self.app = system.app
         self.secret = load_secret(system.settings.data_dir)
         self.bearer = HTTPBearer(auto_error=False, description="a token from `caselog token`")
+        self.sessions = SessionStore(system.db, self.secret, system.settings.session_seconds)
         self.principal = self._principal_dependency()
         self.browser = self._browser_dependency()
 
@@ -52,12 +54,14 @@ class Guard:
         return principal
 
     def _browser_dependency(self) -> Callable[..., Principal]:
-        def browser(request: Request, token: str | None = Query(default=None, max_length=4096,
-                                              description="a token, for a browser that sends no header"),
-                    creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
-            if creds is None and token:
-                creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-            who = self.who(creds)
+        """The dashboard's reader: a bearer token, or the session cookie of POST /session (never a
+        token in the URL)."""
+        def browser(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
+            session = self.sessions.principal(request.cookies.get(COOKIE)) if creds is None else None
+            if creds is None and session is None:
+                raise Problem(401, "unauthenticated", "Authentication required",
+                              "sign in at /dashboard/sign-in (POST /session) or send Authorization: Bearer <token>")
+            who = session[0] if session else self.who(creds)
             request.state.actor = who.actor
             if who.role not in DASHBOARD_ROLES:
                 raise Problem(403, "forbidden", "Not allowed", f"role {who.role!r} may not see the dashboard")
