@@ -1,5 +1,7 @@
 """The read models as providers, reviewers and auditors search them: the worklist (and whom it is
-shared with), the certification summary, the authorization lookup, and whether PA applies."""
+shared with), the certification summary, the authorization lookup, and whether PA applies. Every
+answer that shows member data is recorded (one read per request, naming every case it showed);
+ops may not search them (infra.authorization.MEMBER_DATA_READERS)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from application import bodies
 from domain.errors import FieldError, InvalidInput
 from domain.intake import requirement
 from domain.policy import POLICY_IDS
+from infra.authorization import MEMBER_DATA_READERS
 from infra.http.guard import Guard
 from infra.http.problems import ERRORS, Problem
 from infra.identity import Principal
@@ -39,8 +42,11 @@ def router(guard: Guard) -> APIRouter:
     @routes.get("/worklist", response_model=Listing)
     def get_worklist(status: bodies.Code | None = None, q: bodies.Name | None = None, sort: bodies.Code = "-submitted",
                      page: int = Query(default=1, ge=1, le=100000),
-                     page_size: int = Query(default=25, ge=1, le=200), who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
-        return worklist_page(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page, page_size=page_size)
+                     page_size: int = Query(default=25, ge=1, le=200), who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
+        found = worklist_page(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page, page_size=page_size)
+        guard.read(who, "worklist", [row["case_id"] for row in found["items"]],
+                   {"status": status, "q": q, "sort": sort, "page": page, "page_size": page_size})
+        return found
 
     @routes.post("/worklist/access", status_code=201)
     def share_worklist(body: ShareWorklist, who: Principal = Depends(guard.role("provider"))) -> dict:
@@ -62,15 +68,17 @@ def router(guard: Guard) -> APIRouter:
     def certification_summary(authorization_number: bodies.Code | None = None, case_number: bodies.Code | None = None,
                               member_last_name: bodies.PersonName | None = None, npi: bodies.Code | None = None,
                               status: bodies.Code | None = None, page: int = Query(default=1, ge=1, le=100000),
-                              page_size: int = Query(default=50, ge=1, le=200), who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
-        return certification_page(system.db, npis=system.access.visible_npis(who), authorization_number=authorization_number,
-                                             case_number=case_number, member_last_name=member_last_name, npi=npi, status=status,
-                                             page=page, page_size=page_size)
+                              page_size: int = Query(default=50, ge=1, le=200), who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
+        asked = {"authorization_number": authorization_number, "case_number": case_number, "member_last_name": member_last_name,
+                 "npi": npi, "status": status, "page": page, "page_size": page_size}
+        found = certification_page(system.db, npis=system.access.visible_npis(who), **asked)
+        guard.read(who, "certification-summary", [row["case_id"] for row in found["items"]], asked)
+        return found
 
     @routes.get("/authorizations/lookup", response_model=Listing, responses={422: ERRORS[422]})
     def lookup(authorization_number: bodies.Code | None = None, npi: bodies.Code | None = None,
                member_id: bodies.Identifier | None = None, dob: bodies.Code | None = None, last_name: bodies.PersonName | None = None,
-               who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
+               who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
         rows = authorizations_found(system.db, authorization_number=authorization_number, npi=npi, member_id=member_id, dob=dob, last_name=last_name)
         npis = system.access.visible_npis(who)
         items = []
@@ -78,9 +86,11 @@ def router(guard: Guard) -> APIRouter:
             if npis is not None and row["ordering_npi"] not in npis and row["site_npi"] not in npis:
                 continue
             view = app.view(row["case_id"])
-            system.access.record_read(who, row["case_id"], "lookup", guard.now_iso())
             items.append({**row, "approval_date": row["approved_at"], "p2p_eligibility": view["p2p_eligibility"],
                           "post_decision_options": view["post_decision_options"]})
+        guard.read(who, "lookup", [item["case_id"] for item in items],
+                   {"authorization_number": authorization_number, "npi": npi, "member_id": member_id, "dob": dob,
+                    "last_name": last_name})
         return {"items": items, "total": len(items)}
 
     @routes.get("/requirements", responses={422: ERRORS[422]})
