@@ -118,7 +118,7 @@ def signed_in(system: System, token: str | None) -> tuple[Authorization, Princip
 
 
 TokenOpt = typer.Option(None, "--token", envvar="CASELOG_TOKEN", show_envvar=True, show_default=False,
-                        help="who is acting: a token from `caselog token` (or CASELOG_TOKEN), checked as HTTP checks it")
+                        help="who is acting: a token from `caselog token`, checked as HTTP checks it")
 KeyOpt = typer.Option(None, "--key", help="idempotency key: a retry with the same key and body records nothing")
 
 

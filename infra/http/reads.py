@@ -42,8 +42,10 @@ def router(guard: Guard) -> APIRouter:
     @routes.get("/worklist", response_model=Listing)
     def get_worklist(status: bodies.Code | None = None, q: bodies.Name | None = None, sort: bodies.Code = "-submitted",
                      page: int = Query(default=1, ge=1, le=100000),
-                     page_size: int = Query(default=25, ge=1, le=200), who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
-        found = worklist_page(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page, page_size=page_size)
+                     page_size: int = Query(default=25, ge=1, le=200),
+                     who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
+        found = worklist_page(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page,
+                              page_size=page_size)
         guard.read(who, "worklist", [row["case_id"] for row in found["items"]],
                    {"status": status, "q": q, "sort": sort, "page": page, "page_size": page_size})
         return found
@@ -68,9 +70,10 @@ def router(guard: Guard) -> APIRouter:
     def certification_summary(authorization_number: bodies.Code | None = None, case_number: bodies.Code | None = None,
                               member_last_name: bodies.PersonName | None = None, npi: bodies.Code | None = None,
                               status: bodies.Code | None = None, page: int = Query(default=1, ge=1, le=100000),
-                              page_size: int = Query(default=50, ge=1, le=200), who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
-        asked = {"authorization_number": authorization_number, "case_number": case_number, "member_last_name": member_last_name,
-                 "npi": npi, "status": status, "page": page, "page_size": page_size}
+                              page_size: int = Query(default=50, ge=1, le=200),
+                              who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
+        asked = {"authorization_number": authorization_number, "case_number": case_number,
+                 "member_last_name": member_last_name, "npi": npi, "status": status, "page": page, "page_size": page_size}
         found = certification_page(system.db, npis=system.access.visible_npis(who), **asked)
         guard.read(who, "certification-summary", [row["case_id"] for row in found["items"]], asked)
         return found

@@ -14,6 +14,7 @@ from infra.store.database import Cursor, Database
 
 READS = "caselog_reads"  # one row per request that showed member data
 READ_CASES = "caselog_read_cases"  # the cases each read showed, to find the reads of a case
+REVOKED = "caselog_revoked_tokens"  # token ids refused before their expiry
 OLD_READS = "caselog_case_reads"  # before: one row per case read, no listings (migrated, then dropped)
 
 
@@ -34,7 +35,7 @@ class Access:
         with db.schema() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS caselog_worklist_access (owner TEXT NOT NULL, npi TEXT NOT NULL,"
                         " user_id TEXT NOT NULL, email TEXT NOT NULL, granted_at TEXT NOT NULL, PRIMARY KEY (owner, npi, user_id))")
-            cur.execute("CREATE TABLE IF NOT EXISTS caselog_revoked_tokens (jti TEXT PRIMARY KEY, expires_at BIGINT NOT NULL,"
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {REVOKED} (jti TEXT PRIMARY KEY, expires_at BIGINT NOT NULL,"
                         " revoked_at TEXT NOT NULL, reason TEXT NOT NULL)")
             cur.execute(f"CREATE TABLE IF NOT EXISTS {READS} (id {db.autoincrement}, at TEXT NOT NULL,"
                         " who_kind TEXT NOT NULL, who_id TEXT NOT NULL, who_credential TEXT, what TEXT NOT NULL,"
@@ -104,13 +105,14 @@ class Access:
         """Refuse the token ``jti`` from now on (until it would have expired anyway; rows of tokens
         past their expiry are dropped). False when it was revoked already."""
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM caselog_revoked_tokens WHERE expires_at < ?", (int(at.timestamp()) - 3600,))
-            return cur.execute("INSERT INTO caselog_revoked_tokens (jti, expires_at, revoked_at, reason) VALUES (?, ?, ?, ?)"
-                               " ON CONFLICT (jti) DO NOTHING", (jti, expires_at, audit_instant(at), reason)).rowcount == 1
+            cur.execute(f"DELETE FROM {REVOKED} WHERE expires_at < ?", (int(at.timestamp()) - 3600,))
+            added = cur.execute(f"INSERT INTO {REVOKED} (jti, expires_at, revoked_at, reason) VALUES (?, ?, ?, ?)"
+                                " ON CONFLICT (jti) DO NOTHING", (jti, expires_at, audit_instant(at), reason))
+            return added.rowcount == 1
 
     def is_revoked(self, jti: str | None) -> bool:
         with self.db.transaction() as cur:
-            return cur.execute("SELECT 1 FROM caselog_revoked_tokens WHERE jti = ?", (jti or "",)).fetchone() is not None
+            return cur.execute(f"SELECT 1 FROM {REVOKED} WHERE jti = ?", (jti or "",)).fetchone() is not None
 
     # ---- the read audit --------------------------------------------------------------------------
 
@@ -154,7 +156,8 @@ class Access:
     def _exists(self, cur: Cursor, table: str) -> bool:
         if self.db.dialect == "postgres":
             return cur.execute("SELECT to_regclass(?)", (table,)).fetchone()[0] is not None
-        return cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+        found = cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+        return found is not None
 
     def _migrate(self, cur: Cursor) -> None:
         """The reads recorded before listings were (one row per case read) become one read each,

@@ -103,7 +103,8 @@ def test_bad_input_exits_2_with_the_reason_and_records_nothing(store, tmp_path):
 
 def test_denial_by_a_non_physician_exits_2_and_records_nothing(store, tmp_path):
     body = request(MEDONC, date_of_service=later(TODAY, 10))
-    case_id = json.loads(caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store)).stdout)["case_id"]
+    submitted = caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store))
+    case_id = json.loads(submitted.stdout)["case_id"]
     denial = write(tmp_path, "deny.json", {"outcome": "denied", "rationale": "not indicated", "guidelines": ["NCCN"]})
     before = store_state(store)
     nurse = token(store, "reviewer", "nurse", credential="RN")
@@ -172,7 +173,8 @@ def test_replay_rebuilds_projections_and_audit_report_lists_reads(store, tmp_pat
     from infra.identity import Principal
 
     body = request(WELLSENSE, date_of_service=later(TODAY, 10))
-    case_id = json.loads(caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store)).stdout)["case_id"]
+    submitted = caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store))
+    case_id = json.loads(submitted.stdout)["case_id"]
     out = caselog(store, "replay")
     assert out.returncode == 0 and "rebuilt worklist" in out.stdout, out.stderr
     assert caselog(store, "replay", "--projection", "nope").returncode == 2
