@@ -110,11 +110,10 @@ def token_given(token: str | None) -> str:
 
 def signed_in(system: System, token: str | None) -> tuple[Authorization, Principal]:
     """Who the token names, checked exactly as HTTP checks a bearer token (signature, lifetime,
-    revocation), and the decisions HTTP makes for it; whose each case is, brought up to date."""
+    revocation), and the decisions HTTP makes for it (whose a case is: the read model, caught up
+    when it does not know the case or refuses, as for HTTP)."""
     authz = Authorization(system)
-    who = authz.principal(token_given(token), how=HOW_TO_SIGN_IN)
-    system.runner.catch_up(["case_owners"])  # this process serves no API: the read model may be behind
-    return authz, who
+    return authz, authz.principal(token_given(token), how=HOW_TO_SIGN_IN)
 
 
 TokenOpt = typer.Option(None, "--token", envvar="CASELOG_TOKEN", show_envvar=True, show_default=False,
