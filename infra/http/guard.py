@@ -25,7 +25,7 @@ class Guard:
     def __init__(self, system: System):
         self.system = system
         self.app = system.app
-        self.authz = Authorization(system)
+        self.authz = Authorization(system)  # who may see and do what: shared with the CLI
         self.bearer = HTTPBearer(auto_error=False, description="a token from `caselog token`")
         self.principal = self._principal_dependency()
         self.browser = self._browser_dependency()
@@ -75,14 +75,6 @@ class Guard:
         if not raw.isdigit():
             raise Problem(400, "invalid-if-match", "Invalid If-Match", "If-Match takes the case version, e.g. If-Match: 3")
         return int(raw)
-
-    # ---- what they may see (infra.authorization decides) ----------------------------------------
-
-    def owners(self, case_id: str) -> dict:
-        return self.authz.owners(case_id)
-
-    def visible(self, who: Principal, case_id: str) -> None:
-        self.authz.visible(who, case_id)
 
     # ---- answering ------------------------------------------------------------------------------
 
