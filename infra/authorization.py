@@ -117,11 +117,12 @@ class Authorization:
 
     def attachable(self, who: Principal, docs: list, *, objects_uploaded: bool = True) -> list[dict]:
         """The documents of a body as stored references (an id alone resolved from its upload); a
-        provider attaches only its own uploads and those of providers sharing their worklist with it."""
+        provider attaches only its own uploads and those of providers sharing their worklist with it,
+        whatever the entry point. ``objects_uploaded=False`` (the CLI) lets a reviewer's or admin's
+        full document object through without an upload (a fax taken in), never a provider's."""
         documents = self.system.documents
         if who.role == "provider":
-            return documents.references(docs, user=who.actor, colleagues=self.access.sharing_with(who),
-                                        objects_uploaded=objects_uploaded)
+            return documents.references(docs, user=who.actor, colleagues=self.access.sharing_with(who))
         return documents.references(docs, objects_uploaded=objects_uploaded)
 
     def submission(self, who: Principal, data: dict, *, objects_uploaded: bool = True) -> dict:

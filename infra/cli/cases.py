@@ -41,7 +41,7 @@ def submit(
     system = open_system()
     try:
         authz, who = signed_in(system, token)
-        body = authz.submission(who, body, objects_uploaded=False)  # a full document object passes: fax, phone
+        body = authz.submission(who, body, objects_uploaded=False)  # a fax's document object; not a provider's
         answer = system.app.submit(body, actor=who.actor, key=key)
     finally:
         system.close()

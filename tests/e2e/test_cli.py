@@ -64,7 +64,7 @@ def test_demo_drives_every_policy_and_verify_passes(store):
 
 
 def test_submit_then_history_as_of(store, tmp_path):
-    body = request(WELLSENSE, date_of_service=later(TODAY, 10))
+    body = request(WELLSENSE, date_of_service=later(TODAY, 10), documents=[])
     out = caselog(store, "submit", write(tmp_path, "req.json", body), token=token(store))
     assert out.returncode == 0, out.stderr
     view = json.loads(out.stdout)
@@ -102,7 +102,7 @@ def test_bad_input_exits_2_with_the_reason_and_records_nothing(store, tmp_path):
 
 
 def test_denial_by_a_non_physician_exits_2_and_records_nothing(store, tmp_path):
-    body = request(MEDONC, date_of_service=later(TODAY, 10))
+    body = request(MEDONC, date_of_service=later(TODAY, 10), documents=[])
     submitted = caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store))
     case_id = json.loads(submitted.stdout)["case_id"]
     denial = write(tmp_path, "deny.json", {"outcome": "denied", "rationale": "not indicated", "guidelines": ["NCCN"]})
@@ -154,7 +154,7 @@ def test_tampering_with_a_stored_event_makes_verify_exit_1_naming_the_case(tmp_p
     settings = Settings(data_dir=tmp_path)
     ids = []
     for days in (10, 11):
-        body = request(WELLSENSE, date_of_service=later(TODAY, days))
+        body = request(WELLSENSE, date_of_service=later(TODAY, days), documents=[])
         out = caselog(settings, "submit", write(tmp_path, f"r{days}.json", body), token=token(settings))
         ids.append(json.loads(out.stdout)["case_id"])
     assert caselog(settings, "verify").returncode == 0
@@ -172,7 +172,7 @@ def test_tampering_with_a_stored_event_makes_verify_exit_1_naming_the_case(tmp_p
 def test_replay_rebuilds_projections_and_audit_report_lists_reads(store, tmp_path):
     from infra.identity import Principal
 
-    body = request(WELLSENSE, date_of_service=later(TODAY, 10))
+    body = request(WELLSENSE, date_of_service=later(TODAY, 10), documents=[])
     submitted = caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store))
     case_id = json.loads(submitted.stdout)["case_id"]
     out = caselog(store, "replay")

@@ -5,6 +5,7 @@ and a secret of at least 32 bytes."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -23,8 +24,8 @@ from tests.support import DME, MEDONC
 
 
 def test_cli_writes_refuse_a_missing_bad_or_revoked_token_and_a_role_or_provider_they_are_not_for(store, tmp_path):
-    submitted = caselog(store, "submit", write(tmp_path, "r.json", request(MEDONC, date_of_service=later(TODAY, 10))),
-                        token=token(store))
+    body = request(MEDONC, date_of_service=later(TODAY, 10), documents=[])
+    submitted = caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store))
     case_id = json.loads(submitted.stdout)["case_id"]
     approval = write(tmp_path, "approve.json", {"outcome": "approved"})
     secret, now = load_secret(store.data_dir), int(time.time())
@@ -44,6 +45,12 @@ def test_cli_writes_refuse_a_missing_bad_or_revoked_token_and_a_role_or_provider
         "ops": (token(store, "ops", "ops-1"), "forbidden"),
         "an auditor": (token(store, "auditor", "audit-1"), "forbidden"),
     }
+    system = bootstrap(store)
+    try:
+        upload = system.documents.put("their-notes.pdf", io.BytesIO(b"%PDF-1.4 theirs"),
+                                      uploader={"kind": "provider", "id": "dr-roe"}, at=TODAY.isoformat())
+    finally:
+        system.close()
     before = store_state(store)
     for what, (given, reason) in refusals.items():
         out = caselog(store, "act", case_id, "determination", approval, token=given)
@@ -58,6 +65,10 @@ def test_cli_writes_refuse_a_missing_bad_or_revoked_token_and_a_role_or_provider
     for given, reason in ((None, "CASELOG_TOKEN"), (other, "not-your-npi"), (reviewer, "forbidden")):
         out = caselog(store, "submit", body, token=given)
         assert out.returncode == 2 and reason in out.stderr, out.stderr
+    for attached in (upload["document_id"], upload):  # by id or as the object: dr-roe's, not dr-doe's to attach
+        clinical = write(tmp_path, "clinical.json", {"documents": [attached]})
+        out = caselog(store, "act", case_id, "clinical", clinical, token=token(store))
+        assert out.returncode == 2 and "document-not-yours" in out.stderr, out.stderr
     assert store_state(store) == before, "a refused command recorded something"
 
     md = token(store, "reviewer", "dr-okafor", credential="MD")
