@@ -96,6 +96,8 @@ class Settings:
     seal_topic: str = "caselog.seals"
     log_level: str = "info"  # the long-running commands' JSON logs (infra.logs)
     session_seconds: int = 3600  # a dashboard sign-in (POST /session) lasts this long, never past its token
+    token_ttl_hours: float = 12.0  # `caselog token` without --ttl-hours
+    token_max_ttl_hours: float = 24.0  # no token is minted or accepted with a longer lifetime
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -106,6 +108,10 @@ class Settings:
         if max_event > room:
             raise SettingError("CASELOG_MAX_EVENT_BYTES", f"at most CASELOG_TOPIC_MAX_MESSAGE_BYTES"
                                f" - {RECORD_OVERHEAD} ({room}), so that every stored event can be published")
+        token_max = _number(env, "CASELOG_TOKEN_MAX_TTL_HOURS", cls.token_max_ttl_hours, float, minimum=0.01)
+        token_ttl = _number(env, "CASELOG_TOKEN_TTL_HOURS", min(cls.token_ttl_hours, token_max), float, minimum=0.01)
+        if token_ttl > token_max:
+            raise SettingError("CASELOG_TOKEN_TTL_HOURS", f"at most CASELOG_TOKEN_MAX_TTL_HOURS ({token_max:g})")
         return cls(
             data_dir=Path(env.get("CASELOG_DATA_DIR") or "./caselog-data"),
             database_url=env.get("CASELOG_DATABASE_URL") or None,
@@ -130,6 +136,8 @@ class Settings:
             seal_topic=env.get("CASELOG_SEAL_TOPIC") or "caselog.seals",
             log_level=_choice(env, "CASELOG_LOG_LEVEL"),
             session_seconds=_number(env, "CASELOG_SESSION_SECONDS", 3600, minimum=60),
+            token_ttl_hours=token_ttl,
+            token_max_ttl_hours=token_max,
         )
 
     @property

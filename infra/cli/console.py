@@ -5,7 +5,6 @@ reading and printing JSON."""
 from __future__ import annotations
 
 import functools
-import getpass
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,9 @@ from rich.console import Console
 
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.validation import check_instant
+from infra.authorization import Authorization, Unauthenticated
 from infra.bootstrap import System, bootstrap
+from infra.identity import Principal
 from infra.settings import SettingError, Settings, StoreUnavailable
 
 cli = typer.Typer(
@@ -124,16 +125,26 @@ def instant(field: str, value: str | None) -> datetime | None:
     return None if value is None else check_instant(field, value)
 
 
-def actor(role: str, sub: str | None, credential: str | None) -> dict:
-    actor = {"kind": role, "id": sub or getpass.getuser()}
-    if credential:
-        actor["credential"] = credential.upper()
-    return actor
+HOW_TO_SIGN_IN = "--token TOKEN or CASELOG_TOKEN (a token from `caselog token`)"
 
 
-RoleOpt = typer.Option("admin", "--role", help="actor kind recorded on the events (provider, reviewer, admin...)")
-SubOpt = typer.Option(None, "--sub", help="actor id (default: your login name)")
-CredOpt = typer.Option(None, "--credential", help="reviewer credential: MD or DO may deny, RN may not")
+def token_given(token: str | None) -> str:
+    """Refuse at once (exit 2, before the store is opened) a command given no token."""
+    if not token:
+        raise Unauthenticated(f"this command acts as a user: give {HOW_TO_SIGN_IN}")
+    return token
+
+
+def signed_in(system: System, token: str | None) -> tuple[Authorization, Principal]:
+    """Who the token names, checked exactly as HTTP checks a bearer token (signature, lifetime,
+    revocation), and the decisions HTTP makes for it (whose a case is: the read model, caught up
+    when it does not know the case or refuses, as for HTTP)."""
+    authz = Authorization(system)
+    return authz, authz.principal(token_given(token), how=HOW_TO_SIGN_IN)
+
+
+TokenOpt = typer.Option(None, "--token", envvar="CASELOG_TOKEN", show_envvar=True, show_default=False,
+                        help="who is acting: a token from `caselog token`, checked as HTTP checks it")
 KeyOpt = typer.Option(None, "--key", help="idempotency key: a retry with the same key and body records nothing")
 
 

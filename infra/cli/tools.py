@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -10,33 +12,85 @@ import typer
 
 from domain.errors import FieldError, InvalidInput
 from infra.bootstrap import bootstrap
-from infra.cli.console import Failure, cli, handled
+from infra.cli.console import Failure, cli, err, handled
 from infra.settings import Settings
 
 
-@cli.command()
+tokens = typer.Typer(help="Mint a bearer token (with --role and --sub), or revoke one: `caselog token revoke JTI`.")
+cli.add_typer(tokens, name="token")
+
+
+@tokens.callback(invoke_without_command=True)
 @handled
 def token(
-    role: str = typer.Option(..., "--role", help="provider, reviewer, auditor, ops or admin"),
-    sub: str = typer.Option(..., "--sub", help="the user id"),
+    ctx: typer.Context,
+    role: Optional[str] = typer.Option(None, "--role", help="provider, reviewer, auditor, ops or admin"),
+    sub: Optional[str] = typer.Option(None, "--sub", help="the user id"),
     npi: list[str] = typer.Option([], "--npi", help="a provider's NPI (repeatable)"),
     credential: Optional[str] = typer.Option(None, "--credential", help="MD, DO or RN (reviewers)"),
     email: Optional[str] = typer.Option(None, "--email"),
-    ttl_hours: float = typer.Option(12, "--ttl-hours", help="validity in hours"),
+    ttl_hours: Optional[float] = typer.Option(
+        None, "--ttl-hours", help="validity in hours: positive, at most CASELOG_TOKEN_MAX_TTL_HOURS (24); "
+        "default CASELOG_TOKEN_TTL_HOURS (12)"),
 ) -> None:
-    """Print a bearer token signed with this deployment's secret (alone on stdout)."""
+    """Print a bearer token signed with this deployment's secret (alone on stdout; its id, for
+    `caselog token revoke`, and expiry on stderr)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from domain.validation import check_npi
-    from infra.identity import ROLES, load_secret, mint
+    from infra.identity import ROLES, check_lifetime, load_secret, mint, token_id
 
     if role not in ROLES:
         raise InvalidInput(FieldError("--role", f"one of {', '.join(ROLES)}"))
+    if not sub:
+        raise InvalidInput(FieldError("--sub", "the user id the token names"))
     for n in npi:
         check_npi("--npi", n)
     if credential and credential.upper() not in ("MD", "DO", "RN", "NP", "PA"):
         raise InvalidInput(FieldError("--credential", "MD, DO, RN, NP or PA"))
+    settings = Settings.from_env()
+    max_seconds = settings.token_max_ttl_hours * 3600
+    try:
+        ttl = check_lifetime((settings.token_ttl_hours if ttl_hours is None else ttl_hours) * 3600, max_seconds)
+    except ValueError as exc:
+        raise InvalidInput(FieldError("--ttl-hours", str(exc))) from None
+    secret = load_secret(settings.data_dir)
+    minted = mint(secret, role=role, sub=sub, npis=npi, credential=credential, email=email, ttl_seconds=ttl,
+                  max_ttl_seconds=max_seconds)
+    jti, exp = token_id(secret, minted)
+    print(minted)
+    err.print(f"token {jti} for {role} {sub}, expires {datetime.fromtimestamp(exp, timezone.utc).isoformat()}",
+              markup=False, highlight=False)
 
-    secret = load_secret(Settings.from_env().data_dir)
-    print(mint(secret, role=role, sub=sub, npis=npi, credential=credential, email=email, ttl_seconds=int(ttl_hours * 3600)))
+
+@tokens.command("revoke")
+@handled
+def revoke_token(
+    token_or_id: str = typer.Argument(..., metavar="JTI|TOKEN", help="the token's id (jti), or the token itself"),
+    reason: str = typer.Option("", "--reason", help="why, kept with the revocation"),
+) -> None:
+    """Revoke a token before it expires: HTTP answers it 401 and the CLI refuses it (exit 2) from now on."""
+    import jwt
+
+    from application import bodies
+    from infra.identity import MAX_TTL_SECONDS, load_secret, token_id
+
+    reason = bodies.checked("--reason", reason, max_length=500)
+    system = bootstrap()
+    try:
+        if "." in token_or_id:
+            try:
+                jti, exp = token_id(load_secret(system.settings.data_dir), token_or_id)
+            except jwt.InvalidTokenError as exc:
+                raise InvalidInput(FieldError("TOKEN", f"not a token of this deployment: {exc}")) from None
+        else:
+            jti = bodies.checked("JTI", token_or_id, max_length=64)
+            longest = max(system.settings.token_max_ttl_hours * 3600, MAX_TTL_SECONDS)
+            exp = int(time.time() + longest)  # kept as long as any token could still be valid
+        fresh = system.access.revoke_token(jti, exp, datetime.now(timezone.utc), reason)
+    finally:
+        system.close()
+    print(f"revoked {jti}" if fresh else f"{jti} was revoked already")
 
 
 @cli.command()

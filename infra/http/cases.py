@@ -12,9 +12,9 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from application import bodies, commands
-from application.caselog import Answer
 from application.commands import CaseCommand
-from domain.errors import FieldError, InvalidInput, NotPermitted
+from domain.errors import FieldError, InvalidInput
+from infra.authorization import MEMBER_DATA_READERS, SUBMITTERS
 from infra.http.guard import Guard
 from infra.http.models import CaseView, History, Uploaded
 from infra.http.openapi import answers
@@ -39,65 +39,53 @@ def router(guard: Guard) -> APIRouter:
 
     @routes.post("/cases", status_code=201, tags=cases, response_model=None,
                  responses={**answers(CaseView, "The case, as submitted", 201), 409: ERRORS[409], 422: ERRORS[422]})
-    def submit_case(body: commands.SubmitCase, who: Principal = Depends(guard.role("provider")),
+    def submit_case(body: commands.SubmitCase, who: Principal = Depends(guard.role(*SUBMITTERS)),
                     key: str | None = Depends(guard.idempotency_key)) -> JSONResponse:
         """Submit a prior-authorization request for one of the provider's NPIs; the rules may approve it at
         once (never deny). Role: provider."""
-        data = body.model_dump(mode="json")
-        if who.role == "provider" and data["ordering_provider"]["npi"] not in who.npis:
-            raise NotPermitted("a provider submits for its own NPIs only", rule="not-your-npi")
-        data["documents"] = guard.attachable(who, data["documents"])
+        data = guard.authz.submission(who, body.model_dump(mode="json"))
         return guard.answer(app.submit(data, actor=who.actor, key=key))
 
     @routes.post("/drafts", status_code=201, tags=cases, response_model=None,
                  responses={**answers(CaseView, "The draft (status draft)", 201), 409: ERRORS[409]})
-    def start_draft(body: commands.StartDraft, who: Principal = Depends(guard.role("provider")),
+    def start_draft(body: commands.StartDraft, who: Principal = Depends(guard.role(*SUBMITTERS)),
                     key: str | None = Depends(guard.idempotency_key)) -> JSONResponse:
         """Start a request to finish later (any fields of POST /cases); it expires if not submitted. Role: provider."""
         return guard.answer(app.start_draft(body.model_dump(mode="json"), actor=who.actor, key=key))
 
     @routes.post("/cases/{case_id}/submit", tags=cases, response_model=None,
                  responses={**answers(CaseView, "The case, as submitted"), 404: ERRORS[404], 409: ERRORS[409]})
-    def submit_draft(case_id: str, body: commands.SubmitCase, who: Principal = Depends(guard.role("provider")),
+    def submit_draft(case_id: str, body: commands.SubmitCase, who: Principal = Depends(guard.role(*SUBMITTERS)),
                      key=Depends(guard.idempotency_key), version=Depends(guard.if_match)) -> JSONResponse:
         """Submit a draft as a complete request (the body of POST /cases). Role: provider."""
-        data = body.model_dump(mode="json")
-
-        def submit(kw: dict) -> Answer:
-            npi = data["ordering_provider"]["npi"]
-            if who.role == "provider" and npi not in system.access.ordering_npis(who, guard.owners(case_id)["starter"]):
-                raise NotPermitted("a draft is submitted for the NPIs of the provider completing it, or of the"
-                                   " provider who started it and shares its worklist with it", rule="not-your-npi")
-            data["documents"] = guard.attachable(who, data["documents"])
-            return app.submit_draft(case_id, data, **kw)
-
-        return guard.write(who, case_id, key, version, submit)
+        data = guard.authz.draft_submission(who, case_id, body.model_dump(mode="json"))
+        return guard.write(who, key, version, lambda kw: app.submit_draft(case_id, data, **kw))
 
     for command in commands.CASE_COMMANDS:
         _command_route(routes, guard, command)
 
     @routes.get("/cases/{case_id}", tags=cases, response_model=None,
                 responses={**answers(CaseView, "The case as it stands"), 404: ERRORS[404]})
-    def get_case(case_id: str, who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
+    def get_case(case_id: str, who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
         """A case as it stands now: status, clocks, decisions, P2P eligibility and post-decision options. The read
-        is recorded for the audit report. Roles: provider (its own cases), reviewer, auditor, ops."""
-        guard.visible(who, case_id)
+        is recorded for the audit report. Roles: provider (its own cases), reviewer, auditor."""
+        guard.authz.reading(who, case_id)
         view = app.view(case_id)
-        system.access.record_read(who, view["case_id"], "case", guard.now_iso())
+        guard.read(who, "case", [view["case_id"]])
         return view
 
     @routes.get("/cases/{case_id}/history", tags=cases, response_model=None,
                 responses={**answers(History, "The events and the case as it then stood"), 404: ERRORS[404],
                            422: ERRORS[422]})
     def get_history(case_id: str, as_of: datetime | None = Query(default=None, description="ISO 8601 instant"),
-                    who: Principal = Depends(guard.role("provider", "reviewer", "auditor"))) -> dict:
+                    who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
         """A case's events in order (each with its hash in the case's chain), up to `as_of` when given, and the
         case as it stood then. Roles: provider (its own cases), reviewer, auditor."""
         if as_of is not None and as_of.tzinfo is None:
             raise InvalidInput(FieldError("as_of", "an instant must carry a time zone"))
-        guard.visible(who, case_id)
+        guard.authz.reading(who, case_id)
         result = app.history(case_id, as_of)
-        system.access.record_read(who, result["case"]["case_id"], "history", guard.now_iso())
+        guard.read(who, "history", [result["case"]["case_id"]], {"as_of": as_of.isoformat() if as_of else None})
         return result
 
     return routes
@@ -109,17 +97,8 @@ def _command_route(routes: APIRouter, guard: Guard, command: CaseCommand) -> Non
 
     def handler(case_id: str, who: Principal, key: str | None, version: int | None, body: Any = None,
                 **params: Any) -> JSONResponse:
-        data = body.model_dump(mode="json") if body is not None else {}
-        if command.linked_cases and who.role == "provider":
-            for other in data.get("also_cases", []):
-                guard.visible(who, other)
-
-        def run(kw: dict) -> Answer:
-            if command.attaches_documents:
-                data["documents"] = guard.attachable(who, data["documents"])
-            return command.run(guard.app, case_id, data, params, **kw)
-
-        return guard.write(who, case_id, key, version, run)
+        data = guard.authz.command(who, command, case_id, body.model_dump(mode="json") if body is not None else {})
+        return guard.write(who, key, version, lambda kw: command.run(guard.app, case_id, data, params, **kw))
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     signature = [inspect.Parameter("case_id", keyword, annotation=str)]

@@ -1,11 +1,11 @@
-"""Who is asking and what they may see: the bearer token's principal, role checks, the write
-headers (Idempotency-Key, If-Match), case visibility and the documents a provider may attach.
-Every router of the app is given one Guard."""
+"""Who is asking and what they may see, over HTTP: the bearer token (header, or a browser's query
+parameter), the write headers (Idempotency-Key, If-Match), and the answers. The decisions (roles,
+case visibility, NPIs, documents) are infra.authorization's, shared with the CLI. Every router of
+the app is given one Guard."""
 
 from __future__ import annotations
 
 from typing import Callable
-from uuid import UUID
 
 import jwt
 from fastapi import Depends, Header, Request
@@ -14,12 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from application import bodies
 from application.caselog import Answer
-from domain.errors import CaseNotFound
+from infra.authorization import Authorization, Unauthenticated, require_role
 from infra.bootstrap import System
 from infra.http.problems import Problem
 from infra.http.sessions import COOKIE, SessionStore
-from infra.identity import Principal, load_secret, verify
-from projections.case_owners import owners_of
+from infra.identity import Principal
 
 DASHBOARD_ROLES = ("ops", "reviewer", "auditor", "admin")
 
@@ -28,22 +27,29 @@ class Guard:
     def __init__(self, system: System):
         self.system = system
         self.app = system.app
-        self.secret = load_secret(system.settings.data_dir)
+        self.authz = Authorization(system)  # who may see and do what: shared with the CLI
         self.bearer = HTTPBearer(auto_error=False, description="a token from `caselog token`")
-        self.sessions = SessionStore(system.db, self.secret, system.settings.session_seconds)
+        self.sessions = SessionStore(system.db, self.authz.secret, system.settings.session_seconds,
+                                     accept=self._accepted)
         self.principal = self._principal_dependency()
         self.browser = self._browser_dependency()
 
     # ---- who is asking -------------------------------------------------------------------------
 
-    def who(self, creds: HTTPAuthorizationCredentials | None) -> Principal:
-        if creds is None:
-            raise Problem(401, "unauthenticated", "Authentication required",
-                          "send Authorization: Bearer <token from `caselog token`>")
+    def _accepted(self, token: str) -> Principal:
+        """A token a session may be opened with: exactly as a bearer token is accepted (revoked and
+        over-long tokens too are refused)."""
         try:
-            return verify(self.secret, creds.credentials)
-        except jwt.InvalidTokenError as exc:
-            raise Problem(401, "invalid-token", "Invalid token", f"the bearer token was not accepted: {exc}") from None
+            return self.authz.principal(token, how="a token from `caselog token`")
+        except Unauthenticated as exc:
+            raise jwt.InvalidTokenError(exc.detail) from None
+
+    def who(self, creds: HTTPAuthorizationCredentials | None) -> Principal:
+        try:
+            return self.authz.principal(creds.credentials if creds else None,
+                                        how="Authorization: Bearer <token from `caselog token`>")
+        except Unauthenticated as exc:
+            raise Problem(401, exc.rule, exc.title, exc.detail) from None
 
     def _principal_dependency(self) -> Callable[..., Principal]:
         def principal(request: Request,
@@ -70,10 +76,7 @@ class Guard:
 
     def role(self, *allowed: str) -> Callable[..., Principal]:
         def check(who: Principal = Depends(self.principal)) -> Principal:
-            if who.role not in allowed and who.role != "admin":
-                may = ", ".join(allowed + ("admin",))
-                raise Problem(403, "forbidden", "Not allowed", f"role {who.role!r} may not do this (allowed: {may})")
-            return who
+            return require_role(who, allowed)
         return check
 
     # ---- the write headers ---------------------------------------------------------------------
@@ -91,60 +94,19 @@ class Guard:
             raise Problem(400, "invalid-if-match", "Invalid If-Match", "If-Match takes the case version, e.g. If-Match: 3")
         return int(raw)
 
-    # ---- what they may see and attach ----------------------------------------------------------
-
-    def owners(self, case_id: str, *, fresh: bool = False) -> dict:
-        """Whose the case is (projections.case_owners), or 404 for no such case. ``fresh``: after
-        catching the read model up (a write by another process, such as the CLI, not applied yet)."""
-        try:
-            key = str(UUID(str(case_id)))
-        except ValueError:
-            raise CaseNotFound(f"no case {case_id!r}") from None
-        if fresh:
-            self.system.catch_up()
-        owners = owners_of(self.system.db, key)
-        if owners is None:
-            if not fresh:
-                return self.owners(case_id, fresh=True)
-            raise CaseNotFound(f"no case {case_id}")
-        return owners
-
-    def visible(self, who: Principal, case_id: str) -> None:
-        """A provider sees the cases of its NPIs and of worklists shared with it; a request never
-        submitted (a draft, or one that expired or was cancelled as a draft) has no ordering
-        provider yet and belongs to whoever started it and those it shares its worklist with.
-        Asked of the case-owners read model, not of a replayed case."""
-        access = self.system.access
-        npis = access.visible_npis(who)
-        if npis is None:
-            return
-        for fresh in (False, True):  # a refusal is checked again on the read model caught up
-            owners = self.owners(case_id, fresh=fresh)
-            if owners["ordering_npi"] in npis:
-                return
-            if owners["ordering_npi"] is None and access.acts_for(who, owners["starter"]):
-                return
-        raise CaseNotFound(f"no case {case_id}")  # do not reveal other providers' cases
-
-    def attachable(self, who: Principal, docs: list) -> list[dict]:
-        """The documents of a body as stored references (an id alone resolved from its upload); a
-        provider attaches only its own uploads and those of providers sharing their worklist with it."""
-        documents = self.system.documents
-        if who.role == "provider":
-            return documents.references(docs, user=who.actor, colleagues=self.system.access.sharing_with(who))
-        return documents.references(docs)
-
     # ---- answering ------------------------------------------------------------------------------
 
     def answer(self, ans: Answer) -> JSONResponse:
         self.system.catch_up()
         return JSONResponse(ans.view, status_code=201 if ans.created else 200)
 
-    def write(self, who: Principal, case_id: str, key: str | None, version: int | None,
+    def write(self, who: Principal, key: str | None, version: int | None,
               call: Callable[[dict], Answer]) -> JSONResponse:
-        if who.role == "provider":
-            self.visible(who, case_id)
         return self.answer(call({"actor": who.actor, "key": key, "expected_version": version}))
+
+    def read(self, who: Principal, what: str, case_ids: list[str], query: dict | None = None) -> None:
+        """Record a read that shows member data (one record per request, every case it showed)."""
+        self.system.access.record_read(who, what, case_ids, self.app.clock.now(), query)
 
     def now_iso(self) -> str:
         return self.app.clock.now().isoformat()

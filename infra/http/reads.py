@@ -1,5 +1,7 @@
 """The read models as providers, reviewers and auditors search them: the worklist (and whom it is
-shared with), the certification summary, the authorization lookup, and whether PA applies."""
+shared with), the certification summary, the authorization lookup, and whether PA applies. Every
+answer that shows member data is recorded (one read per request, naming every case it showed);
+ops may not search them (infra.authorization.MEMBER_DATA_READERS)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pydantic import ConfigDict, Field
 from application import bodies
 from domain.intake import requirement
 from domain.vocabulary import STATUSES
+from infra.authorization import MEMBER_DATA_READERS
 from infra.http.guard import Guard
 from infra.http.models import Authorizations, CertificationPage, Policy, Requirement, Shares, WorklistPage
 from infra.http.openapi import answers
@@ -47,10 +50,16 @@ def router(guard: Guard) -> APIRouter:
                          "the provider's name, a member's full name")),
                      sort: WorklistSort = Query(default="-submitted", description="a column; - for descending"),
                      page: int = Query(default=1, ge=1, le=100000),
-                     page_size: int = Query(default=25, ge=1, le=200), who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
+                     page_size: int = Query(default=25, ge=1, le=200),
+                     who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
         """The worklist: one row per submitted case, newest first by default. A provider sees the rows of its NPIs
-        and of worklists shared with it. Roles: provider, reviewer, auditor, ops."""
-        return worklist_page(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page, page_size=page_size)
+        and of worklists shared with it. Each request is recorded for the audit report, with the cases shown.
+        Roles: provider, reviewer, auditor."""
+        found = worklist_page(system.db, npis=system.access.visible_npis(who), status=status, q=q, sort=sort, page=page,
+                              page_size=page_size)
+        guard.read(who, "worklist", [row["case_id"] for row in found["items"]],
+                   {"status": status, "q": q, "sort": sort, "page": page, "page_size": page_size})
+        return found
 
     @routes.post("/worklist/access", status_code=201, response_model=None,
                  responses=answers(Shares, "Whom the worklist is shared with now", 201))
@@ -79,20 +88,24 @@ def router(guard: Guard) -> APIRouter:
                               case_number: bodies.Code | None = None,
                               member_last_name: bodies.PersonName | None = None, npi: bodies.Code | None = None,
                               status: Literal[STATUSES] | None = None, page: int = Query(default=1, ge=1, le=100000),
-                              page_size: int = Query(default=50, ge=1, le=200), who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
-        """One line per case for plan portals and letters, newest first, filtered by any of the parameters.
-        Roles: provider (its own cases), reviewer, auditor, ops."""
-        return certification_page(system.db, npis=system.access.visible_npis(who), authorization_number=authorization_number,
-                                             case_number=case_number, member_last_name=member_last_name, npi=npi, status=status,
-                                             page=page, page_size=page_size)
+                              page_size: int = Query(default=50, ge=1, le=200),
+                              who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
+        """One line per case for plan portals and letters, newest first, filtered by any of the parameters. Each
+        request is recorded for the audit report, with the cases shown. Roles: provider (its own cases), reviewer,
+        auditor."""
+        asked = {"authorization_number": authorization_number, "case_number": case_number,
+                 "member_last_name": member_last_name, "npi": npi, "status": status, "page": page, "page_size": page_size}
+        found = certification_page(system.db, npis=system.access.visible_npis(who), **asked)
+        guard.read(who, "certification-summary", [row["case_id"] for row in found["items"]], asked)
+        return found
 
     @routes.get("/authorizations/lookup", response_model=None,
                 responses={**answers(Authorizations, "The authorizations found (at most 50)"), 422: ERRORS[422]})
     def lookup_authorizations(authorization_number: bodies.Code | None = None, npi: bodies.Code | None = None,
                member_id: bodies.Identifier | None = None, dob: bodies.Code | None = None, last_name: bodies.PersonName | None = None,
-               who: Principal = Depends(guard.role("provider", "reviewer", "auditor", "ops"))) -> dict:
+               who: Principal = Depends(guard.role(*MEMBER_DATA_READERS))) -> dict:
         """Find authorizations by authorization number and NPI (ordering or rendering), or by member id, date of
-        birth and last name; each read is recorded for the audit report. Roles: provider, reviewer, auditor, ops."""
+        birth and last name; each read is recorded for the audit report. Roles: provider, reviewer, auditor."""
         rows = authorizations_found(system.db, authorization_number=authorization_number, npi=npi, member_id=member_id, dob=dob, last_name=last_name)
         npis = system.access.visible_npis(who)
         items = []
@@ -100,9 +113,11 @@ def router(guard: Guard) -> APIRouter:
             if npis is not None and row["ordering_npi"] not in npis and row["site_npi"] not in npis:
                 continue
             view = app.view(row["case_id"])
-            system.access.record_read(who, row["case_id"], "lookup", guard.now_iso())
             items.append({**row, "approval_date": row["approved_at"], "p2p_eligibility": view["p2p_eligibility"],
                           "post_decision_options": view["post_decision_options"]})
+        guard.read(who, "lookup", [item["case_id"] for item in items],
+                   {"authorization_number": authorization_number, "npi": npi, "member_id": member_id, "dob": dob,
+                    "last_name": last_name})
         return {"items": items, "total": len(items)}
 
     @routes.get("/requirements", response_model=None,

@@ -11,19 +11,31 @@ from pathlib import Path
 
 
 from infra.bootstrap import bootstrap
-from infra.demo.samples import later, request, document
+from infra.demo.samples import PROVIDER_NPI, later, request, document
+from infra.identity import load_secret, mint
 from datetime import datetime, timezone
 
 TODAY = datetime.now(timezone.utc)  # the CLI runs on the system clock
 from tests.support import MEDONC, WELLSENSE, recorded
 
 
-def caselog(settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+def caselog(settings, *args: str, stdin: str | None = None, token: str | None = None) -> subprocess.CompletedProcess:
+    """``caselog ARGS`` on the store of ``settings``, as the user ``token`` names (CASELOG_TOKEN) when given."""
     env = {**os.environ, "CASELOG_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
-    env.pop("CASELOG_DATABASE_URL", None)
+    for variable in ("CASELOG_DATABASE_URL", "CASELOG_TOKEN", "CASELOG_SECRET"):
+        env.pop(variable, None)
     if settings.database_url:
         env["CASELOG_DATABASE_URL"] = settings.database_url
+    if token:
+        env["CASELOG_TOKEN"] = token
     return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def token(settings, role: str = "provider", sub: str = "dr-doe", **claims) -> str:
+    """A token signed with the deployment's secret (a provider with the sample NPI unless told)."""
+    if role == "provider":
+        claims.setdefault("npis", [PROVIDER_NPI])
+    return mint(load_secret(settings.data_dir), role=role, sub=sub, **claims)
 
 
 def store_state(settings):
@@ -52,15 +64,17 @@ def test_demo_drives_every_policy_and_verify_passes(store):
 
 
 def test_submit_then_history_as_of(store, tmp_path):
-    body = request(WELLSENSE, date_of_service=later(TODAY, 10))
-    out = caselog(store, "submit", write(tmp_path, "req.json", body))
+    body = request(WELLSENSE, date_of_service=later(TODAY, 10), documents=[])
+    out = caselog(store, "submit", write(tmp_path, "req.json", body), token=token(store))
     assert out.returncode == 0, out.stderr
     view = json.loads(out.stdout)
     assert view["status"] == "pending" and len(view["case_number"]) == 10
-    hist = caselog(store, "history", view["case_id"], "--as-of", "2000-01-01T00:00:00Z")
+    reviewer = token(store, "reviewer", "dr-okafor", credential="MD")
+    hist = caselog(store, "history", view["case_id"], "--as-of", "2000-01-01T00:00:00Z", token=reviewer)
     assert hist.returncode == 2 and "no events" in hist.stderr
-    hist = caselog(store, "history", view["case_id"])
+    hist = caselog(store, "history", view["case_id"], token=reviewer)
     assert [e["type"] for e in json.loads(hist.stdout)["events"]] == ["CaseSubmitted"]
+    assert json.loads(hist.stdout)["events"][0]["actor"] == {"kind": "provider", "id": "dr-doe"}  # the token's
 
 
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[str, str]]:
@@ -79,22 +93,25 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[str, str]]:
 
 def test_bad_input_exits_2_with_the_reason_and_records_nothing(store, tmp_path):
     before = store_state(store)
+    admin = token(store, "admin", "root")  # any NPI: what refuses is the input
     for what, (path, reason) in _bad_inputs(tmp_path).items():
-        out = caselog(store, "submit", path)
+        out = caselog(store, "submit", path, token=admin)
         assert out.returncode == 2, f"{what}: {out.returncode} {out.stderr}"
         assert reason in out.stderr, f"{what}: {out.stderr}"
     assert store_state(store) == before
 
 
 def test_denial_by_a_non_physician_exits_2_and_records_nothing(store, tmp_path):
-    body = request(MEDONC, date_of_service=later(TODAY, 10))
-    case_id = json.loads(caselog(store, "submit", write(tmp_path, "r.json", body)).stdout)["case_id"]
+    body = request(MEDONC, date_of_service=later(TODAY, 10), documents=[])
+    submitted = caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store))
+    case_id = json.loads(submitted.stdout)["case_id"]
     denial = write(tmp_path, "deny.json", {"outcome": "denied", "rationale": "not indicated", "guidelines": ["NCCN"]})
     before = store_state(store)
-    out = caselog(store, "act", case_id, "determination", denial, "--role", "reviewer", "--sub", "nurse", "--credential", "RN")
+    nurse = token(store, "reviewer", "nurse", credential="RN")
+    out = caselog(store, "act", case_id, "determination", denial, token=nurse)
     assert out.returncode == 2 and "physician" in out.stderr
     assert store_state(store) == before
-    out = caselog(store, "act", case_id, "determination", denial, "--role", "reviewer", "--sub", "dr", "--credential", "MD")
+    out = caselog(store, "act", case_id, "determination", denial, token=token(store, "reviewer", "dr", credential="MD"))
     assert out.returncode == 0 and json.loads(out.stdout)["status"] == "denied"
 
 
@@ -137,8 +154,9 @@ def test_tampering_with_a_stored_event_makes_verify_exit_1_naming_the_case(tmp_p
     settings = Settings(data_dir=tmp_path)
     ids = []
     for days in (10, 11):
-        body = request(WELLSENSE, date_of_service=later(TODAY, days))
-        ids.append(json.loads(caselog(settings, "submit", write(tmp_path, f"r{days}.json", body)).stdout)["case_id"])
+        body = request(WELLSENSE, date_of_service=later(TODAY, days), documents=[])
+        out = caselog(settings, "submit", write(tmp_path, f"r{days}.json", body), token=token(settings))
+        ids.append(json.loads(out.stdout)["case_id"])
     assert caselog(settings, "verify").returncode == 0
     victim = ids[1].replace("-", "")
     with sqlite3.connect(tmp_path / "caselog.db") as conn:
@@ -154,14 +172,15 @@ def test_tampering_with_a_stored_event_makes_verify_exit_1_naming_the_case(tmp_p
 def test_replay_rebuilds_projections_and_audit_report_lists_reads(store, tmp_path):
     from infra.identity import Principal
 
-    body = request(WELLSENSE, date_of_service=later(TODAY, 10))
-    case_id = json.loads(caselog(store, "submit", write(tmp_path, "r.json", body)).stdout)["case_id"]
+    body = request(WELLSENSE, date_of_service=later(TODAY, 10), documents=[])
+    submitted = caselog(store, "submit", write(tmp_path, "r.json", body), token=token(store))
+    case_id = json.loads(submitted.stdout)["case_id"]
     out = caselog(store, "replay")
     assert out.returncode == 0 and "rebuilt worklist" in out.stdout, out.stderr
     assert caselog(store, "replay", "--projection", "nope").returncode == 2
     s = bootstrap(store)
     try:
-        s.access.record_read(Principal(role="auditor", sub="a-1"), case_id, "case", TODAY.isoformat())
+        s.access.record_read(Principal(role="auditor", sub="a-1"), "case", [case_id], TODAY)
         with s.db.transaction() as cur:
             assert cur.execute("SELECT COUNT(*) FROM worklist").fetchone()[0] == 1
     finally:
@@ -192,11 +211,11 @@ def test_a_document_named_by_its_id_takes_its_uploaded_name_and_an_unknown_id_ex
     finally:
         s.close()
     body = request(WELLSENSE, date_of_service=later(TODAY, 10), documents=[doc["document_id"]])
-    out = caselog(store, "submit", write(tmp_path, "by-id.json", body))
+    out = caselog(store, "submit", write(tmp_path, "by-id.json", body), token=token(store))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["documents"][0] == {**doc, "media_type": "application/pdf"}
     before = store_state(store)
     unknown = request(WELLSENSE, date_of_service=later(TODAY, 10), documents=["0" * 64])
-    out = caselog(store, "submit", write(tmp_path, "unknown.json", unknown))
+    out = caselog(store, "submit", write(tmp_path, "unknown.json", unknown), token=token(store))
     assert out.returncode == 2 and "documents[0]" in out.stderr and "POST /documents" in out.stderr, out.stderr
     assert store_state(store) == before
