@@ -80,6 +80,9 @@ CONTACT = {"name": "Dr. Jane Doe", "phone": "555-555-0100"}
 
 TABLE: list[tuple[str, str, object, str]] = [
     ("GET", "/healthz", None, "public"),
+    ("GET", "/readyz", None, "public"),
+    ("POST", "/session", "session", "md rn ops auditor admin"),  # the token travels in the body
+    ("DELETE", "/session", None, "public"),  # signing out needs no credential
     ("GET", "/metrics", None, "public"),
     ("POST", "/documents", "upload", "own other shared md rn admin"),
     ("POST", "/cases", "request", "own admin"),  # for dr-doe's NPI: a provider submits for its own NPIs
@@ -160,6 +163,8 @@ def test_every_route_allows_exactly_the_identities_of_the_table(system):
         if payload == "upload":
             files = {"file": ("notes.pdf", io.BytesIO(b"%PDF-1.4 notes"), "application/pdf")}
             return api.client.post(path, files=files, headers=headers)
+        if payload == "session":
+            return api.client.post(path, json={"token": token or "no-token"})
         if payload == "request":
             payload = request(DME, date_of_service=later(system.clock.now(), 12), documents=[])
         return api.client.request(method, path, params=queries.get(path), headers=headers,
