@@ -12,6 +12,7 @@ from psycopg.conninfo import make_conninfo
 from domain.errors import FieldError, InvalidInput
 from application.caselog import CaseLog
 from infra.store.access import Access
+from infra.store.cipher import Keyring, event_store_env as cipher_env
 from infra.clock import LATEST, LONGEST_MOVE, ManualClock, SystemClock
 from infra.store.documents import DocumentStore
 from infra.store.database import Database, connection_params
@@ -60,6 +61,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
             "POSTGRES_MAX_OVERFLOW": "5",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "CREATE_TABLE": "y",
+            **cipher_env(settings),
         }
     usable_dir(settings.data_dir)
     return {
@@ -67,6 +69,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "SQLITE_DBNAME": str(settings.sqlite_path),
         "SQLITE_LOCK_TIMEOUT": "30",
         "CREATE_TABLE": "y",
+        **cipher_env(settings),  # CASELOG_CIPHER_KEY: events encrypted (AES-GCM) and compressed by the mapper
     }
 
 
@@ -91,6 +94,7 @@ def projection_worker(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     if not settings.kafka_bootstrap:
         raise SettingError("CASELOG_KAFKA_BOOTSTRAP", "caselog worker needs the Kafka bootstrap servers")
+    usable_dir(settings.data_dir)  # 0700: faust's own files (its datadir) are kept behind it
     datadir = usable_dir(settings.data_dir / "faust")
     db = Database(settings)
     models = read_models()
@@ -134,7 +138,8 @@ class System:
 
         return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
-                     max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment)
+                     max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment,
+                     decode=self.app.stored_state)
 
     def advance_clock(self, delta: timedelta | None = None, to: datetime | None = None) -> int:
         """Move the manual clock and fire everything that became due, in due order. A move
@@ -163,14 +168,15 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     clock = clock or make_clock(settings)
     usable_dir(settings.data_dir)  # a data dir caselog cannot write is refused first, naming CASELOG_DATA_DIR
     documents_dir = usable_dir(settings.data_dir / "documents")
+    keyring = Keyring.of(settings)  # a bad CASELOG_CIPHER_KEY is refused before anything opens
     db = Database(settings)  # on PostgreSQL: one connection within CASELOG_CONNECT_TIMEOUT, or StoreUnavailable
     try:
-        documents = DocumentStore(documents_dir, db)
+        documents = DocumentStore(documents_dir, db, keyring)
         registry = Registry(db)
         app = CaseLog(event_store_env(settings), clock=clock, registry=registry, transcoder=OrjsonTranscoder(),
                       published_size=lambda stored: published_size(stored, settings.deployment),
                       max_event_bytes=settings.max_event_bytes)
-        runner = ProjectionRunner(db, app.recorder, projections())
+        runner = ProjectionRunner(db, app.recorder, projections(), decode=app.stored_state)
     except BaseException:
         db.close()
         raise

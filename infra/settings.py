@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -29,16 +29,39 @@ class StoreUnavailable(RuntimeError):
 
 
 def usable_dir(path: Path) -> Path:
-    """``path``, created if missing and checked writable, else StoreUnavailable naming CASELOG_DATA_DIR."""
+    """``path``, created if missing (0700, whatever the umask: the data dir holds member data) and checked
+    writable, else StoreUnavailable naming CASELOG_DATA_DIR. One of ours left open to others is closed."""
     if path.exists() and not path.is_dir():
         raise StoreUnavailable("CASELOG_DATA_DIR", f"cannot use {path}: it is a file, not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private(path)
         with tempfile.TemporaryFile(dir=path, prefix=".caselog-probe-"):
             pass
     except OSError as exc:
         raise StoreUnavailable("CASELOG_DATA_DIR", f"cannot use {path}: {exc.strerror or exc}") from None
     return path
+
+
+def private(path: Path) -> Path:
+    """Close ``path`` (a directory: 0700; a file: 0600) to group and others when it is ours and open to
+    them; a path that does not exist is left alone."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.chmod(path, 0o700 if os.path.isdir(path) else 0o600)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` created empty when missing, 0600 whatever the umask (an existing one is closed as by ``private``)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    return private(path)
 
 
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes (1 MiB + 12)
@@ -93,6 +116,10 @@ class Settings:
     seal_every: int = 1000  # seal once this many events are unsealed...
     seal_seconds: float = 60.0  # ...or this many seconds after the last seal, when any are
     seal_topic: str = "caselog.seals"
+    # Encryption at rest (infra/store/cipher.py): AES-GCM keys, base64 of 16, 24 or 32 bytes. Stored events and
+    # uploaded documents are encrypted under cipher_key; cipher_old_key still decrypts during a rotation.
+    cipher_key: str | None = field(default=None, repr=False)
+    cipher_old_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -125,6 +152,8 @@ class Settings:
             seal_every=_number(env, "CASELOG_SEAL_EVERY", 1000),
             seal_seconds=_number(env, "CASELOG_SEAL_SECONDS", 60.0, float, minimum=0.1),
             seal_topic=env.get("CASELOG_SEAL_TOPIC") or "caselog.seals",
+            cipher_key=env.get("CASELOG_CIPHER_KEY") or None,
+            cipher_old_key=env.get("CASELOG_CIPHER_OLD_KEY") or None,
         )
 
     @property

@@ -15,6 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from application.caselog import UnreadableState
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.validation import check_instant
 from infra.bootstrap import System, bootstrap
@@ -58,7 +59,7 @@ def handled(fn: Callable) -> Callable:
             err.print("[bold red]refused[/] (setting): ", end="", highlight=False)
             err.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(2) from None
-        except StoreUnavailable as exc:  # one line (soft wrap) naming the setting, for logs and scripts
+        except (StoreUnavailable, UnreadableState) as exc:  # one line (soft wrap) naming the setting
             err.print(f"failed: {exc}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except Failure as exc:

@@ -172,6 +172,41 @@ def _check_topic_holds_the_store(system: System) -> int:
     return stored
 
 
+@cli.command()
+@handled
+def rekey(
+    documents: bool = typer.Option(True, "--documents/--no-documents", help="also re-encrypt the uploaded documents"),
+) -> None:
+    """Re-encrypt every stored event (and uploaded document) under CASELOG_CIPHER_KEY: those under
+    CASELOG_CIPHER_OLD_KEY, or stored before encryption was turned on, are rewritten in place (positions,
+    hashes and seals unchanged). Exit 1 naming what neither key decrypts. Then CASELOG_CIPHER_OLD_KEY can go."""
+    from infra.store.cipher import Keyring, rekey_documents, rekey_events
+
+    settings = Settings.from_env()
+    keyring = Keyring.of(settings)
+    if keyring is None:
+        raise InvalidInput(FieldError("CASELOG_CIPHER_KEY", "set it to the key to encrypt the store under"
+                                      " (and CASELOG_CIPHER_OLD_KEY to the one it is under now, if any)"))
+    system = open_system()
+    try:
+        with Progress(TextColumn("re-encrypting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("rekey", total=system.app.max_position())
+            events = rekey_events(system.app, system.db, progress=lambda n: bar.update(task, completed=n))
+        files = rekey_documents(system.documents.root, keyring) if documents else None
+    finally:
+        system.close()
+    failed = events.failed + (files.failed if files else [])
+    for line in failed[:100]:
+        err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    summary = f"events: {events.rewritten} re-encrypted, {events.current} already under the current key"
+    if files is not None:
+        summary += f"; documents: {files.rewritten} re-encrypted, {files.current} already under the current key"
+    if failed:
+        raise Failure(f"{summary}; {len(failed)} that no key decrypts (above)")
+    print(f"ok: {summary}")
+
+
 @cli.command("audit-report")
 @handled
 def audit_report(case: str = typer.Option(..., "--case", help="case id")) -> None:

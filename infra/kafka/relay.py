@@ -29,7 +29,7 @@ from infra.heartbeat import Heartbeat
 from infra.kafka.message import kafka_fields, to_message
 from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
-from infra.store.database import Database
+from infra.store.database import Database, events_table
 from infra.store.runner import ensure_tracking, tracked_position
 from projections.records import from_stored
 
@@ -39,6 +39,10 @@ PARKED = (
     " case_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
     " parked_at TEXT NOT NULL, PRIMARY KEY (topic, position))"
 )
+
+
+class StoreUnreadable(RuntimeError):
+    """A stored event no configured key decrypts: the relay stops there (and retries) rather than park it."""
 
 
 def refused(exc: BaseException) -> bool:
@@ -52,10 +56,7 @@ def refused(exc: BaseException) -> bool:
 def stored_event_count(db: Database, recorder: Any, upto: int | None = None) -> int:
     """How many events the store holds (at or below position ``upto``). Positions can have gaps
     (a PostgreSQL sequence skips a number on a rolled-back insert), so they are counted."""
-    if db.dialect == "postgres":
-        table, column = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"', "notification_id"
-    else:
-        table, column = recorder.events_table_name, "rowid"
+    table, column = events_table(db, recorder)
     with db.transaction() as cur:
         if upto is None:
             return int(cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
@@ -78,10 +79,13 @@ class Relay:
     TRACKING = "relay"
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
+                 decode: Callable[[Any], dict],
                  replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
                  poll_seconds: float = 0.2, check_seconds: float = 60.0, producer_config: dict | None = None):
+        """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt)."""
         self.recorder = recorder
         self.db = db
+        self.decode = decode
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
@@ -162,9 +166,15 @@ class Relay:
 
     def _send(self, n: Any) -> tuple[Any, str | None]:
         """Send one stored event: (its future, None), or (None, why it cannot be published: it
-        cannot be encoded, or the producer's size check refuses it). Anything else raises: an outage."""
+        cannot be encoded, or the producer's size check refuses it). Anything else raises: an outage. A
+        state that cannot be read (no key decrypts it, or it is ciphertext and no key is set) raises
+        StoreUnreadable: a wrong or missing CASELOG_CIPHER_KEY must not park the store."""
         try:
-            record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+            state = self.decode(n.state)
+        except Exception as exc:  # noqa: BLE001 - NotDecryptable, zlib or JSON errors: the store, not the event
+            raise StoreUnreadable(f"position {n.id}: {type(exc).__name__}: {exc}") from None
+        try:
+            record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, state)
             key, value, headers = kafka_fields(to_message(record, self.deployment))
         except Exception as exc:  # noqa: BLE001 - whatever a stored event holds, it must not stop the relay
             return None, f"cannot be encoded as a CloudEvent: {type(exc).__name__}: {exc}"
@@ -335,7 +345,11 @@ class Relay:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._reset_producer()
                 topic_ready = False  # a broker that comes back may have lost the topic: check it again
-                log.warning("relay: broker unavailable (%s); retrying in %.1fs", self.last_error, backoff)
+                if isinstance(exc, StoreUnreadable):
+                    log.error("relay: cannot read the store (%s): check CASELOG_CIPHER_KEY; retrying in %.1fs",
+                              exc, backoff)
+                else:
+                    log.warning("relay: broker unavailable (%s); retrying in %.1fs", self.last_error, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 

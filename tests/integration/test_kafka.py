@@ -45,7 +45,7 @@ def store_events(system) -> dict[tuple[str, int], dict]:
 
     out = {}
     for n in system.app.recorder.select_notifications(1, 10**9):
-        r = from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+        r = from_stored(n.id, n.originator_id, n.originator_version, n.topic, system.app.stored_state(n.state))
         out[(r["case_id"], r["version"])] = r
     return out
 

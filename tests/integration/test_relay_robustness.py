@@ -81,7 +81,7 @@ def caselog(settings, *args: str, **extra) -> subprocess.CompletedProcess:
 def relay_of(system, **options) -> Relay:
     s = system.settings
     return Relay(system.app.recorder, system.db, bootstrap=s.kafka_bootstrap, topic=s.topic,
-                 partitions=s.topic_partitions, deployment=s.deployment, **options)
+                 partitions=s.topic_partitions, deployment=s.deployment, decode=system.app.stored_state, **options)
 
 
 def held_on_topic(settings) -> int:
