@@ -74,8 +74,9 @@ def main() -> None:
         relay = system.relay()
         relay.ensure_topic()
         stored = system.app.recorder.select_notifications(1, events)
-        messages = [to_message(from_stored(n.id, n.originator_id, n.originator_version, n.topic,
-                                           system.app.stored_state(n.state)), "bench") for n in stored]
+        records = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, system.app.stored_state(n.state))
+                   for n in stored]
+        messages = [to_message(r, "bench", relay.disclosure) for r in records]
         from kafka import KafkaProducer
 
         bare = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5,

@@ -9,7 +9,7 @@ import time
 from typing import Iterator
 
 from consumers.dedupe import CaseVersionDeduper
-from infra.kafka.message import parse_message, record_of
+from infra.kafka.message import disclosed, parse_message, record_of
 from projections.records import EventRecord
 
 
@@ -59,15 +59,34 @@ def partition_stream(bootstrap: str, topic: str, partition: int, idle_seconds: f
         c.close()
 
 
-def read_topic(bootstrap: str, topic: str) -> Iterator[EventRecord]:
-    """Every event on the topic once (deduplicated), in store order, in bounded memory."""
+def read_topic(bootstrap: str, topic: str, require_full: bool = False) -> Iterator[EventRecord]:
+    """Every event on the topic once (deduplicated), in store order, in bounded memory. ``require_full``
+    (to build read models): a minimum-necessary event raises WithheldRecord."""
     deduper = CaseVersionDeduper()
 
     def deduped(stream: Iterator) -> Iterator[EventRecord]:
         for _, headers, key, value in stream:
             event = parse_message(value, headers, key)
             if deduper.accept_event(event):
-                yield record_of(event)
+                yield record_of(event, require_full=require_full)
 
     streams = [deduped(partition_stream(bootstrap, topic, p)) for p in partitions_of(bootstrap, topic)]
     yield from heapq.merge(*streams, key=lambda r: r["position"])
+
+
+def disclosures(bootstrap: str, topic: str) -> set[str]:
+    """What the first message of each partition discloses (minimum or full): enough to refuse, before
+    anything is dropped, to build read models from a topic published in minimum mode."""
+    found = set()
+    for p in partitions_of(bootstrap, topic):
+        stream = partition_stream(bootstrap, topic, p)
+        try:
+            for _, headers, key, value in stream:
+                try:
+                    found.add(disclosed(parse_message(value, headers, key)))
+                except Exception:  # noqa: BLE001 - not one of ours (the workers set those aside): the next
+                    continue
+                break
+        finally:
+            stream.close()
+    return found

@@ -11,6 +11,12 @@ rows; a worker that restarts (or takes over a partition) re-reads at most the ba
 flight and skips them by their store position. A batch whose transaction fails is retried with
 backoff and never acknowledged. A message that is not a CloudEvent of ours is logged and kept
 in ``caselog_worker_rejects`` (with its partition and offset), never silently dropped.
+
+The read models show and search members by name, date of birth and id, which a topic published in
+minimum mode (``CASELOG_KAFKA_PHI=minimum``, the default) does not carry: the workers read a topic
+published with ``CASELOG_KAFKA_PHI=full``, kept internal (TLS, SASL and ACLs; subscribers outside get a
+minimum topic from a second relay). A minimum-mode event is set aside in ``caselog_worker_rejects``
+with the reason, never applied half-blank.
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ class ProjectionWorker:
         batch, rejects = [], []
         for m in messages:
             try:
-                batch.append((m.partition, m.offset, record_of(parse_message(m.value, headers_of(m), m.key))))
+                event = parse_message(m.value, headers_of(m), m.key)
+                batch.append((m.partition, m.offset, record_of(event, require_full=True)))
             except Exception as error:  # noqa: BLE001 - kept, not dropped
                 rejects.append((self.topic, m.partition, m.offset, f"{type(error).__name__}: {error}", m.value))
         return batch, rejects
@@ -63,7 +70,8 @@ class ProjectionWorker:
     def apply(self, messages: Sequence[Any]) -> int:
         batch, rejects = self.decode(messages)
         if rejects:
-            log.error("%d message(s) on %s are not caselog events; kept in caselog_worker_rejects", len(rejects), self.topic)
+            log.error("%d message(s) on %s cannot be applied (%s); kept in caselog_worker_rejects",
+                      len(rejects), self.topic, rejects[0][3])
             with self.runner.db.transaction() as cur:
                 cur.executemany("INSERT INTO caselog_worker_rejects (topic, partition, kafka_offset, error, value)"
                                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rejects)

@@ -104,6 +104,21 @@ def projection_worker(settings: Settings | None = None):
     return worker, app, db
 
 
+def disclosure(settings: Settings):
+    """What the relay publishes (CASELOG_KAFKA_PHI): the full record, or the minimum necessary with the member
+    pseudonymized under CASELOG_PSEUDONYM_KEY (else a key derived from the token signing secret)."""
+    from infra.identity import load_secret
+    from infra.kafka.disclosure import Disclosure, pseudonym_key
+
+    check_choice("CASELOG_KAFKA_PHI", settings.kafka_phi)
+    if settings.kafka_phi == "full":
+        return Disclosure("full")
+    if settings.pseudonym_key is not None and len(settings.pseudonym_key) < 32:
+        raise SettingError("CASELOG_PSEUDONYM_KEY", "at least 32 characters (e.g. `openssl rand -base64 32`)")
+    secret = "" if settings.pseudonym_key else load_secret(settings.data_dir)
+    return Disclosure("minimum", pseudonym_key(settings.pseudonym_key, secret))
+
+
 @dataclass
 class System:
     settings: Settings
@@ -139,7 +154,7 @@ class System:
         return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
                      max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment,
-                     decode=self.app.stored_state)
+                     decode=self.app.stored_state, disclosure=disclosure(self.settings))
 
     def advance_clock(self, delta: timedelta | None = None, to: datetime | None = None) -> int:
         """Move the manual clock and fire everything that became due, in due order. A move

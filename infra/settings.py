@@ -66,7 +66,8 @@ def private_file(path: Path) -> Path:
 
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes (1 MiB + 12)
 RECORD_OVERHEAD = 1024  # a record's framing in its batch, with room to spare
-CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers")}
+CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers"),
+           "CASELOG_KAFKA_PHI": ("minimum", "full")}
 
 
 def _number(env: Mapping[str, str], variable: str, default: float, kind: type = int, minimum: float = 1):
@@ -120,6 +121,10 @@ class Settings:
     # uploaded documents are encrypted under cipher_key; cipher_old_key still decrypts during a rotation.
     cipher_key: str | None = field(default=None, repr=False)
     cipher_old_key: str | None = field(default=None, repr=False)
+    # What the case-events topic carries (infra/kafka/disclosure.py): "minimum" (member id pseudonymized, no
+    # names, dates of birth, free text or document names) or "full"; pseudonym_key keys the member pseudonym.
+    kafka_phi: str = "minimum"
+    pseudonym_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -154,6 +159,8 @@ class Settings:
             seal_topic=env.get("CASELOG_SEAL_TOPIC") or "caselog.seals",
             cipher_key=env.get("CASELOG_CIPHER_KEY") or None,
             cipher_old_key=env.get("CASELOG_CIPHER_OLD_KEY") or None,
+            kafka_phi=_choice(env, "CASELOG_KAFKA_PHI"),
+            pseudonym_key=env.get("CASELOG_PSEUDONYM_KEY") or None,
         )
 
     @property

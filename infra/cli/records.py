@@ -113,6 +113,8 @@ def replay(
     source: str = typer.Option("store", "--source", help="store, or kafka (the case-events topic, deduplicated by caseversion)"),
 ) -> None:
     """Drop and rebuild projections from the event store or the Kafka topic, in batches, with a progress bar."""
+    from infra.kafka.message import WithheldRecord
+
     if source not in ("store", "kafka"):
         raise InvalidInput(FieldError("--source", "store or kafka"))
     system = open_system()
@@ -126,6 +128,8 @@ def replay(
             raise InvalidInput(FieldError("--projection", str(exc.args[0]))) from None
         total = system.app.max_position()
         stored = _check_topic_holds_the_store(system) if source == "kafka" else 0
+        if source == "kafka":
+            _check_the_topic_is_full(system)
         read = 0
         with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
             task = bar.add_task("replay", total=total)
@@ -139,8 +143,13 @@ def replay(
                         read += 1
                         yield event
 
-                records = counted(read_topic(system.settings.kafka_bootstrap, system.settings.topic))
-            done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n), source=records)
+                records = counted(read_topic(system.settings.kafka_bootstrap, system.settings.topic,
+                                             require_full=True))
+            try:
+                done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n), source=records)
+            except WithheldRecord as exc:
+                why = f"{exc}; the read models are incomplete now: run caselog replay (from the store)"
+                raise Failure(why) from None
     finally:
         system.close()
     if read < stored:  # re-deliveries hid missing events from the check above
@@ -170,6 +179,19 @@ def _check_topic_holds_the_store(system: System) -> int:
         raise Failure(f"topic {settings.topic} holds {held} messages, fewer than the {stored} events in the store"
                       f"{parked_note}; nothing was replaced: replay from the store, or let the relay republish first")
     return stored
+
+
+def _check_the_topic_is_full(system: System) -> None:
+    """Before ``replay --source kafka`` drops anything: refuse (exit 1) a topic published in minimum mode,
+    which lacks the member names, dates of birth and ids the read models show."""
+    from consumers.topic import disclosures
+
+    settings = system.settings
+    found = disclosures(settings.kafka_bootstrap, settings.topic)
+    if found - {"full"}:
+        raise Failure(f"topic {settings.topic} carries the minimum necessary (phi=minimum): the read models need the"
+                      " full record (a topic published with CASELOG_KAFKA_PHI=full); nothing was replaced:"
+                      " replay from the store")
 
 
 @cli.command()

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from uuid import UUID
 
 from infra.heartbeat import Heartbeat
+from infra.kafka.disclosure import Disclosure
 from infra.kafka.message import kafka_fields, to_message
 from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
@@ -79,13 +80,15 @@ class Relay:
     TRACKING = "relay"
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
-                 decode: Callable[[Any], dict],
+                 decode: Callable[[Any], dict], disclosure: Disclosure,
                  replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
                  poll_seconds: float = 0.2, check_seconds: float = 60.0, producer_config: dict | None = None):
-        """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt)."""
+        """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt);
+        ``disclosure``: what each message discloses (CASELOG_KAFKA_PHI)."""
         self.recorder = recorder
         self.db = db
         self.decode = decode
+        self.disclosure = disclosure
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
@@ -175,7 +178,7 @@ class Relay:
             raise StoreUnreadable(f"position {n.id}: {type(exc).__name__}: {exc}") from None
         try:
             record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, state)
-            key, value, headers = kafka_fields(to_message(record, self.deployment))
+            key, value, headers = kafka_fields(to_message(record, self.deployment, self.disclosure))
         except Exception as exc:  # noqa: BLE001 - whatever a stored event holds, it must not stop the relay
             return None, f"cannot be encoded as a CloudEvent: {type(exc).__name__}: {exc}"
         try:
