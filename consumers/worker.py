@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 from consumers.topic import record_of
 from infra.heartbeat import Heartbeat
+from infra.kafka.clients import Security, faust_credentials
 from infra.kafka.message import parse_message
 from projections.base import Projection
 from infra.store.runner import ProjectionRunner
@@ -90,14 +91,17 @@ class ProjectionWorker:
 
 
 def faust_app(worker: ProjectionWorker, *, bootstrap: str, group: str, datadir: str, batch: int = 5000,
-              within_seconds: float = 0.5, session_timeout: float = 10.0, heartbeat: Heartbeat | None = None):
+              within_seconds: float = 0.5, session_timeout: float = 10.0, heartbeat: Heartbeat | None = None,
+              security: Security | None = None):
     """The faust app: one agent over the case-events topic, batches of ``batch`` events.
-    ``heartbeat`` is a file touched every 10 s while the worker runs (for health checks)."""
+    ``heartbeat`` is a file touched every 10 s while the worker runs (for health checks); ``security``:
+    the deployment's Kafka security (``infra.kafka.clients.security``), as faust's broker credentials."""
     import faust
 
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_credentials(security),
         datadir=datadir,
         web_enabled=False,
         topic_disable_leader=True,

@@ -100,8 +100,16 @@ def projection_worker(settings: Settings | None = None):
     models = read_models()
     worker = ProjectionWorker(ProjectionRunner(db, None, models), models, settings.topic)
     app = faust_app(worker, bootstrap=settings.kafka_bootstrap, group=settings.group, datadir=str(datadir),
-                    heartbeat=Heartbeat(heartbeat_path(settings.data_dir, "worker"), every=0))
+                    heartbeat=Heartbeat(heartbeat_path(settings.data_dir, "worker"), every=0),
+                    security=kafka_security(settings))
     return worker, app, db
+
+
+def kafka_security(settings: Settings) -> dict:
+    """Every Kafka client's security settings (CASELOG_KAFKA_SECURITY_PROTOCOL, SASL, TLS files)."""
+    from infra.kafka.clients import security
+
+    return security(settings)
 
 
 def disclosure(settings: Settings):
@@ -154,7 +162,8 @@ class System:
         return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
                      max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment,
-                     decode=self.app.stored_state, disclosure=disclosure(self.settings))
+                     decode=self.app.stored_state, disclosure=disclosure(self.settings),
+                     security=kafka_security(self.settings))
 
     def advance_clock(self, delta: timedelta | None = None, to: datetime | None = None) -> int:
         """Move the manual clock and fire everything that became due, in due order. A move

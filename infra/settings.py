@@ -67,7 +67,8 @@ def private_file(path: Path) -> Path:
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes (1 MiB + 12)
 RECORD_OVERHEAD = 1024  # a record's framing in its batch, with room to spare
 CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers"),
-           "CASELOG_KAFKA_PHI": ("minimum", "full")}
+           "CASELOG_KAFKA_PHI": ("minimum", "full"),
+           "CASELOG_KAFKA_SECURITY_PROTOCOL": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
 
 
 def _number(env: Mapping[str, str], variable: str, default: float, kind: type = int, minimum: float = 1):
@@ -90,8 +91,9 @@ def check_choice(variable: str, value: str) -> str:
     return value
 
 
-def _choice(env: Mapping[str, str], variable: str) -> str:
-    return check_choice(variable, (env.get(variable) or CHOICES[variable][0]).lower())
+def _choice(env: Mapping[str, str], variable: str, upper: bool = False) -> str:
+    raw = env.get(variable) or CHOICES[variable][0]
+    return check_choice(variable, raw.upper() if upper else raw.lower())
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,14 @@ class Settings:
     # names, dates of birth, free text or document names) or "full"; pseudonym_key keys the member pseudonym.
     kafka_phi: str = "minimum"
     pseudonym_key: str | None = field(default=None, repr=False)
+    # Every Kafka client's security (infra/kafka/clients.py builds their config from these).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ca_file: str | None = None
+    kafka_cert_file: str | None = None
+    kafka_key_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -161,6 +171,13 @@ class Settings:
             cipher_old_key=env.get("CASELOG_CIPHER_OLD_KEY") or None,
             kafka_phi=_choice(env, "CASELOG_KAFKA_PHI"),
             pseudonym_key=env.get("CASELOG_PSEUDONYM_KEY") or None,
+            kafka_security_protocol=_choice(env, "CASELOG_KAFKA_SECURITY_PROTOCOL", upper=True),
+            kafka_sasl_mechanism=(env.get("CASELOG_KAFKA_SASL_MECHANISM") or "").upper() or None,
+            kafka_sasl_username=env.get("CASELOG_KAFKA_SASL_USERNAME") or None,
+            kafka_sasl_password=env.get("CASELOG_KAFKA_SASL_PASSWORD") or None,
+            kafka_ca_file=env.get("CASELOG_KAFKA_CA_FILE") or None,
+            kafka_cert_file=env.get("CASELOG_KAFKA_CERT_FILE") or None,
+            kafka_key_file=env.get("CASELOG_KAFKA_KEY_FILE") or None,
         )
 
     @property

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from domain.chain import ChainBreak
 from domain.errors import FieldError, InvalidInput
-from infra.bootstrap import System
+from infra.bootstrap import System, kafka_security
 from infra.settings import Settings
 from infra.cli.console import Failure, cli, emit, err, handled, kafka_settings, open_system
 
@@ -144,7 +144,7 @@ def replay(
                         yield event
 
                 records = counted(read_topic(system.settings.kafka_bootstrap, system.settings.topic,
-                                             require_full=True))
+                                             kafka_security(system.settings), require_full=True))
             try:
                 done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n), source=records)
             except WithheldRecord as exc:
@@ -167,7 +167,7 @@ def _check_topic_holds_the_store(system: System) -> int:
 
     settings = system.settings
     try:
-        marks = high_water_marks(settings.kafka_bootstrap, settings.topic)
+        marks = high_water_marks(settings.kafka_bootstrap, settings.topic, security=kafka_security(settings))
     except Exception as exc:  # noqa: BLE001 - an unreachable broker is a failure, not a traceback
         raise Failure(f"cannot read topic {settings.topic} on {settings.kafka_bootstrap}"
                       f" ({type(exc).__name__}: {exc})") from None
@@ -187,7 +187,7 @@ def _check_the_topic_is_full(system: System) -> None:
     from consumers.topic import disclosures
 
     settings = system.settings
-    found = disclosures(settings.kafka_bootstrap, settings.topic)
+    found = disclosures(settings.kafka_bootstrap, settings.topic, kafka_security(settings))
     if found - {"full"}:
         raise Failure(f"topic {settings.topic} carries the minimum necessary (phi=minimum): the read models need the"
                       " full record (a topic published with CASELOG_KAFKA_PHI=full); nothing was replaced:"

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from uuid import UUID
 
 from infra.heartbeat import Heartbeat
+from infra.kafka.clients import Security, producer
 from infra.kafka.disclosure import Disclosure
 from infra.kafka.message import kafka_fields, to_message
 from infra.kafka.topic import ensure_topic, high_water_marks
@@ -80,15 +81,17 @@ class Relay:
     TRACKING = "relay"
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
-                 decode: Callable[[Any], dict], disclosure: Disclosure,
+                 decode: Callable[[Any], dict], disclosure: Disclosure, security: Security | None = None,
                  replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
                  poll_seconds: float = 0.2, check_seconds: float = 60.0, producer_config: dict | None = None):
         """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt);
-        ``disclosure``: what each message discloses (CASELOG_KAFKA_PHI)."""
+        ``disclosure``: what each message discloses (CASELOG_KAFKA_PHI); ``security``: every client's
+        Kafka security (``infra.kafka.clients.security``)."""
         self.recorder = recorder
         self.db = db
         self.decode = decode
         self.disclosure = disclosure
+        self.security = dict(security or {})
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
@@ -153,18 +156,19 @@ class Relay:
     # ---- Kafka -----------------------------------------------------------------------------
 
     def ensure_topic(self) -> None:
-        ensure_topic(self.bootstrap, self.topic, self.partitions, self.replication, self.max_message_bytes)
+        ensure_topic(self.bootstrap, self.topic, self.partitions, self.replication, self.max_message_bytes,
+                     security=self.security)
+
+    def producer_options(self) -> dict[str, Any]:
+        return {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_in_flight_requests_per_connection": 5,
+                "retries": 2**31 - 1, "request_timeout_ms": 10_000, "max_request_size": self.max_message_bytes,
+                "client_id": "caselog-relay",
+                "allow_auto_create_topics": False,  # the relay creates it, with its partitions and configs
+                **self.producer_config}
 
     def producer(self):
         if self._producer is None:
-            from kafka import KafkaProducer
-
-            config = {"bootstrap_servers": self.bootstrap, "acks": "all", "enable_idempotence": True, "linger_ms": 5,
-                      "max_in_flight_requests_per_connection": 5, "retries": 2**31 - 1, "request_timeout_ms": 10_000,
-                      "max_request_size": self.max_message_bytes, "client_id": "caselog-relay",
-                      "allow_auto_create_topics": False,  # the relay creates it, with its partitions and configs
-                      **self.producer_config}
-            self._producer = KafkaProducer(**config)
+            self._producer = producer(self.bootstrap, self.security, **self.producer_options())
         return self._producer
 
     def _send(self, n: Any) -> tuple[Any, str | None]:
@@ -279,7 +283,7 @@ class Relay:
             parked = int(cur.execute("SELECT count(*) FROM caselog_relay_parked WHERE topic = ? AND position <= ?",
                                      (self.topic, position)).fetchone()[0])
         acknowledged = stored_event_count(self.db, self.recorder, position) - parked
-        marks = high_water_marks(self.bootstrap, self.topic)
+        marks = high_water_marks(self.bootstrap, self.topic, security=self.security)
         if marks is None:  # deleted: create it again now rather than wait for the producer to give up
             self.ensure_topic()
         held = sum(end for _, end in (marks or {}).values())
