@@ -29,10 +29,13 @@ def test_the_keyring_decrypts_under_the_new_then_the_old_key_and_refuses_any_oth
     assert open_document(None, b"%PDF-1.4 legacy") == (b"%PDF-1.4 legacy", None)
 
 
-@pytest.mark.parametrize("value", ["", "not base64!", base64.b64encode(b"short").decode()])
-def test_a_key_that_is_not_base64_of_an_aes_key_is_refused(value):
+@pytest.mark.parametrize("value", ["not base64!", base64.b64encode(b"short").decode(),
+                                   base64.b64encode(bytes(33)).decode()])
+def test_a_key_that_is_not_base64_of_an_aes_key_is_refused_naming_the_setting(value):
     with pytest.raises(SettingError, match="CASELOG_CIPHER_KEY"):
-        Keyring.of(Settings(cipher_key=value or "=")) if value else parse_key("CASELOG_CIPHER_KEY", value)
+        Keyring.of(Settings(cipher_key=value))
+    with pytest.raises(SettingError, match="CASELOG_CIPHER_OLD_KEY"):
+        Keyring.of(Settings(cipher_key=key(), cipher_old_key=value))
 
 
 def test_an_old_key_alone_is_refused():
