@@ -22,12 +22,13 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
+from eventsourcing.utils import Environment
 
 from application.deadlines import DEADLINES
 from application.ports import Clock, PublishedSize, Registry
 from domain.case import Case
-from domain.chain import ChainWalker
+from domain.chain import ChainWalker, decode_state
 from domain.context import Context
 from domain.errors import CaseNotFound, EventTooLarge, FieldError, IdempotencyConflict, InvalidInput, VersionConflict
 from domain.events import CaseEvent
@@ -53,6 +54,11 @@ def race_attempts(attempts: int = RACE_ATTEMPTS) -> Iterator[bool]:
         if n:
             time.sleep(random.uniform(0, RACE_PAUSE * 2**n))
         yield n == attempts - 1
+
+
+class UnreadableState(RuntimeError):
+    """A stored event whose state cannot be decoded: encrypted under a key not given (CASELOG_CIPHER_KEY,
+    CASELOG_CIPHER_OLD_KEY), ciphertext read without a key, or damaged."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,20 @@ class CaseLog(Application):
         self.published_size = published_size
         self.max_event_bytes = max_event_bytes
         super().__init__(env)
+        self._plain = Mapper(transcoder=transcoder)  # an event as published: neither compressed nor encrypted
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        """Only what the composition root gives: eventsourcing would also take the process environment, where
+        CASELOG_CIPHER_KEY (say) reads as this application's CIPHER_KEY whatever the settings say."""
+        return Environment(name, dict(env or {}))
 
     def construct_transcoder(self) -> Transcoder:
         return self.transcoder_
+
+    def stored_state(self, raw: bytes | dict) -> dict:
+        """A stored row's state as written (decrypted and decompressed by the store's mapper when it
+        encrypts): what verify and the seals hash, the projections and the relay read."""
+        return decode_state(raw, self.mapper.cipher, self.mapper.compressor)
 
     # ---- plumbing --------------------------------------------------------------------------
 
@@ -127,7 +144,7 @@ class CaseLog(Application):
             for event in case.pending_events:
                 name = type(event).__name__
                 try:
-                    size = self.published_size(self.mapper.to_stored_event(event))
+                    size = self.published_size(self._plain.to_stored_event(event))
                 except (TypeError, ValueError) as exc:  # orjson: nesting too deep, a value JSON cannot hold
                     why = f"the {name} event it makes cannot be stored and published as JSON ({exc})"
                     error: InvalidInput = InvalidInput(FieldError("body", why))
@@ -399,7 +416,13 @@ class CaseLog(Application):
         while True:
             rows = self.recorder.select_notifications(start, batch)
             for n in rows:
-                state = orjson.loads(n.state)
+                try:
+                    state = self.stored_state(n.state)
+                except Exception as exc:  # noqa: BLE001 - cipher, zlib or JSON: said with where and why
+                    raise UnreadableState(
+                        f"the stored event at position {n.id} (case {n.originator_id} version {n.originator_version})"
+                        f" cannot be read: {type(exc).__name__}: {exc} (CASELOG_CIPHER_KEY: is it the key the store"
+                        " is encrypted under, or CASELOG_CIPHER_OLD_KEY during a rotation?)") from None
                 yield n.id, str(n.originator_id), n.originator_version, n.topic.rsplit(":", 1)[-1], state
             if len(rows) < batch:
                 return

@@ -73,8 +73,10 @@ def main() -> None:
         events = system.app.max_position()
         relay = system.relay()
         relay.ensure_topic()
-        messages = [to_message(from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state), "bench")
-                    for n in system.app.recorder.select_notifications(1, events)]
+        stored = system.app.recorder.select_notifications(1, events)
+        records = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, system.app.stored_state(n.state))
+                   for n in stored]
+        messages = [to_message(r, "bench", relay.disclosure) for r in records]
         from kafka import KafkaProducer
 
         bare = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=5,

@@ -111,7 +111,7 @@ def main() -> None:
     results: dict = {}
     try:
         store = Settings(data_dir=data / "store", database_url=new_database(server), kafka_bootstrap=bootstrap_servers,
-                         topic=topic, topic_partitions=6)
+                         topic=topic, topic_partitions=6, kafka_phi="full")  # the workers read the full record
         system = bootstrap(store, clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
         load(system, args.cases)
         events = system.app.max_position()

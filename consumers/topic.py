@@ -9,19 +9,19 @@ import time
 from typing import Iterator
 
 from consumers.dedupe import CaseVersionDeduper
-from infra.kafka.message import parse_message, record_of
+from infra.kafka import clients
+from infra.kafka.clients import Security
+from infra.kafka.message import disclosed, parse_message, record_of
 from projections.records import EventRecord
 
 
-def consumer(bootstrap: str):
-    from kafka import KafkaConsumer
-
-    return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
-                         client_id="caselog-reader")
+def consumer(bootstrap: str, security: Security | None = None):
+    return clients.consumer(bootstrap, security, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+                            client_id="caselog-reader")
 
 
-def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    c = consumer(bootstrap)
+def partitions_of(bootstrap: str, topic: str, security: Security | None = None) -> list[int]:
+    c = consumer(bootstrap, security)
     try:
         found = sorted(c.partitions_for_topic(topic) or [])
     finally:
@@ -31,14 +31,15 @@ def partitions_of(bootstrap: str, topic: str) -> list[int]:
     return found
 
 
-def partition_stream(bootstrap: str, topic: str, partition: int, idle_seconds: float = 30.0, settle_ms: int = 500) -> Iterator[tuple]:
+def partition_stream(bootstrap: str, topic: str, partition: int, idle_seconds: float = 30.0, settle_ms: int = 500,
+                     security: Security | None = None) -> Iterator[tuple]:
     """(offset, headers, key, value) of one partition, from the beginning to its end now.
 
     The end is where the reported end offset has been passed *and* a further poll brings
     nothing: some brokers (tansu) report the base offset of the last batch as the end."""
     from kafka import TopicPartition
 
-    c = consumer(bootstrap)
+    c = consumer(bootstrap, security)
     tp = TopicPartition(topic, partition)
     try:
         c.assign([tp])
@@ -59,15 +60,36 @@ def partition_stream(bootstrap: str, topic: str, partition: int, idle_seconds: f
         c.close()
 
 
-def read_topic(bootstrap: str, topic: str) -> Iterator[EventRecord]:
-    """Every event on the topic once (deduplicated), in store order, in bounded memory."""
+def read_topic(bootstrap: str, topic: str, security: Security | None = None,
+               require_full: bool = False) -> Iterator[EventRecord]:
+    """Every event on the topic once (deduplicated), in store order, in bounded memory. ``require_full``
+    (to build read models): a minimum-necessary event raises WithheldRecord."""
     deduper = CaseVersionDeduper()
 
     def deduped(stream: Iterator) -> Iterator[EventRecord]:
         for _, headers, key, value in stream:
             event = parse_message(value, headers, key)
             if deduper.accept_event(event):
-                yield record_of(event)
+                yield record_of(event, require_full=require_full)
 
-    streams = [deduped(partition_stream(bootstrap, topic, p)) for p in partitions_of(bootstrap, topic)]
+    streams = [deduped(partition_stream(bootstrap, topic, p, security=security))
+               for p in partitions_of(bootstrap, topic, security)]
     yield from heapq.merge(*streams, key=lambda r: r["position"])
+
+
+def disclosures(bootstrap: str, topic: str, security: Security | None = None) -> set[str]:
+    """What the first message of each partition discloses (minimum or full): enough to refuse, before
+    anything is dropped, to build read models from a topic published in minimum mode."""
+    found = set()
+    for p in partitions_of(bootstrap, topic, security):
+        stream = partition_stream(bootstrap, topic, p, security=security)
+        try:
+            for _, headers, key, value in stream:
+                try:
+                    found.add(disclosed(parse_message(value, headers, key)))
+                except Exception:  # noqa: BLE001 - not one of ours (the workers set those aside): the next
+                    continue
+                break
+        finally:
+            stream.close()
+    return found

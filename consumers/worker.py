@@ -11,6 +11,12 @@ rows; a worker that restarts (or takes over a partition) re-reads at most the ba
 flight and skips them by their store position. A batch whose transaction fails is retried with
 backoff and never acknowledged. A message that is not a CloudEvent of ours is logged and kept
 in ``caselog_worker_rejects`` (with its partition and offset), never silently dropped.
+
+The read models show and search members by name, date of birth and id, which a topic published in
+minimum mode (``CASELOG_KAFKA_PHI=minimum``, the default) does not carry: the workers read a topic
+published with ``CASELOG_KAFKA_PHI=full``, kept internal (TLS, SASL and ACLs; subscribers outside get a
+minimum topic from a second relay). A minimum-mode event is set aside in ``caselog_worker_rejects``
+with the reason, never applied half-blank.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 from consumers.topic import record_of
 from infra.heartbeat import Heartbeat
+from infra.kafka.clients import Security, faust_credentials
 from infra.kafka.message import parse_message
 from projections.base import Projection
 from infra.store.runner import ProjectionRunner
@@ -55,7 +62,8 @@ class ProjectionWorker:
         batch, rejects = [], []
         for m in messages:
             try:
-                batch.append((m.partition, m.offset, record_of(parse_message(m.value, headers_of(m), m.key))))
+                event = parse_message(m.value, headers_of(m), m.key)
+                batch.append((m.partition, m.offset, record_of(event, require_full=True)))
             except Exception as error:  # noqa: BLE001 - kept, not dropped
                 rejects.append((self.topic, m.partition, m.offset, f"{type(error).__name__}: {error}", m.value))
         return batch, rejects
@@ -63,7 +71,8 @@ class ProjectionWorker:
     def apply(self, messages: Sequence[Any]) -> int:
         batch, rejects = self.decode(messages)
         if rejects:
-            log.error("%d message(s) on %s are not caselog events; kept in caselog_worker_rejects", len(rejects), self.topic)
+            log.error("%d message(s) on %s cannot be applied (%s); kept in caselog_worker_rejects",
+                      len(rejects), self.topic, rejects[0][3])
             with self.runner.db.transaction() as cur:
                 cur.executemany("INSERT INTO caselog_worker_rejects (topic, partition, kafka_offset, error, value)"
                                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rejects)
@@ -82,14 +91,17 @@ class ProjectionWorker:
 
 
 def faust_app(worker: ProjectionWorker, *, bootstrap: str, group: str, datadir: str, batch: int = 5000,
-              within_seconds: float = 0.5, session_timeout: float = 10.0, heartbeat: Heartbeat | None = None):
+              within_seconds: float = 0.5, session_timeout: float = 10.0, heartbeat: Heartbeat | None = None,
+              security: Security | None = None):
     """The faust app: one agent over the case-events topic, batches of ``batch`` events.
-    ``heartbeat`` is a file touched every 10 s while the worker runs (for health checks)."""
+    ``heartbeat`` is a file touched every 10 s while the worker runs (for health checks); ``security``:
+    the deployment's Kafka security (``infra.kafka.clients.security``), as faust's broker credentials."""
     import faust
 
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_credentials(security),
         datadir=datadir,
         web_enabled=False,
         topic_disable_leader=True,

@@ -48,6 +48,20 @@ def event_hash(
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
+def decode_state(raw: bytes | dict[str, Any], cipher: Any = None, compressor: Any = None) -> dict[str, Any]:
+    """A stored event's state as it was written, the body the chain hashes: decrypted by ``cipher`` and
+    decompressed by ``compressor`` when the store has them (an eventsourcing mapper's), then parsed with
+    orjson, no upcasting, no conversion. Every reader of stored rows goes through here (verify and the
+    seals, the projections, the relay, the published-size check), so an encrypted store reads as any other."""
+    if isinstance(raw, dict):
+        return raw
+    if cipher is not None:
+        raw = cipher.decrypt(raw)
+    if compressor is not None:
+        raw = compressor.decompress(raw)
+    return orjson.loads(raw)
+
+
 def stored_data(state: dict[str, Any]) -> dict[str, Any]:
     """The ``data`` part of a stored event state (envelope fields and class_version removed)."""
     return {k: v for k, v in state.items() if k not in ENVELOPE_FIELDS and k != "class_version"}

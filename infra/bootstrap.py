@@ -12,10 +12,11 @@ from psycopg.conninfo import make_conninfo
 from application.caselog import CaseLog
 from domain.errors import FieldError, InvalidInput
 from domain.validation import parse_instant
+from infra.store.access import Access
+from infra.store.cipher import Keyring, event_store_env as cipher_env
 from infra.clock import LATEST, LONGEST_MOVE, ManualClock, SystemClock
 from infra.kafka.message import published_size
 from infra.settings import SettingError, Settings, check_choice, usable_dir
-from infra.store.access import Access
 from infra.store.database import Database, connection_params
 from infra.store.documents import DocumentStore
 from infra.store.registry import Registry
@@ -62,6 +63,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
             "POSTGRES_MAX_OVERFLOW": "5",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "CREATE_TABLE": "y",
+            **cipher_env(settings),
         }
     usable_dir(settings.data_dir)
     return {
@@ -69,6 +71,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         "SQLITE_DBNAME": str(settings.sqlite_path),
         "SQLITE_LOCK_TIMEOUT": "30",
         "CREATE_TABLE": "y",
+        **cipher_env(settings),  # CASELOG_CIPHER_KEY: events encrypted (AES-GCM) and compressed by the mapper
     }
 
 
@@ -93,13 +96,37 @@ def projection_worker(settings: Settings | None = None):
     settings = settings or Settings.from_env()
     if not settings.kafka_bootstrap:
         raise SettingError("CASELOG_KAFKA_BOOTSTRAP", "caselog worker needs the Kafka bootstrap servers")
+    usable_dir(settings.data_dir)  # 0700: faust's own files (its datadir) are kept behind it
     datadir = usable_dir(settings.data_dir / "faust")
     db = Database(settings)
     models = read_models()
     worker = ProjectionWorker(ProjectionRunner(db, None, models), models, settings.topic)
     app = faust_app(worker, bootstrap=settings.kafka_bootstrap, group=settings.group, datadir=str(datadir),
-                    heartbeat=Heartbeat(heartbeat_path(settings.data_dir, "worker"), every=0))
+                    heartbeat=Heartbeat(heartbeat_path(settings.data_dir, "worker"), every=0),
+                    security=kafka_security(settings))
     return worker, app, db
+
+
+def kafka_security(settings: Settings) -> dict:
+    """Every Kafka client's security settings (CASELOG_KAFKA_SECURITY_PROTOCOL, SASL, TLS files)."""
+    from infra.kafka.clients import security
+
+    return security(settings)
+
+
+def disclosure(settings: Settings):
+    """What the relay publishes (CASELOG_KAFKA_PHI): the full record, or the minimum necessary with the member
+    pseudonymized under CASELOG_PSEUDONYM_KEY (else a key derived from the token signing secret)."""
+    from infra.identity import load_secret
+    from infra.kafka.disclosure import Disclosure, pseudonym_key
+
+    check_choice("CASELOG_KAFKA_PHI", settings.kafka_phi)
+    if settings.kafka_phi == "full":
+        return Disclosure("full")
+    if settings.pseudonym_key is not None and len(settings.pseudonym_key) < 32:
+        raise SettingError("CASELOG_PSEUDONYM_KEY", "at least 32 characters (e.g. `openssl rand -base64 32`)")
+    secret = "" if settings.pseudonym_key else load_secret(settings.data_dir)
+    return Disclosure("minimum", pseudonym_key(settings.pseudonym_key, secret))
 
 
 @dataclass
@@ -136,7 +163,9 @@ class System:
 
         return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
-                     max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment)
+                     max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment,
+                     decode=self.app.stored_state, disclosure=disclosure(self.settings),
+                     security=kafka_security(self.settings))
 
     def advance_clock(self, delta: timedelta | None = None, to: datetime | None = None) -> int:
         """Move the manual clock and fire everything that became due, in due order. A move
@@ -165,14 +194,15 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
     clock = clock or make_clock(settings)
     usable_dir(settings.data_dir)  # a data dir caselog cannot write is refused first, naming CASELOG_DATA_DIR
     documents_dir = usable_dir(settings.data_dir / "documents")
+    keyring = Keyring.of(settings)  # a bad CASELOG_CIPHER_KEY is refused before anything opens
     db = Database(settings)  # on PostgreSQL: one connection within CASELOG_CONNECT_TIMEOUT, or StoreUnavailable
     try:
-        documents = DocumentStore(documents_dir, db)
+        documents = DocumentStore(documents_dir, db, keyring)
         registry = Registry(db)
         app = CaseLog(event_store_env(settings), clock=clock, registry=registry, transcoder=OrjsonTranscoder(),
                       published_size=lambda stored: published_size(stored, settings.deployment),
                       max_event_bytes=settings.max_event_bytes)
-        runner = ProjectionRunner(db, app.recorder, projections())
+        runner = ProjectionRunner(db, app.recorder, projections(), decode=app.stored_state)
     except BaseException:
         db.close()
         raise

@@ -4,8 +4,11 @@ age) answers."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+
+from infra.settings import private_file
 
 COMPONENTS = ("relay", "scheduler", "worker")
 
@@ -22,8 +25,9 @@ class Heartbeat:
 
     def beat(self) -> None:
         if self.path is not None and time.monotonic() - self._last >= self.every:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.touch()
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_file(self.path)  # 0600 whatever the umask, like everything in the data dir
+            os.utime(self.path)
             self._last = time.monotonic()
 
 

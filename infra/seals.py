@@ -418,8 +418,11 @@ class Publisher:
     """Publishes the seals not yet on the Kafka topic, in sequence, marking each once acknowledged."""
 
     def __init__(self, db: Database, settings: Settings):
+        from infra.kafka.clients import security
+
         self.db, self.bootstrap, self.topic = db, settings.kafka_bootstrap, settings.seal_topic
         self.replication = settings.topic_replication
+        self.security = security(settings)
         self._producer = None
         self._topic_ready = False
 
@@ -433,13 +436,14 @@ class Publisher:
         if not self._topic_ready:
             from infra.kafka.topic import ensure_topic
 
-            ensure_topic(self.bootstrap, self.topic, 1, self.replication)
+            ensure_topic(self.bootstrap, self.topic, 1, self.replication, security=self.security)
             self._topic_ready = True
         if self._producer is None:
-            from kafka import KafkaProducer
+            from infra.kafka.clients import producer
 
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap,
+            self._producer = producer(
+                self.bootstrap,
+                self.security,
                 acks="all",
                 enable_idempotence=True,
                 max_request_size=4 << 20,
@@ -461,10 +465,12 @@ class Publisher:
 def read_topic(settings: Settings) -> list[Any]:
     """Every seal on the Kafka topic, oldest first."""
     from consumers.topic import partition_stream, partitions_of
+    from infra.kafka.clients import security
 
+    sec = security(settings)
     out: list[Any] = []
-    for partition in partitions_of(settings.kafka_bootstrap, settings.seal_topic):
-        for _, _, _, value in partition_stream(settings.kafka_bootstrap, settings.seal_topic, partition):
+    for partition in partitions_of(settings.kafka_bootstrap, settings.seal_topic, sec):
+        for _, _, _, value in partition_stream(settings.kafka_bootstrap, settings.seal_topic, partition, security=sec):
             try:
                 out.append(orjson.loads(value))
             except orjson.JSONDecodeError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -29,11 +29,13 @@ class StoreUnavailable(RuntimeError):
 
 
 def usable_dir(path: Path) -> Path:
-    """``path``, created if missing and checked writable, else StoreUnavailable naming CASELOG_DATA_DIR."""
+    """``path``, created if missing (0700, whatever the umask: the data dir holds member data) and checked
+    writable, else StoreUnavailable naming CASELOG_DATA_DIR. One of ours left open to others is closed."""
     if path.exists() and not path.is_dir():
         raise StoreUnavailable("CASELOG_DATA_DIR", f"cannot use {path}: it is a file, not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private(path)
         with tempfile.TemporaryFile(dir=path, prefix=".caselog-probe-"):
             pass
     except OSError as exc:
@@ -41,10 +43,34 @@ def usable_dir(path: Path) -> Path:
     return path
 
 
+def private(path: Path) -> Path:
+    """Close ``path`` (a directory: 0700; a file: 0600) to group and others when it is ours and open to
+    them; a path that does not exist is left alone."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.chmod(path, 0o700 if os.path.isdir(path) else 0o600)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` created empty when missing, 0600 whatever the umask (an existing one is closed as by ``private``)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    return private(path)
+
+
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # Kafka's default message.max.bytes (1 MiB + 12)
 RECORD_OVERHEAD = 1024  # a record's framing in its batch, with room to spare
 CHOICES = {"CASELOG_CLOCK": ("system", "manual"), "CASELOG_PROJECTIONS": ("in-process", "workers"),
-           "CASELOG_LOG_LEVEL": ("info", "debug", "warning", "error")}
+           "CASELOG_LOG_LEVEL": ("info", "debug", "warning", "error"),
+
+           "CASELOG_KAFKA_PHI": ("minimum", "full"),
+           "CASELOG_KAFKA_SECURITY_PROTOCOL": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
 
 
 def _number(env: Mapping[str, str], variable: str, default: float, kind: type = int, minimum: float = 1):
@@ -67,8 +93,9 @@ def check_choice(variable: str, value: str) -> str:
     return value
 
 
-def _choice(env: Mapping[str, str], variable: str) -> str:
-    return check_choice(variable, (env.get(variable) or CHOICES[variable][0]).lower())
+def _choice(env: Mapping[str, str], variable: str, upper: bool = False) -> str:
+    raw = env.get(variable) or CHOICES[variable][0]
+    return check_choice(variable, raw.upper() if upper else raw.lower())
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,22 @@ class Settings:
     session_seconds: int = 3600  # a dashboard sign-in (POST /session) lasts this long, never past its token
     token_ttl_hours: float = 12.0  # `caselog token` without --ttl-hours
     token_max_ttl_hours: float = 24.0  # no token is minted or accepted with a longer lifetime
+    # Encryption at rest (infra/store/cipher.py): AES-GCM keys, base64 of 16, 24 or 32 bytes. Stored events and
+    # uploaded documents are encrypted under cipher_key; cipher_old_key still decrypts during a rotation.
+    cipher_key: str | None = field(default=None, repr=False)
+    cipher_old_key: str | None = field(default=None, repr=False)
+    # What the case-events topic carries (infra/kafka/disclosure.py): "minimum" (member id pseudonymized, no
+    # names, dates of birth, free text or document names) or "full"; pseudonym_key keys the member pseudonym.
+    kafka_phi: str = "minimum"
+    pseudonym_key: str | None = field(default=None, repr=False)
+    # Every Kafka client's security (infra/kafka/clients.py builds their config from these).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ca_file: str | None = None
+    kafka_cert_file: str | None = None
+    kafka_key_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -138,6 +181,17 @@ class Settings:
             session_seconds=_number(env, "CASELOG_SESSION_SECONDS", 3600, minimum=60),
             token_ttl_hours=token_ttl,
             token_max_ttl_hours=token_max,
+            cipher_key=env.get("CASELOG_CIPHER_KEY") or None,
+            cipher_old_key=env.get("CASELOG_CIPHER_OLD_KEY") or None,
+            kafka_phi=_choice(env, "CASELOG_KAFKA_PHI"),
+            pseudonym_key=env.get("CASELOG_PSEUDONYM_KEY") or None,
+            kafka_security_protocol=_choice(env, "CASELOG_KAFKA_SECURITY_PROTOCOL", upper=True),
+            kafka_sasl_mechanism=(env.get("CASELOG_KAFKA_SASL_MECHANISM") or "").upper() or None,
+            kafka_sasl_username=env.get("CASELOG_KAFKA_SASL_USERNAME") or None,
+            kafka_sasl_password=env.get("CASELOG_KAFKA_SASL_PASSWORD") or None,
+            kafka_ca_file=env.get("CASELOG_KAFKA_CA_FILE") or None,
+            kafka_cert_file=env.get("CASELOG_KAFKA_CERT_FILE") or None,
+            kafka_key_file=env.get("CASELOG_KAFKA_KEY_FILE") or None,
         )
 
     @property

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-import orjson
-
-from domain.chain import stored_data
+from domain.chain import decode_state, stored_data
 
 
 class EventRecord(TypedDict):
@@ -23,8 +21,8 @@ class EventRecord(TypedDict):
 
 
 def from_stored(position: int, case_id: str, version: int, topic: str, state: bytes | dict) -> EventRecord:
-    if not isinstance(state, dict):
-        state = orjson.loads(state)
+    """``state``: decoded (``CaseLog.stored_state``), or the plaintext bytes of a store with no cipher."""
+    state = decode_state(state)
     cid = str(case_id)
     if len(cid) == 32:  # SQLite keeps UUIDs as hex
         cid = f"{cid[:8]}-{cid[8:12]}-{cid[12:16]}-{cid[16:20]}-{cid[20:]}"

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from domain.errors import RuleViolation, VersionConflict
+from infra.settings import private
 from infra.store.runner import ProjectionRunner
 from scheduler.deadlines import due
 
@@ -116,7 +117,9 @@ class Leadership:
                 self._conn = psycopg.connect(self.db.settings.database_url, autocommit=True)
             return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()[0])
         path = self.db.settings.data_dir / "scheduler.lock"
-        self._file = self._file or open(path, "a+")  # noqa: SIM115 - held for the process lifetime
+        if self._file is None:  # held for the process lifetime; 0600 like everything in the data dir
+            self._file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+")
+            private(path)
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

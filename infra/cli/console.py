@@ -14,6 +14,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from application.caselog import UnreadableState
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.validation import check_instant
 from infra.authorization import Authorization, Unauthenticated
@@ -86,7 +87,7 @@ def handled(fn: Callable) -> Callable:
             err.print("[bold red]refused[/] (setting): ", end="", highlight=False)
             err.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(2) from None
-        except StoreUnavailable as exc:  # one line naming the setting, for logs and scripts
+        except (StoreUnavailable, UnreadableState) as exc:  # one line naming the setting, for logs and scripts
             err.print(f"failed: {exc}", highlight=False, markup=False)
             raise typer.Exit(1) from None
         except Failure as exc:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from domain.chain import ChainBreak
 from domain.errors import FieldError, InvalidInput
-from infra.bootstrap import System
+from infra.bootstrap import System, kafka_security
 from infra.settings import Settings
 from infra.cli.console import Failure, cli, emit, err, handled, instant, kafka_settings, open_system
 
@@ -115,6 +115,8 @@ def replay(
     source: str = typer.Option("store", "--source", help="store, or kafka (the case-events topic, deduplicated by caseversion)"),
 ) -> None:
     """Drop and rebuild projections from the event store or the Kafka topic, in batches, with a progress bar."""
+    from infra.kafka.message import WithheldRecord
+
     if source not in ("store", "kafka"):
         raise InvalidInput(FieldError("--source", "store or kafka"))
     system = open_system()
@@ -128,6 +130,8 @@ def replay(
             raise InvalidInput(FieldError("--projection", str(exc.args[0]))) from None
         total = system.app.max_position()
         stored = _check_topic_holds_the_store(system) if source == "kafka" else 0
+        if source == "kafka":
+            _check_the_topic_is_full(system)
         read = 0
         with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
             task = bar.add_task("replay", total=total)
@@ -141,8 +145,13 @@ def replay(
                         read += 1
                         yield event
 
-                records = counted(read_topic(system.settings.kafka_bootstrap, system.settings.topic))
-            done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n), source=records)
+                records = counted(read_topic(system.settings.kafka_bootstrap, system.settings.topic,
+                                             kafka_security(system.settings), require_full=True))
+            try:
+                done = system.runner.rebuild(names, progress=lambda n: bar.update(task, completed=n), source=records)
+            except WithheldRecord as exc:
+                why = f"{exc}; the read models are incomplete now: run caselog replay (from the store)"
+                raise Failure(why) from None
     finally:
         system.close()
     if read < stored:  # re-deliveries hid missing events from the check above
@@ -160,7 +169,7 @@ def _check_topic_holds_the_store(system: System) -> int:
 
     settings = system.settings
     try:
-        marks = high_water_marks(settings.kafka_bootstrap, settings.topic)
+        marks = high_water_marks(settings.kafka_bootstrap, settings.topic, security=kafka_security(settings))
     except Exception as exc:  # noqa: BLE001 - an unreachable broker is a failure, not a traceback
         raise Failure(f"cannot read topic {settings.topic} on {settings.kafka_bootstrap}"
                       f" ({type(exc).__name__}: {exc})") from None
@@ -172,6 +181,54 @@ def _check_topic_holds_the_store(system: System) -> int:
         raise Failure(f"topic {settings.topic} holds {held} messages, fewer than the {stored} events in the store"
                       f"{parked_note}; nothing was replaced: replay from the store, or let the relay republish first")
     return stored
+
+
+def _check_the_topic_is_full(system: System) -> None:
+    """Before ``replay --source kafka`` drops anything: refuse (exit 1) a topic published in minimum mode,
+    which lacks the member names, dates of birth and ids the read models show."""
+    from consumers.topic import disclosures
+
+    settings = system.settings
+    found = disclosures(settings.kafka_bootstrap, settings.topic, kafka_security(settings))
+    if found - {"full"}:
+        raise Failure(f"topic {settings.topic} carries the minimum necessary (phi=minimum): the read models need the"
+                      " full record (a topic published with CASELOG_KAFKA_PHI=full); nothing was replaced:"
+                      " replay from the store")
+
+
+@cli.command()
+@handled
+def rekey(
+    documents: bool = typer.Option(True, "--documents/--no-documents", help="also re-encrypt the uploaded documents"),
+) -> None:
+    """Re-encrypt every stored event (and uploaded document) under CASELOG_CIPHER_KEY: those under
+    CASELOG_CIPHER_OLD_KEY, or stored before encryption was turned on, are rewritten in place (positions,
+    hashes and seals unchanged). Exit 1 naming what neither key decrypts. Then CASELOG_CIPHER_OLD_KEY can go."""
+    from infra.store.cipher import Keyring, rekey_documents, rekey_events
+
+    settings = Settings.from_env()
+    keyring = Keyring.of(settings)
+    if keyring is None:
+        raise InvalidInput(FieldError("CASELOG_CIPHER_KEY", "set it to the key to encrypt the store under"
+                                      " (and CASELOG_CIPHER_OLD_KEY to the one it is under now, if any)"))
+    system = open_system()
+    try:
+        with Progress(TextColumn("re-encrypting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("rekey", total=system.app.max_position())
+            events = rekey_events(system.app, system.db, progress=lambda n: bar.update(task, completed=n))
+        files = rekey_documents(system.documents.root, keyring) if documents else None
+    finally:
+        system.close()
+    failed = events.failed + (files.failed if files else [])
+    for line in failed[:100]:
+        err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    summary = f"events: {events.rewritten} re-encrypted, {events.current} already under the current key"
+    if files is not None:
+        summary += f"; documents: {files.rewritten} re-encrypted, {files.current} already under the current key"
+    if failed:
+        raise Failure(f"{summary}; {len(failed)} that no key decrypts (above)")
+    print(f"ok: {summary}")
 
 
 @cli.command("audit-report")

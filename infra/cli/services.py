@@ -163,6 +163,7 @@ def worker(
         raise InvalidInput(FieldError("--loglevel", "debug, info, warning or error"))
     settings = kafka_settings()
     from consumers.worker import run_worker
+    from infra.kafka.clients import security
     from infra.kafka.topic import ensure_topic
 
     _, app, db = projection_worker(settings)
@@ -174,7 +175,7 @@ def worker(
     try:
         run_worker(app, loglevel=loglevel.lower(), ensure_topic=lambda: ensure_topic(
             settings.kafka_bootstrap, settings.topic, settings.topic_partitions, settings.topic_replication,
-            settings.topic_max_message_bytes),
+            settings.topic_max_message_bytes, security=security(settings)),
             logging_config=logs.dict_config(settings.log_level, libraries=loglevel.lower()))
     finally:
         db.close()

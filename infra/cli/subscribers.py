@@ -32,7 +32,9 @@ def tail(
     settings = kafka_settings()
     from kafka import TopicPartition
 
-    c = make_consumer(settings.kafka_bootstrap)
+    from infra.kafka.clients import security
+
+    c = make_consumer(settings.kafka_bootstrap, security(settings))
     parts = [TopicPartition(settings.topic, p) for p in sorted(c.partitions_for_topic(settings.topic) or [])]
     if not parts:
         raise Failure(f"topic {settings.topic} does not exist (has the relay run?)")

@@ -1,6 +1,7 @@
 """The case-events topic's message format, both ways: a stored event as a CloudEvents 1.0
-structured JSON message (key: the case id), and a message back into a CloudEvent and into the
-record projections read. The relay writes with it; the workers, ``caselog tail`` and
+structured JSON message (key: the case id), its ``data`` as the deployment discloses it
+(``infra/kafka/disclosure.py``, named in the extension ``phi``), and a message back into a CloudEvent
+and into the record projections read. The relay writes with it; the workers, ``caselog tail`` and
 ``replay --source kafka`` read with it."""
 
 from __future__ import annotations
@@ -15,11 +16,18 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_structured, to_st
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from infra.kafka.disclosure import Disclosure
 from projections.records import EventRecord, from_stored
 
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
 SCHEMA_BASE = "https://caselog.dev/schemas/"
 TYPE_VERSION = re.compile(r"\.v([0-9]+)$")
+FULL = Disclosure("full")
+SIZING = Disclosure("minimum", b"\0" * 32)  # pseudonyms have one length whatever the key: enough to measure
+
+
+class WithheldRecord(ValueError):
+    """A message of a minimum-necessary topic where the full record is needed (the read models)."""
 
 
 def event_id(case_id: str, version: int) -> str:
@@ -54,11 +62,12 @@ def dataschema(name: str, class_version: int) -> str:
     return f"{SCHEMA_BASE}{event_type(name, class_version)}.json"
 
 
-def cloud_event(record: EventRecord, deployment: str) -> CloudEvent:
+def cloud_event(record: EventRecord, deployment: str, disclosure: Disclosure = FULL) -> CloudEvent:
     """The CloudEvent of a stored event; its type and dataschema name the class version the event
     was written at, which is the shape of its ``data``."""
     data = {k: record[k] for k in ("case_id", "version", "type", "occurred_at", "actor", "data", "hash")}
     version = record.get("class_version", 1)
+    data["data"] = disclosure.data(record["type"], record["data"])
     return CloudEvent(
         attributes={
             "specversion": "1.0",
@@ -71,13 +80,15 @@ def cloud_event(record: EventRecord, deployment: str) -> CloudEvent:
             "dataschema": dataschema(record["type"], version),
             "caseversion": record["version"],
             "position": record["position"],
+            "phi": disclosure.mode,
         },
         data=data,
     )
 
 
-def to_message(record: EventRecord, deployment: str) -> KafkaMessage:
-    return to_structured(cloud_event(record, deployment), OrjsonFormat(), key_mapper=lambda e: e.get_subject())
+def to_message(record: EventRecord, deployment: str, disclosure: Disclosure) -> KafkaMessage:
+    event = cloud_event(record, deployment, disclosure=disclosure)
+    return to_structured(event, OrjsonFormat(), key_mapper=lambda e: e.get_subject())
 
 
 def kafka_fields(message: KafkaMessage) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -87,11 +98,15 @@ def kafka_fields(message: KafkaMessage) -> tuple[bytes, bytes, list[tuple[str, b
 
 
 def published_size(stored: Any, deployment: str) -> int:
-    """The bytes a stored event takes on the topic (key, value and headers); raises when it
-    cannot be encoded. The position is taken at its widest, so the size is an upper bound."""
+    """The bytes a stored event (its plaintext state) takes on the topic (key, value and headers), in
+    whichever mode takes more (a deployment may run a full and a minimum relay); raises when it cannot
+    be encoded. The position is taken at its widest, so the size is an upper bound."""
     record = from_stored(2**53, stored.originator_id, stored.originator_version, stored.topic, stored.state)
-    key, value, headers = kafka_fields(to_message(record, deployment))
-    return len(key) + len(value) + sum(len(k) + len(v) for k, v in headers)
+    sizes = []
+    for disclosure in (FULL, SIZING):
+        key, value, headers = kafka_fields(to_message(record, deployment, disclosure))
+        sizes.append(len(key) + len(value) + sum(len(k) + len(v) for k, v in headers))
+    return max(sizes)
 
 
 def parse_message(value: bytes, headers: dict[str, bytes] | None = None, key: bytes | None = None):
@@ -100,8 +115,17 @@ def parse_message(value: bytes, headers: dict[str, bytes] | None = None, key: by
     return from_structured(message, JSONFormat())
 
 
-def record_of(event) -> EventRecord:
-    """A CloudEvent from the topic as the record projections read (the same as from the store)."""
+def disclosed(event) -> str:
+    """What a CloudEvent of the topic discloses: minimum or full (published before ``phi`` existed: full)."""
+    return event.get_extension("phi") or "full"
+
+
+def record_of(event, *, require_full: bool = False) -> EventRecord:
+    """A CloudEvent from the topic as the record projections read (the same as from the store).
+    ``require_full``: a minimum-necessary event raises WithheldRecord (the read models need the full one)."""
+    if require_full and disclosed(event) != "full":
+        raise WithheldRecord(f"event {event.get_id()} carries the minimum necessary (phi={disclosed(event)}): the read"
+                             " models need the full record, published by a relay with CASELOG_KAFKA_PHI=full")
     data = event.get_data()
     return {
         "position": int(event.get_extension("position")),

@@ -26,10 +26,12 @@ from typing import Any, Callable
 from uuid import UUID
 
 from infra.heartbeat import Heartbeat
+from infra.kafka.clients import Security, producer
+from infra.kafka.disclosure import Disclosure
 from infra.kafka.message import kafka_fields, to_message
 from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
-from infra.store.database import Database
+from infra.store.database import Database, events_table
 from infra.store.runner import ensure_tracking, tracked_position
 from projections.records import from_stored
 
@@ -39,6 +41,10 @@ PARKED = (
     " case_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
     " parked_at TEXT NOT NULL, PRIMARY KEY (topic, position))"
 )
+
+
+class StoreUnreadable(RuntimeError):
+    """A stored event no configured key decrypts: the relay stops there (and retries) rather than park it."""
 
 
 def refused(exc: BaseException) -> bool:
@@ -52,10 +58,7 @@ def refused(exc: BaseException) -> bool:
 def stored_event_count(db: Database, recorder: Any, upto: int | None = None) -> int:
     """How many events the store holds (at or below position ``upto``). Positions can have gaps
     (a PostgreSQL sequence skips a number on a rolled-back insert), so they are counted."""
-    if db.dialect == "postgres":
-        table, column = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"', "notification_id"
-    else:
-        table, column = recorder.events_table_name, "rowid"
+    table, column = events_table(db, recorder)
     with db.transaction() as cur:
         if upto is None:
             return int(cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
@@ -78,10 +81,17 @@ class Relay:
     TRACKING = "relay"
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
+                 decode: Callable[[Any], dict], disclosure: Disclosure, security: Security | None = None,
                  replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
                  poll_seconds: float = 0.2, check_seconds: float = 60.0, producer_config: dict | None = None):
+        """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt);
+        ``disclosure``: what each message discloses (CASELOG_KAFKA_PHI); ``security``: every client's
+        Kafka security (``infra.kafka.clients.security``)."""
         self.recorder = recorder
         self.db = db
+        self.decode = decode
+        self.disclosure = disclosure
+        self.security = dict(security or {})
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
@@ -146,26 +156,33 @@ class Relay:
     # ---- Kafka -----------------------------------------------------------------------------
 
     def ensure_topic(self) -> None:
-        ensure_topic(self.bootstrap, self.topic, self.partitions, self.replication, self.max_message_bytes)
+        ensure_topic(self.bootstrap, self.topic, self.partitions, self.replication, self.max_message_bytes,
+                     security=self.security)
+
+    def producer_options(self) -> dict[str, Any]:
+        return {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_in_flight_requests_per_connection": 5,
+                "retries": 2**31 - 1, "request_timeout_ms": 10_000, "max_request_size": self.max_message_bytes,
+                "client_id": "caselog-relay",
+                "allow_auto_create_topics": False,  # the relay creates it, with its partitions and configs
+                **self.producer_config}
 
     def producer(self):
         if self._producer is None:
-            from kafka import KafkaProducer
-
-            config = {"bootstrap_servers": self.bootstrap, "acks": "all", "enable_idempotence": True, "linger_ms": 5,
-                      "max_in_flight_requests_per_connection": 5, "retries": 2**31 - 1, "request_timeout_ms": 10_000,
-                      "max_request_size": self.max_message_bytes, "client_id": "caselog-relay",
-                      "allow_auto_create_topics": False,  # the relay creates it, with its partitions and configs
-                      **self.producer_config}
-            self._producer = KafkaProducer(**config)
+            self._producer = producer(self.bootstrap, self.security, **self.producer_options())
         return self._producer
 
     def _send(self, n: Any) -> tuple[Any, str | None]:
         """Send one stored event: (its future, None), or (None, why it cannot be published: it
-        cannot be encoded, or the producer's size check refuses it). Anything else raises: an outage."""
+        cannot be encoded, or the producer's size check refuses it). Anything else raises: an outage. A
+        state that cannot be read (no key decrypts it, or it is ciphertext and no key is set) raises
+        StoreUnreadable: a wrong or missing CASELOG_CIPHER_KEY must not park the store."""
         try:
-            record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
-            key, value, headers = kafka_fields(to_message(record, self.deployment))
+            state = self.decode(n.state)
+        except Exception as exc:  # noqa: BLE001 - NotDecryptable, zlib or JSON errors: the store, not the event
+            raise StoreUnreadable(f"position {n.id}: {type(exc).__name__}: {exc}") from None
+        try:
+            record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, state)
+            key, value, headers = kafka_fields(to_message(record, self.deployment, self.disclosure))
         except Exception as exc:  # noqa: BLE001 - whatever a stored event holds, it must not stop the relay
             return None, f"cannot be encoded as a CloudEvent: {type(exc).__name__}: {exc}"
         try:
@@ -266,7 +283,7 @@ class Relay:
             parked = int(cur.execute("SELECT count(*) FROM caselog_relay_parked WHERE topic = ? AND position <= ?",
                                      (self.topic, position)).fetchone()[0])
         acknowledged = stored_event_count(self.db, self.recorder, position) - parked
-        marks = high_water_marks(self.bootstrap, self.topic)
+        marks = high_water_marks(self.bootstrap, self.topic, security=self.security)
         if marks is None:  # deleted: create it again now rather than wait for the producer to give up
             self.ensure_topic()
         held = sum(end for _, end in (marks or {}).values())
@@ -335,7 +352,11 @@ class Relay:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._reset_producer()
                 topic_ready = False  # a broker that comes back may have lost the topic: check it again
-                log.warning("relay: broker unavailable (%s); retrying in %.1fs", self.last_error, backoff)
+                if isinstance(exc, StoreUnreadable):
+                    log.error("relay: cannot read the store (%s): check CASELOG_CIPHER_KEY; retrying in %.1fs",
+                              exc, backoff)
+                else:
+                    log.warning("relay: broker unavailable (%s); retrying in %.1fs", self.last_error, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 

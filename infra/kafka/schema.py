@@ -4,7 +4,9 @@ CloudEvent on the topic, with its ``data``) and an AsyncAPI 3.0 document for the
 Each event's properties come from its class (``domain.events``: its fields, which are required,
 which may be null, its docstring as the description); what a field holds (instants, enums, the
 items of a list, the parts of an object) comes from ``FIELDS`` below, by field name, with
-``BY_EVENT`` where one name means another thing in one event (``outcome``, ``level``, ``channel``)."""
+``BY_EVENT`` where one name means another thing in one event (``outcome``, ``level``, ``channel``).
+The data is as the deployment's ``CASELOG_KAFKA_PHI`` mode publishes it: minimum necessary or full
+(``infra/kafka/disclosure.py``)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from domain.policy import FEDERAL_EXTENSIONS, POLICY_IDS
 from domain.vocabulary import (APPEAL_OUTCOMES, CHANNELS, LETTER_CHANNELS, LINE_DECISIONS, LINES_OF_BUSINESS,
                                NOTICE_CHANNELS, OUTCOMES, P2P_LEVELS, RECIPIENTS, RECONSIDERATION_OUTCOMES,
                                RENTAL_UNITS, UPDATE_KINDS)
+from infra.kafka.disclosure import minimum_schema
 from infra.kafka.message import dataschema, event_type
 from infra.settings import Settings
 
@@ -197,8 +200,16 @@ def description(cls: type) -> str:
     return " ".join((cls.__doc__ or "").split())
 
 
-def cloud_event_schema(name: str, cls: type, deployment: str) -> dict[str, Any]:
+HASH_NOTE = {
+    "full": "the event's SHA-256 chain hash as stored (the chain is checked in the store: caselog verify)",
+    "minimum": "the event's SHA-256 chain hash, over the full record, which this topic does not carry: it identifies"
+               " the event, nothing here can be checked against it",
+}
+
+
+def cloud_event_schema(name: str, cls: type, deployment: str, phi: str = "full") -> dict[str, Any]:
     version = getattr(cls, "class_version", 1)
+    data = data_schema(cls) if phi == "full" else minimum_schema(name, data_schema(cls))
     return {
         "$schema": JSON_SCHEMA,
         "$id": dataschema(name, version),
@@ -206,7 +217,7 @@ def cloud_event_schema(name: str, cls: type, deployment: str) -> dict[str, Any]:
         "description": description(cls),
         "type": "object",
         "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema",
-                     "caseversion", "position", "data"],
+                     "caseversion", "position", "phi", "data"],
         "properties": {
             "specversion": {"const": "1.0"},
             "id": {"type": "string", "format": "uuid", "description": "stable across re-publication"},
@@ -218,6 +229,8 @@ def cloud_event_schema(name: str, cls: type, deployment: str) -> dict[str, Any]:
             "dataschema": {"const": dataschema(name, version), "description": "this schema's $id"},
             "caseversion": {"type": "integer", "minimum": 1, "description": "keep the highest per case to dedupe"},
             "position": {"type": "integer", "minimum": 1, "description": "global store position"},
+            "phi": {"const": phi, "description": "what data discloses: minimum (member pseudonymized; no names, dates"
+                    " of birth, free text or document names) or full (the record as stored); CASELOG_KAFKA_PHI"},
             "data": {
                 "type": "object",
                 "required": ["case_id", "version", "type", "occurred_at", "actor", "data", "hash"],
@@ -227,8 +240,8 @@ def cloud_event_schema(name: str, cls: type, deployment: str) -> dict[str, Any]:
                     "type": {"const": name},
                     "occurred_at": {"type": "string", "format": "date-time"},
                     "actor": ACTOR,
-                    "hash": {**SHA256, "description": "SHA-256 over the canonical event: its case's hash chain"},
-                    "data": data_schema(cls),
+                    "hash": {**SHA256, "description": HASH_NOTE[phi]},
+                    "data": data,
                 },
             },
         },
@@ -236,7 +249,18 @@ def cloud_event_schema(name: str, cls: type, deployment: str) -> dict[str, Any]:
 
 
 def event_schemas(settings: Settings) -> dict[str, dict]:
-    return {name: cloud_event_schema(name, cls, settings.deployment) for name, cls in sorted(EVENT_TYPES.items())}
+    """Every event type's schema as this deployment publishes it (CASELOG_KAFKA_PHI)."""
+    return {name: cloud_event_schema(name, cls, settings.deployment, settings.kafka_phi)
+            for name, cls in sorted(EVENT_TYPES.items())}
+
+
+DISCLOSES = {
+    "minimum": "This topic carries the minimum necessary (CASELOG_KAFKA_PHI=minimum, phi: minimum): the member is a"
+               " keyed pseudonym; names, dates of birth, free-text clinical answers, notes, reasons, rationales and"
+               " document names are left out.",
+    "full": "This topic carries the full record (CASELOG_KAFKA_PHI=full, phi: full), member data included: keep it"
+            " internal (TLS, SASL and ACLs).",
+}
 
 
 def asyncapi(settings: Settings) -> dict[str, Any]:
@@ -247,9 +271,8 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
     return {
         "asyncapi": "3.0.0",
         "info": {"title": "caselog case events", "version": "1.0.0",
-                 "description": "Every prior-authorization case event, as a CloudEvents 1.0 structured JSON message "
-                                "keyed by case id. Delivery is at least once: keep the highest `caseversion` per "
-                                "case and drop anything at or below it."},
+                 "description": "Every prior-authorization case event, as a CloudEvents 1.0 structured JSON message"
+                                f" keyed by case id. {DISCLOSES[settings.kafka_phi]}"},
         "channels": {"caseEvents": {"address": settings.topic,
                                     "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in messages}}},
         "operations": {"publishCaseEvents": {"action": "send", "channel": {"$ref": "#/channels/caseEvents"},

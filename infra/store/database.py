@@ -13,7 +13,7 @@ import psycopg
 from eventsourcing import postgres as es_postgres
 from psycopg.conninfo import conninfo_to_dict
 
-from infra.settings import SettingError, Settings, StoreUnavailable, usable_dir
+from infra.settings import SettingError, Settings, StoreUnavailable, private, private_file, usable_dir
 
 
 WAL_PAGES = 10_000  # pages of WAL between automatic checkpoints (4 KB pages: ~40 MB)
@@ -51,6 +51,14 @@ def check_postgres(settings: Settings) -> dict[str, Any]:
     return params
 
 
+def events_table(db: "Database", recorder: Any) -> tuple[str, str]:
+    """(table, position column) of the event store's rows, for SQL beside the library's: counting them
+    (the relay), rewriting their state in place (``caselog rekey``)."""
+    if db.dialect == "postgres":
+        return f'"{recorder.datastore.schema}"."{recorder.events_table_name}"', "notification_id"
+    return recorder.events_table_name, "rowid"
+
+
 class EventStoreFactory(es_postgres.PostgresFactory):
     """eventsourcing's PostgreSQL persistence connecting with every parameter of CASELOG_DATABASE_URL: its
     POSTGRES_* settings carry only dbname, host, port, user and password, so the whole connection string
@@ -63,6 +71,14 @@ class EventStoreFactory(es_postgres.PostgresFactory):
         if conninfo:
             pool = self.datastore.pool
             pool.kwargs = {**pool.kwargs, **conninfo_to_dict(conninfo)}
+
+
+def secure_sqlite(path: Path) -> None:
+    """The SQLite database file made (or closed to) 0600 before anything opens it; SQLite gives its -wal and
+    -shm files the database file's mode, and any left from before are closed too."""
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        private(path.with_name(path.name + suffix))
 
 
 class Cursor:
@@ -105,6 +121,7 @@ class Database:
             self._pool = ConnectionPool("", min_size=1, max_size=8, open=True, kwargs={**params, "autocommit": False})
         else:
             usable_dir(Path(settings.data_dir))
+            secure_sqlite(settings.sqlite_path)
 
     def _sqlite(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

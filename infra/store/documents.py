@@ -1,13 +1,16 @@
-"""Uploaded documents, stored content-addressed (sha256) under the data dir, each of the media type
-its content shows, never only its name; and who uploaded each one under which name
+"""Uploaded documents, stored content-addressed (the sha256 of their plaintext) under the data dir, each of
+the media type its content shows, never only its name; and who uploaded each one under which name
 (``caselog_document_uploads``), so that a request can name a document by its id alone and a provider
-attaches only documents it, or a provider sharing its worklist with it, uploaded."""
+attaches only documents it, or a provider sharing its worklist with it, uploaded.
+
+With ``CASELOG_CIPHER_KEY`` a document is encrypted (AES-GCM, ``infra/store/cipher.py``) before it
+touches the disk: an upload is checked in memory (25 MB at most) and only its ciphertext is written.
+Files are 0600 in 0700 directories whatever the umask."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import io
 import zipfile
 from pathlib import Path
 from typing import BinaryIO, Iterable
@@ -16,6 +19,8 @@ import puremagic
 
 from domain.errors import DocumentTooLarge, FieldError, InvalidInput, NotPermitted
 from domain.validation import DOCUMENT_MEDIA_TYPES, MAX_DOCUMENT_BYTES, extension_of
+from infra.settings import private
+from infra.store.cipher import Keyring, open_document, seal_document, write_private
 from infra.store.database import Database
 
 CHUNK = 1024 * 1024
@@ -39,15 +44,14 @@ def what_it_is(head: bytes) -> str:
     return f"{guess.name} ({guess.mime_type})" if guess.mime_type else guess.name or "content of no type caselog knows"
 
 
-def mismatch(ext: str, path: Path) -> str | None:
-    """What the file at ``path`` holds when that is not what its extension ``ext`` says, else None."""
-    with open(path, "rb") as f:
-        head = f.read(8192)
+def mismatch(ext: str, content: bytes) -> str | None:
+    """What ``content`` holds when that is not what its extension ``ext`` says, else None."""
+    head = content[:8192]
     if not head.startswith(SIGNATURES[ext]):
         return what_it_is(head)
     if ext == ".docx":
         try:
-            with zipfile.ZipFile(path) as archive:
+            with zipfile.ZipFile(io.BytesIO(content)) as archive:
                 if not any(n.startswith("word/") for n in archive.namelist()):
                     return "a zip archive with no word/ part"
         except zipfile.BadZipFile:
@@ -67,10 +71,12 @@ class DocumentNotYours(NotPermitted):
 
 
 class DocumentStore:
-    def __init__(self, root: Path, db: Database):
+    def __init__(self, root: Path, db: Database, keyring: Keyring | None = None):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private(self.root)
         self.db = db
+        self.keyring = keyring
         with db.schema() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS caselog_document_uploads (sha256 TEXT NOT NULL,"
                         " uploader_kind TEXT NOT NULL, uploader_id TEXT NOT NULL, name TEXT NOT NULL,"
@@ -83,12 +89,19 @@ class DocumentStore:
     def exists(self, sha256: str) -> bool:
         return len(sha256) == 64 and self.path(sha256).exists()
 
+    def read(self, sha256: str) -> bytes:
+        """A stored document's content (decrypted), checked against its name."""
+        content, _ = open_document(self.keyring, self.path(sha256).read_bytes())
+        if hashlib.sha256(content).hexdigest() != sha256:
+            raise ValueError(f"document {sha256}: its content does not hash to its name")
+        return content
+
     def misnamed(self, sha256: str, name: str) -> str | None:
         """What the stored document ``sha256`` holds when a reference names it as another kind, else None."""
         ext = extension_of(name)
         if ext not in SIGNATURES or not self.exists(sha256):
             return None  # an unknown extension or document is refused by its own rule
-        if (holds := mismatch(ext, self.path(sha256))) is not None:
+        if (holds := mismatch(ext, self.read(sha256))) is not None:
             return f"{name!r} is not {KINDS[ext]}: the uploaded document holds {holds}"
         return None
 
@@ -97,28 +110,22 @@ class DocumentStore:
         ext = extension_of(name)
         if ext not in DOCUMENT_MEDIA_TYPES:
             raise InvalidInput(FieldError("file", f"{name!r}: documents must be .doc, .docx, .pdf or .png"))
-        digest, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    size += len(chunk)
-                    if size > MAX_DOCUMENT_BYTES:
-                        raise DocumentTooLarge(FieldError("file", f"{name!r} is larger than 25 MB ({MAX_DOCUMENT_BYTES} bytes)"))
-                    digest.update(chunk)
-                    out.write(chunk)
-            if size == 0:
-                raise InvalidInput(FieldError("file", "the file is empty"))
-            if (holds := mismatch(ext, Path(tmp))) is not None:
-                raise InvalidInput(FieldError("file", f"{name!r} is not {KINDS[ext]}: it holds {holds}"))
-            sha = digest.hexdigest()
-            target = self.path(sha)
-            target.parent.mkdir(exist_ok=True)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        content = bytearray()
+        while chunk := stream.read(CHUNK):
+            content += chunk
+            if len(content) > MAX_DOCUMENT_BYTES:
+                why = f"{name!r} is larger than 25 MB ({MAX_DOCUMENT_BYTES} bytes)"
+                raise DocumentTooLarge(FieldError("file", why))
+        size = len(content)
+        if size == 0:
+            raise InvalidInput(FieldError("file", "the file is empty"))
+        if (holds := mismatch(ext, bytes(content))) is not None:
+            raise InvalidInput(FieldError("file", f"{name!r} is not {KINDS[ext]}: it holds {holds}"))
+        sha = hashlib.sha256(content).hexdigest()
+        target = self.path(sha)
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        private(target.parent)
+        write_private(target, seal_document(self.keyring, bytes(content)))
         media_type = DOCUMENT_MEDIA_TYPES[ext]
         with self.db.transaction() as cur:
             cur.execute("INSERT INTO caselog_document_uploads (sha256, uploader_kind, uploader_id, name, media_type,"

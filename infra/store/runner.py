@@ -6,7 +6,7 @@ position is re-read inside the transaction (FOR UPDATE on PostgreSQL)."""
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from infra.store.database import Cursor, Database
 from projections.base import Projection
@@ -34,9 +34,13 @@ def tracked_position(db: Database, name: str) -> int:
 
 
 class ProjectionRunner:
-    def __init__(self, db: Database, recorder, projections: Sequence[Projection], batch: int = 5000):
+    def __init__(self, db: Database, recorder, projections: Sequence[Projection], batch: int = 5000,
+                 decode: Callable[[Any], dict] | None = None):
+        """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt);
+        the Kafka workers' runner has no store (``recorder`` None)."""
         self.db = db
         self.recorder = recorder
+        self.decode = decode
         self.projections = list(projections)
         self.batch = batch
         self._lock = threading.Lock()
@@ -133,7 +137,9 @@ class ProjectionRunner:
                 rows = self.recorder.select_notifications(start, self.batch)
                 if not rows:
                     return done
-                events = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in rows]
+                decode = self.decode or (lambda state: state)
+                events = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, decode(n.state))
+                          for n in rows]
                 self.apply_all(chosen, events)
                 done += len(events)
                 if progress:

@@ -80,7 +80,8 @@ def second_database(postgres_server) -> str:
 
 def test_two_workers_equal_the_embedded_projections_and_a_worker_killed_mid_stream_loses_nothing(
         postgres_url, postgres_server, broker, clock, tmp_path):
-    store = Settings(data_dir=tmp_path / "store", database_url=postgres_url, kafka_bootstrap=broker[0], topic_partitions=4)
+    store = Settings(data_dir=tmp_path / "store", database_url=postgres_url, kafka_bootstrap=broker[0],
+                     topic_partitions=4, kafka_phi="full")  # the workers' topic: the full record (consumers/worker.py)
     reads = Settings(data_dir=tmp_path / "workers", database_url=second_database(postgres_server),
                      kafka_bootstrap=broker[0], topic=store.topic)
     system = bootstrap(store, clock=clock)
@@ -177,7 +178,7 @@ def test_the_scaled_out_deployment_serves_reads_kept_by_a_worker(postgres_url, b
     port = free_port()
     env = {**os.environ, "CASELOG_DATA_DIR": str(tmp_path), "CASELOG_DATABASE_URL": postgres_url, "CASELOG_KAFKA_BOOTSTRAP": broker[0],
            "CASELOG_PROJECTIONS": "workers", "CASELOG_TOPIC_PARTITIONS": "2", "CASELOG_CLOCK": "manual",
-           "CASELOG_CLOCK_START": "2026-11-23T14:00:00Z"}
+           "CASELOG_CLOCK_START": "2026-11-23T14:00:00Z", "CASELOG_KAFKA_PHI": "full"}
     serve_log, worker_log = tmp_path / "serve.log", tmp_path / "worker.log"
     worker = subprocess.Popen([CASELOG, "worker"], env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT)
     base, logs = f"http://127.0.0.1:{port}", [serve_log, worker_log]

@@ -16,7 +16,7 @@ import pytest
 from consumers.dedupe import CaseVersionDeduper
 from domain.case import Case, Context
 from domain.errors import EventTooLarge, InvalidInput
-from infra.bootstrap import bootstrap
+from infra.bootstrap import bootstrap, disclosure
 from infra.kafka.message import parse_message, published_size
 from infra.kafka.topic import high_water_marks
 from infra.kafka.relay import Relay, stored_event_count
@@ -81,7 +81,8 @@ def caselog(settings, *args: str, **extra) -> subprocess.CompletedProcess:
 def relay_of(system, **options) -> Relay:
     s = system.settings
     return Relay(system.app.recorder, system.db, bootstrap=s.kafka_bootstrap, topic=s.topic,
-                 partitions=s.topic_partitions, deployment=s.deployment, **options)
+                 partitions=s.topic_partitions, deployment=s.deployment, decode=system.app.stored_state,
+                 disclosure=disclosure(s), **options)
 
 
 def held_on_topic(settings) -> int:
@@ -116,8 +117,10 @@ def test_events_the_broker_refuses_or_cannot_encode_are_parked_and_the_events_af
 
     from infra.http.app import create_app
 
-    system = bootstrap(kafka_store, clock=clock)
-    s = kafka_store
+    from dataclasses import replace
+
+    s = replace(kafka_store, kafka_phi="full")  # the large clinical answer is published (minimum mode withholds it)
+    system = bootstrap(s, clock=clock)
     relay = relay_of(system, max_message_bytes=TOPIC_LIMIT)
     try:
         first = submit(system, 1)
@@ -142,7 +145,7 @@ def test_events_the_broker_refuses_or_cannot_encode_are_parked_and_the_events_af
         assert metric(metrics, "caselog_relay_parked") == 3
 
         # the fix: the topic takes large messages again (CASELOG_TOPIC_MAX_MESSAGE_BYTES back to its default)
-        done = caselog(s, "relay", "--retry-parked")
+        done = caselog(s, "relay", "--retry-parked", CASELOG_KAFKA_PHI="full")
         assert done.returncode == 1, done.stderr  # the unencodable event can only stay parked
         assert "published 2 parked events; 1 still parked" in done.stdout
         assert f"case {deep} version 1" in done.stderr and "cannot be encoded" in done.stderr
@@ -232,7 +235,9 @@ def test_a_topic_recreated_empty_is_republished_from_the_start_with_the_same_ids
 
 
 def test_replay_from_a_topic_holding_fewer_events_than_the_store_exits_1_and_replaces_nothing(kafka_store, clock):
-    s = kafka_store
+    from dataclasses import replace
+
+    s = replace(kafka_store, kafka_phi="full")  # the read models need the full record
     system = bootstrap(s, clock=clock)
     relay = system.relay()
     try:
