@@ -67,7 +67,8 @@ def problems_as_problem_json(doc: dict[str, Any]) -> dict[str, Any]:
             for status, response in operation.get("responses", {}).items():
                 if status[0] not in "45":
                     continue
-                response["content"] = {PROBLEM: {"schema": problem_ref}}
+                html = response.get("content", {}).get("text/html")  # a page for a person, beside the problem
+                response["content"] = {PROBLEM: {"schema": problem_ref}, **({"text/html": html} if html is not None else {})}
                 if status == "422":
                     response["content"][PROBLEM]["example"] = PROBLEM_EXAMPLE
                 if status == "401":

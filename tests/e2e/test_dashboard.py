@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import timedelta
 
+import jwt
 import pytest
 
 from infra.demo.samples import later, request
@@ -102,7 +103,9 @@ def test_no_token_in_the_url_and_a_browser_is_sent_to_the_sign_in_form(api):
 
 def test_expired_foreign_and_wrong_role_tokens_are_refused(api):
     secret = load_secret(api.system.settings.data_dir)
-    expired = mint(secret, role="ops", sub="late", ttl_seconds=-5)
+    now = int(time.time())  # a token that expired a minute ago (mint refuses a lifetime that is not positive)
+    expired = jwt.encode({"iss": "caselog", "jti": "expired-1", "role": "ops", "sub": "late", "npis": [],
+                          "iat": now - 120, "exp": now - 60}, secret, algorithm="HS256")
     client = as_browser(api, None)
     r = client.post("/session", json={"token": expired})
     assert r.status_code == 401 and "expired" in r.json()["detail"] and COOKIE not in r.cookies

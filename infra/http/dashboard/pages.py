@@ -126,7 +126,7 @@ def _same_origin(request: Request) -> bool:
 
 
 def router(guard: Guard) -> APIRouter:
-    routes = APIRouter(tags=["dashboard"])
+    routes = APIRouter(tags=["dashboard"], responses={303: {"description": "not signed in: sent to the sign-in form"}})
     app, system = guard.app, guard.system
 
     def viewer(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal | None:
@@ -163,13 +163,15 @@ def router(guard: Guard) -> APIRouter:
         "/session",
         status_code=201,
         response_model=SessionInfo,
-        tags=["dashboard"],
-        responses={401: ERRORS[401], 403: ERRORS[403], 422: ERRORS[422]},
+        responses={401: {**ERRORS[401], "content": {"text/html": {}},  # the sign-in form again, for a person
+                         "description": "the token was not accepted (problem JSON, or the form again)"},
+                   403: ERRORS[403], 422: ERRORS[422]},
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": SessionBody.model_json_schema()},
+                    "application/json": {"schema": SessionBody.model_json_schema(),
+                                         "examples": {"token": {"value": {"token": "<from caselog token --role ops>"}}}},
                     "application/x-www-form-urlencoded": {"schema": SessionBody.model_json_schema()},
                 },
             }
@@ -235,7 +237,7 @@ def router(guard: Guard) -> APIRouter:
         )
         return response
 
-    @routes.delete("/session", status_code=204, tags=["dashboard"], responses={403: ERRORS[403]})
+    @routes.delete("/session", status_code=204, responses={403: ERRORS[403]})
     def close_session(request: Request) -> Response:
         """Sign out: the session ends server-side and the cookie is cleared."""
         if not _same_origin(request):
@@ -329,7 +331,7 @@ def router(guard: Guard) -> APIRouter:
             "next_day": (day + timedelta(days=1)).isoformat(),
         }
 
-    @routes.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"])
+    @routes.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(guard.bearer)) -> Response:
         """The operations dashboard (HTML): review queue, holds, P2P of the day. A browser signs in
         with ``POST /session`` (the form at /dashboard/sign-in); the API's bearer token works too."""
@@ -487,7 +489,7 @@ def router(guard: Guard) -> APIRouter:
             return sign_in_first(request)
         context = base(who, "")
         try:
-            guard.visible(who, case_id)
+            guard.authz.visible(who, case_id)
             full = app.history(case_id)
         except DomainError:
             return render("missing.html", status=404, **context, case_id=case_id)
@@ -509,9 +511,8 @@ def router(guard: Guard) -> APIRouter:
             except DomainError:
                 as_of_error = f"the case had no events by {views.local(as_of, zone)}"
                 as_of = None
-        system.access.record_read(
-            who, view["case_id"], "dashboard-history" if as_of else "dashboard-case", guard.now_iso()
-        )
+        guard.read(who, "dashboard-history" if as_of else "dashboard-case", [view["case_id"]],
+                   {"as_of": raw_as_of} if raw_as_of else None)
         now = app.clock.now()
         shown = then or view
         extension = [
