@@ -387,9 +387,12 @@ def main() -> None:
     if not stores or set(stores) - {"sqlite", "postgres"}:
         parser.error("--stores takes sqlite and/or postgres")
 
+    # Stopped with SIGTERM, still stop the servers (finally) and the embedded PostgreSQL (atexit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     pg, pg_settings = start_postgres() if "postgres" in stores else (None, None)
     config = {"stores": stores, "clients": args.clients, "seconds": args.seconds, "requests": args.requests,
-              "runs": args.runs, "idempotency_keys": args.keys, "command": " ".join(sys.argv)}
+              "runs": args.runs, "idempotency_keys": args.keys,
+              "command": " ".join(["python -m bench.write", *sys.argv[1:]])}
     results: dict = {"config": config, "machine": machine(pg_settings), "runs": []}
     members = Members()
     scratch = Path(tempfile.mkdtemp(prefix="caselog-bench-write-"))
