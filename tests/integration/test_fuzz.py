@@ -259,9 +259,13 @@ def test_a_replayed_key_with_another_body_is_refused_and_the_first_answer_stands
             assert again.json() == first.json() and position(system) == before
         other = data.draw(mutated(base))
         if other != base:
+            before = position(system)
             r = send(api, path, who, other, **{"Idempotency-Key": key})
-            assert_refusal_recorded_nothing(system, position(system), r)
-            if first.status_code < 300:
+            assert_refusal_recorded_nothing(system, before, r)
+            if first.status_code < 300 and r.status_code < 300:
+                # a body that reads as the same command (a default left out) is the same request: the first answer
+                assert r.json() == first.json() and position(system) == before, r.text[:300]
+            elif first.status_code < 300:
                 assert r.status_code in (400, 403, 404, 409, 413, 422), r.text[:300]
 
     fuzz()
