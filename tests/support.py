@@ -81,3 +81,27 @@ def metric(text: str, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return None
+
+
+def start_serve(env: dict, port: int, log_path, timeout: float = 60):
+    """`caselog serve` in its own process on ``port`` with ``env``, once it answers /healthz; its
+    output goes to ``log_path`` (shown when it does not start)."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    log = open(log_path, "a")
+    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, open(log_path).read()
+        time.sleep(0.2)

@@ -20,23 +20,9 @@ from infra.bootstrap import bootstrap
 from infra.demo.samples import request
 from infra.settings import Settings
 from tests.integration.test_projections import snapshot
-from tests.support import free_port
+from tests.support import free_port, start_serve
 
 CLIENTS = 6
-
-
-def start(env: dict, port: int, log) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
@@ -50,8 +36,7 @@ def test_serve_killed_under_concurrent_writes_loses_nothing_acknowledged_and_dup
         env["CASELOG_DATABASE_URL"] = settings.database_url
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "serve.log", "w")
-    proc = start(env, port, log)
+    proc = start_serve(env, port, tmp_path / "serve.log")
     token = subprocess.run([sys.executable, "-m", "infra.cli", "token", "--role", "provider", "--sub", "dr-doe",
                             "--npi", "1234567893"], env=env, capture_output=True, text=True, check=True).stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
@@ -88,7 +73,7 @@ def test_serve_killed_under_concurrent_writes_loses_nothing_acknowledged_and_dup
     for t in threads:
         t.join(timeout=30)
 
-    proc = start(env, port, log)
+    proc = start_serve(env, port, tmp_path / "serve.log")
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             for key, case_id in acknowledged.items():
@@ -105,7 +90,6 @@ def test_serve_killed_under_concurrent_writes_loses_nothing_acknowledged_and_dup
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-        log.close()
     verify = subprocess.run([sys.executable, "-m", "infra.cli", "verify"], env=env, capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     system = bootstrap(settings)

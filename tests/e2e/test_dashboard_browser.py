@@ -12,7 +12,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from datetime import datetime, timedelta
 
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from infra.demo.samples import later, request
-from tests.support import free_port
+from tests.support import free_port, start_serve
 
 CLOCK_START = "2027-03-02T15:00:00Z"  # after the demo's last case (it ends about 80 days after today)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -76,18 +75,8 @@ def served(tmp_path):
     cli = [sys.executable, "-m", "infra.cli"]
     subprocess.run([*cli, "demo"], env=env, check=True, capture_output=True, timeout=120)
     port = free_port()
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_serve(env, port, tmp_path / "serve.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "serve.log").read_text()
-        time.sleep(0.2)
 
     def token(*args: str) -> str:
         out = subprocess.run([*cli, "token", *args], env=env, capture_output=True, text=True, check=True)
@@ -96,7 +85,6 @@ def served(tmp_path):
     yield base, token, tmp_path
     proc.terminate()
     proc.wait(timeout=30)
-    log.close()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from infra.http.limits import MAX_JSON_BODY, MAX_UPLOAD_BODY
 from infra.demo.samples import later, request
-from tests.support import free_port
+from tests.support import free_port, start_serve
 
 MiB = 1024 * 1024
 START = datetime(2026, 11, 22, 14, tzinfo=timezone.utc)
@@ -38,24 +38,12 @@ def served(tmp_path):
            "CASELOG_CLOCK_START": START.isoformat(), "TMPDIR": str(spool),
            "CASELOG_HTTP_HEADER_TIMEOUT": str(TIMEOUT), "CASELOG_HTTP_BODY_TIMEOUT": str(TIMEOUT)}
     env.pop("CASELOG_DATABASE_URL", None)
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = start_serve(env, port, tmp_path / "serve.log")
     server = Served(f"http://127.0.0.1:{port}", port, proc, env, tmp_path / "data", spool)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{server.base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "serve.log").read_text()
-        time.sleep(0.2)
     server.provider = server.token("--role", "provider", "--sub", "dr-doe", "--npi", "1234567893")
     yield server
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 

@@ -7,13 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, start_serve
 
 BIN = Path(sys.executable).parent
 
@@ -23,18 +22,8 @@ def served(tmp_path):
     port = free_port()
     env = {**os.environ, "CASELOG_DATA_DIR": str(tmp_path), "CASELOG_CLOCK": "manual", "CASELOG_CLOCK_START": "2026-11-22T14:00:00Z"}
     env.pop("CASELOG_DATABASE_URL", None)
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_serve(env, port, tmp_path / "serve.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "serve.log").read_text()
-        time.sleep(0.2)
 
     def token(*args: str) -> str:
         out = subprocess.run([sys.executable, "-m", "infra.cli", "token", *args], env=env, capture_output=True, text=True, check=True)
@@ -43,7 +32,6 @@ def served(tmp_path):
     yield base, token, env, tmp_path
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 
