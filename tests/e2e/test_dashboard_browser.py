@@ -323,3 +323,20 @@ def test_the_dashboard_in_a_browser(served, browser, tmp_path):
     browser.get(f"{base}/dashboard")
     wait.until(ready.presence_of_element_located((By.ID, "token")))
     assert browser.get_cookie("caselog_session") is None
+
+
+@pytest.mark.parametrize("page, rendered", [("/docs", ".swagger-ui .opblock"), ("/redoc", "redoc-wrap, .redoc-wrap")])
+def test_the_api_docs_render_in_a_browser_with_no_network(served, browser, tmp_path, page, rendered):
+    """/docs and /redoc draw the whole API from vendored assets: the browser has no network but
+    the served process (no CDN is reachable here, and none is named)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _, _ = served
+    browser.get(base + page)
+    WebDriverWait(browser, 30).until(ready.presence_of_element_located((By.CSS_SELECTOR, rendered)))
+    assert "submit" in browser.page_source.lower()  # an operation of the document is drawn
+    png = browser.get_screenshot_as_png()
+    (tmp_path / f"{page.strip('/')}.png").write_bytes(png)
+    assert png_is_not_blank(png), f"{page} is blank"
