@@ -18,19 +18,17 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.loader import load  # noqa: E402
-from bench.stats import percentiles  # noqa: E402
+from bench.stats import percentiles, watched  # noqa: E402
 from infra.bootstrap import bootstrap  # noqa: E402
 from infra.clock import ManualClock  # noqa: E402
 from infra.settings import Settings  # noqa: E402
@@ -47,17 +45,8 @@ def timed(call, n: int) -> list[float]:
 
 
 def peak_rss(cmd: list[str], env: dict) -> tuple[float, int, str]:
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    ps, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, ps.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    out = proc.stdout.read()
-    return time.perf_counter() - started, peak, out
+    seconds, peak, _, out, _ = watched(cmd, env)
+    return seconds, peak, out
 
 
 def main() -> None:

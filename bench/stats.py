@@ -14,3 +14,24 @@ def percentiles(samples: list[float]) -> dict:
     return {"p50_ms": round(pick(0.50) * 1000, 2), "p95_ms": round(pick(0.95) * 1000, 2),
             "p99_ms": round(pick(0.99) * 1000, 2), "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
             "n": len(ordered)}
+
+
+def watched(cmd: list[str], env: dict) -> tuple[float, int, int, str, str]:
+    """Run ``cmd`` to its end, sampling its resident memory: (seconds, peak RSS in bytes, exit
+    status, stdout, stderr)."""
+    import subprocess
+    import time
+
+    import psutil
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ps, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    return time.perf_counter() - started, peak, proc.returncode, out, err

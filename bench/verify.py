@@ -20,19 +20,18 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.loader import load  # noqa: E402
+from bench.stats import watched  # noqa: E402
 from infra.bootstrap import bootstrap  # noqa: E402
 from infra.clock import ManualClock  # noqa: E402
 from infra.settings import Settings  # noqa: E402
@@ -40,20 +39,11 @@ from infra.settings import Settings  # noqa: E402
 
 def run(cmd: list[str], env: dict) -> dict:
     """Wall time, peak RSS, exit status and output of a command."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ps, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, ps.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    out, err = proc.communicate()
+    seconds, peak, status, out, err = watched(cmd, env)
     return {
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
         "peak_rss_mb": round(peak / 2**20, 1),
-        "exit": proc.returncode,
+        "exit": status,
         "stdout": out.strip()[-400:],
         "stderr": err.strip()[-600:],
     }
