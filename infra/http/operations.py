@@ -126,10 +126,11 @@ def install_probes(api: FastAPI, guard: Guard, observability: Observability) -> 
             failed.append(f"store: {type(exc).__name__}: {exc}")
         bootstrap = system.settings.kafka_bootstrap
         if bootstrap:
+            from infra.bootstrap import kafka_security
             from infra.kafka.topic import broker_reachable
 
             try:
-                broker_reachable(bootstrap)
+                broker_reachable(bootstrap, kafka_security(system.settings))
                 checks["kafka"] = "ok"
             except Exception as exc:  # noqa: BLE001
                 failed.append(f"kafka {bootstrap}: {type(exc).__name__}: {exc}")

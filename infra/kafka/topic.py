@@ -68,15 +68,13 @@ def high_water_marks(bootstrap: str, topic: str, timeout: float = 15.0,
 
 
 
-def broker_reachable(bootstrap: str, timeout: float = 3.0) -> None:
+def broker_reachable(bootstrap: str, sec: Security | None = None, timeout: float = 3.0) -> None:
     """Raise unless a broker of ``bootstrap`` answers (its cluster metadata) within about ``timeout``
-    seconds (/readyz)."""
-    from kafka import KafkaConsumer
-
+    seconds (/readyz), reached with the deployment's security settings."""
     ms = int(timeout * 1000)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="caselog-readiness", group_id=None,
-                             bootstrap_timeout_ms=ms, request_timeout_ms=ms + 1000, connections_max_idle_ms=ms + 2000)
+    reader = consumer(bootstrap, sec, client_id="caselog-readiness", group_id=None, bootstrap_timeout_ms=ms,
+                           request_timeout_ms=ms + 1000, connections_max_idle_ms=ms + 2000)
     try:
-        consumer.bootstrap(timeout_ms=ms)
+        reader.bootstrap(timeout_ms=ms)
     finally:
-        consumer.close()
+        reader.close()
