@@ -30,7 +30,8 @@ from application.ports import Clock, PublishedSize, Registry
 from domain.case import Case
 from domain.chain import ChainWalker, decode_state
 from domain.context import Context
-from domain.errors import CaseNotFound, EventTooLarge, FieldError, IdempotencyConflict, InvalidInput, VersionConflict
+from domain.errors import (CaseNotFound, DomainError, EventTooLarge, FieldError, IdempotencyConflict, InvalidInput,
+                           VersionConflict)
 from domain.events import CaseEvent
 from domain.intake import intake
 from domain.views import case_view
@@ -139,7 +140,7 @@ class CaseLog(Application):
     def _refuse_unpublishable(self, cases: tuple[Case, ...]) -> None:
         """Every stored event must be publishable: its CloudEvent must encode and fit the topic
         (``max_event_bytes``, below its message limit), or the command is refused before
-        anything is saved; a case number taken for a new case is given back."""
+        anything is saved."""
         for case in cases:
             for event in case.pending_events:
                 name = type(event).__name__
@@ -154,14 +155,22 @@ class CaseLog(Application):
                     why = (f"the {name} event it makes would be {size} bytes on the Kafka topic;"
                            f" at most {self.max_event_bytes} (CASELOG_MAX_EVENT_BYTES)")
                     error = EventTooLarge(FieldError("body", why))
-                self.registry.release_case_numbers([str(c.id) for c in cases if c.version == len(c.pending_events)])
                 raise error
 
-    def _save(self, *cases: Case) -> None:
-        self._refuse_unpublishable(cases)
+    def _save(self, *cases: Case, key: tuple[str, str, str] | None = None) -> None:
+        """Save the cases' new events in one transaction with the number of each new case and the
+        command's idempotency key (scoped key, digest, case id). A new case's number goes back when
+        nothing is saved."""
+        numbers = [(c.case_number, str(c.id)) for c in cases if c.version == len(c.pending_events)]
         try:
-            self.save(*cases)
-        except IntegrityError:
+            self._refuse_unpublishable(cases)
+        except DomainError:
+            self.registry.release_case_numbers([n for n, _ in numbers])
+            raise
+        try:
+            self.save(*cases, case_numbers=numbers, idempotency=[key] if key else [])
+        except IntegrityError:  # nothing was recorded (another command took a version first)
+            self.registry.release_case_numbers([n for n, _ in numbers])
             raise VersionConflict("the case changed while this command ran; reload it and try again") from None
 
     def _earlier_answer(self, case: Case, scoped: str, digest: str, *, created: bool = False) -> Answer | None:
@@ -174,12 +183,13 @@ class CaseLog(Application):
         then = self.load(target.id, version=target.commands[scoped]["version"])
         return Answer(case_view(then, done["at"]), created or bool(done.get("successor")))
 
-    def _check_key(self, scoped: str | None, digest: str, case_id: UUID | None) -> None:
+    def _check_key(self, scoped: str | None, digest: str, case_id: UUID | None) -> tuple[str, str] | None:
         if scoped is None:
-            return
+            return None
         known = self.registry.find_key(scoped)
         if known and (known[0] != digest or (case_id is not None and known[1] != str(case_id))):
             raise IdempotencyConflict("this Idempotency-Key was used with another request")
+        return known
 
     def _change(
         self, name: str, case_id: Any, body: dict, actor: dict, key: str | None, expected_version: int | None,
@@ -200,13 +210,11 @@ class CaseLog(Application):
             ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
             others = list(decide(case, ctx) or [])
             try:
-                self._save(case, *others)
+                self._save(case, *others, key=(scoped, digest, str(case.id)) if scoped else None)
             except VersionConflict:
                 if last:
                     raise
                 continue  # lost a race: load the case as it now stands and decide again
-            if scoped:
-                self.registry.remember_key(scoped, digest, str(case.id))
             if answer is not None:
                 return answer(case, others, ctx.now)
             return Answer(case_view(case, ctx.now))
@@ -224,16 +232,18 @@ class CaseLog(Application):
                     if earlier:
                         return earlier
             ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
-            build(ctx, case_id, "0000000000")  # validate first: a refused request takes no case number
-            case = build(ctx, case_id, self.registry.case_number(str(case_id)))
+            number = self.registry.case_number(str(case_id))
             try:
-                self._save(case)
+                case = build(ctx, case_id, number)
+            except BaseException:
+                self.registry.release_case_numbers([number])  # a refused request keeps no case number
+                raise
+            try:
+                self._save(case, key=(scoped, digest, str(case_id)) if scoped else None)
             except VersionConflict:
                 if last:
                     raise
                 continue  # the same key's request created it meanwhile: answer as it did
-            if scoped:
-                self.registry.remember_key(scoped, digest, str(case_id))
             return Answer(case_view(case, ctx.now), True)
         raise AssertionError("unreachable: the last attempt returns or raises")
 

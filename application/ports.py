@@ -13,15 +13,15 @@ class Clock(Protocol):
 
 
 class Registry(Protocol):
-    """Case numbers (taken only after a submission passed validation) and idempotency keys."""
+    """Case numbers and idempotency keys. A case's number and a command's key are recorded with
+    the events, in the same transaction: ``Application.save(*cases, case_numbers=[(number,
+    case_id)], idempotency=[(scoped_key, digest, case_id)])``."""
 
     def case_number(self, case_id: str) -> str: ...
 
-    def release_case_numbers(self, case_ids: list[str]) -> None: ...
+    def release_case_numbers(self, numbers: list[str]) -> None: ...  # issued, never recorded: issue again
 
-    def find_key(self, key: str) -> tuple[str, str] | None: ...
-
-    def remember_key(self, key: str, digest: str, case_id: str) -> None: ...
+    def find_key(self, key: str) -> tuple[str, str] | None: ...  # (digest, case id) of a recorded key
 
 
 # a stored event -> its size in bytes as published; raises TypeError/ValueError when it cannot be encoded

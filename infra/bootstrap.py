@@ -22,6 +22,7 @@ from infra.store.documents import DocumentStore
 from infra.store.registry import Registry
 from infra.store.runner import ProjectionRunner
 from infra.store.transcoder import OrjsonTranscoder
+from infra.store.writer import Writer
 from projections.board import Board
 from projections.case_owners import CaseOwners
 from projections.certification import CertificationSummary
@@ -52,7 +53,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     if settings.uses_postgres:
         info = connection_params(settings)
         return {
-            "PERSISTENCE_MODULE": "infra.store.database:EventStoreFactory",
+            "PERSISTENCE_MODULE": "infra.store.eventstore:PostgresFactory",
             "POSTGRES_CONNINFO": make_conninfo(**info),  # the URL's options too (sslmode, application_name...)
             "POSTGRES_DBNAME": str(info.get("dbname") or "postgres"),
             "POSTGRES_HOST": str(info.get("host") or "localhost"),
@@ -67,7 +68,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         }
     usable_dir(settings.data_dir)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "PERSISTENCE_MODULE": "infra.store.eventstore:SQLiteFactory",
         "SQLITE_DBNAME": str(settings.sqlite_path),
         "SQLITE_LOCK_TIMEOUT": "30",
         "CREATE_TABLE": "y",
@@ -154,6 +155,8 @@ class System:
 
     def close(self) -> None:
         self.scheduler.stop()
+        if self.runner.writer is not None:
+            self.runner.writer.close()
         self.app.close()
         self.db.close()
 
@@ -203,6 +206,11 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
                       published_size=lambda stored: published_size(stored, settings.deployment),
                       max_event_bytes=settings.max_event_bytes)
         runner = ProjectionRunner(db, app.recorder, projections(), decode=app.stored_state)
+        in_process = [p.name for p in runner.projections]
+        if settings.projections == "workers":
+            in_process = list(ALWAYS_IN_PROCESS)
+        writer = Writer(db, app.recorder, runner, in_process)  # group commit, projections in the same transaction
+        app.recorder.writer = runner.writer = writer
     except BaseException:
         db.close()
         raise

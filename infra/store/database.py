@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import psycopg
-from eventsourcing import postgres as es_postgres
 from psycopg.conninfo import conninfo_to_dict
 
 from infra.settings import SettingError, Settings, StoreUnavailable, private, private_file, usable_dir
@@ -59,20 +58,6 @@ def events_table(db: "Database", recorder: Any) -> tuple[str, str]:
     return recorder.events_table_name, "rowid"
 
 
-class EventStoreFactory(es_postgres.PostgresFactory):
-    """eventsourcing's PostgreSQL persistence connecting with every parameter of CASELOG_DATABASE_URL: its
-    POSTGRES_* settings carry only dbname, host, port, user and password, so the whole connection string
-    also comes in POSTGRES_CONNINFO and replaces the pool's connection parameters (sslmode, sslrootcert,
-    application_name, connect_timeout, several hosts... reach libpq instead of being dropped)."""
-
-    def __init__(self, env: Any):
-        super().__init__(env)
-        conninfo = self.env.get("POSTGRES_CONNINFO")
-        if conninfo:
-            pool = self.datastore.pool
-            pool.kwargs = {**pool.kwargs, **conninfo_to_dict(conninfo)}
-
-
 def secure_sqlite(path: Path) -> None:
     """The SQLite database file made (or closed to) 0600 before anything opens it; SQLite gives its -wal and
     -shm files the database file's mode, and any left from before are closed too."""
@@ -113,6 +98,10 @@ class Database:
         self.settings = settings
         self.dialect = "postgres" if settings.uses_postgres else "sqlite"
         self._local = threading.local()
+        # SQLite takes one writer at a time and makes the others poll (sleeps of 1 to 25 ms); the
+        # threads of this process queue here instead, the group-commit writer (infra/store/writer.py)
+        # included. Another process still meets SQLite's busy timeout.
+        self.write_lock = threading.RLock()
         self._pool = None
         if self.dialect == "postgres":
             from psycopg_pool import ConnectionPool
@@ -123,15 +112,21 @@ class Database:
             usable_dir(Path(settings.data_dir))
             secure_sqlite(settings.sqlite_path)
 
+    def connect(self, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+        """A new SQLite connection to the store (WAL). ``synchronous=FULL`` for the one that commits
+        events: each commit is on disk (fsync) before it is acknowledged, as eventsourcing's own."""
+        conn = sqlite3.connect(str(self.settings.sqlite_path), timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MB of page cache: projections update several indexes per event
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")  # fewer, larger checkpoints while projections write
+        return conn
+
     def _sqlite(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(str(self.settings.sqlite_path), timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-65536")  # 64 MB of page cache: projections update several indexes per event
-            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")  # fewer, larger checkpoints while projections write
-            self._local.conn = conn
+            conn = self._local.conn = self.connect()
         return conn
 
     @contextmanager
@@ -142,18 +137,36 @@ class Database:
                     with conn.cursor() as cur:
                         yield Cursor(cur, "postgres")
         else:
-            conn = self._sqlite()
-            cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield Cursor(cur, "sqlite")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
-            finally:
-                cur.close()
+            with self.write_lock:
+                conn = self._sqlite()
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Cursor(cur, "sqlite")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                else:
+                    conn.execute("COMMIT")
+                finally:
+                    cur.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Cursor]:
+        """A transaction that only reads: on SQLite a snapshot that neither waits for nor blocks the
+        writer (WAL); the write lock ``transaction()`` takes is for transactions that write."""
+        if self.dialect == "postgres":
+            with self.transaction() as cur:
+                yield cur
+            return
+        conn = self._sqlite()
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield Cursor(cur, "sqlite")
+        finally:
+            cur.close()
+            conn.execute("COMMIT")
 
     @contextmanager
     def bulk(self) -> Iterator[None]:

@@ -28,7 +28,7 @@ def ensure_tracking(cur: Cursor, name: str) -> None:
 
 
 def tracked_position(db: Database, name: str) -> int:
-    with db.transaction() as cur:
+    with db.read() as cur:
         row = cur.execute("SELECT position FROM caselog_tracking WHERE projection = ?", (name,)).fetchone()
     return int(row[0]) if row else 0
 
@@ -43,6 +43,7 @@ class ProjectionRunner:
         self.decode = decode
         self.projections = list(projections)
         self.batch = batch
+        self.writer = None  # the group-commit writer, once attached (infra/bootstrap.py)
         self._lock = threading.Lock()
         with db.schema() as cur:
             cur.execute(PARTITION_TRACKING)
@@ -75,17 +76,44 @@ class ProjectionRunner:
         transaction (one commit per batch: commits dominate a rebuild's cost)."""
         if not events:
             return 0
-        applied = 0
         with self.db.transaction() as cur:
-            for projection in projections:
-                tracked = self._tracked(cur, projection.name)
-                fresh = [e for e in events if e["position"] > tracked]
-                for event in fresh:
-                    projection.process_event(cur, event)
-                if fresh:
-                    cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ?", (fresh[-1]["position"], projection.name))
-                applied += len(fresh)
+            return self._apply(cur, projections, events, self._positions(cur, projections))
+
+    def _positions(self, cur: Cursor, projections: Sequence[Projection]) -> dict[str, int]:
+        """Each projection's tracked position, read in one statement (locked on PostgreSQL)."""
+        names = [p.name for p in projections]
+        rows = cur.execute(f"SELECT projection, position FROM caselog_tracking WHERE projection IN"
+                           f" ({', '.join('?' for _ in names)}){self.db.for_update}", names).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def _apply(self, cur: Cursor, projections: Sequence[Projection], events: Sequence[EventRecord],
+               positions: dict[str, int]) -> int:
+        """Apply ``events`` (in store order) to each projection past its position, and move the
+        tracking rows (``positions`` is updated)."""
+        applied = 0
+        for projection in projections:
+            tracked = positions[projection.name]
+            fresh = [e for e in events if e["position"] > tracked]
+            for event in fresh:
+                projection.process_event(cur, event)
+            if fresh:
+                positions[projection.name] = fresh[-1]["position"]
+                cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ?",
+                            (fresh[-1]["position"], projection.name))
+            applied += len(fresh)
         return applied
+
+    def apply_pending(self, cur: Cursor, notifications, names: Iterable[str]) -> int:
+        """Inside a transaction that already holds the store's write lock (the group-commit
+        writer's): apply the events past each projection's position, at most ``batch`` of them, as
+        ``notifications(after, limit)`` reads them in that transaction. Returns the events read."""
+        chosen = self.by_name(names)
+        positions = self._positions(cur, chosen)
+        rows = notifications(min(positions.values()), self.batch)
+        if rows:
+            decode = self.decode or (lambda state: state)
+            self._apply(cur, chosen, [from_stored(r[0], r[1], r[2], r[3], decode(r[4])) for r in rows], positions)
+        return len(rows)
 
     def apply_partitioned(self, projections: Sequence[Projection], topic: str,
                           batch: Sequence[tuple[int, int, EventRecord]]) -> int:
@@ -128,8 +156,16 @@ class ProjectionRunner:
         return {(r[0], int(r[1])): int(r[2]) for r in rows}
 
     def catch_up(self, names: Iterable[str] | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Process every event recorded since the slowest projection's position."""
+        """Process every event recorded since the slowest projection's position. With a writer
+        attached that keeps these projections (infra/store/writer.py), through it: one writer
+        per store connection, no transaction of ours racing it."""
         chosen = self.by_name(names)
+        writer = self.writer
+        if writer is not None and progress is None and {p.name for p in chosen} <= set(writer.projections):
+            return writer.catch_up()
+        return self._catch_up(chosen, progress)
+
+    def _catch_up(self, chosen: list[Projection], progress: Callable[[int], None] | None = None) -> int:
         with self._lock:
             start = min(self.position(p.name) for p in chosen) + 1 if chosen else 1
             done = 0
@@ -163,7 +199,7 @@ class ProjectionRunner:
                     cur.execute("DELETE FROM caselog_partition_tracking WHERE projection = ?", (p.name,))
         with self.db.bulk():
             if source is None:
-                done = self.catch_up([p.name for p in chosen], progress)
+                done = self._catch_up(chosen, progress)
             else:
                 done, chunk = 0, []
                 for record in source:

@@ -1,0 +1,170 @@
+"""The event store's recorders: eventsourcing's SQLite and PostgreSQL application recorders, whose
+inserts go to the group-commit writer (infra/store/writer.py) once one is attached, with the rows
+that must be recorded with the events: a new case's number and the command's idempotency key
+(``Application.save(..., case_numbers=[(number, case_id)], idempotency=[(key, digest, case_id)])``
+reaches ``insert_events`` as keyword arguments, as eventsourcing's own tracking records do).
+
+Each recorder also opens the writer's transaction on its store (``batch``): the events, the
+registry rows and the projections' rows in one transaction, on one connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+from eventsourcing import postgres as es_postgres
+from eventsourcing import sqlite as es_sqlite
+from eventsourcing.persistence import ProgrammingError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
+
+from infra.store.database import Cursor
+
+REGISTRY_KEYWORDS = ("case_numbers", "idempotency")
+# (position, originator_id, originator_version, topic, state) of the events after a position
+Notifications = Callable[[int, int], list[tuple]]
+
+
+class Batch:
+    """The writer's transaction: ``cursor`` for our own tables, ``insert`` for events (their
+    positions back), ``savepoint`` to undo one command's rows, ``notifications`` as this
+    transaction sees them (its own inserts included)."""
+
+    def __init__(self, cursor: Cursor, insert: Callable[[Sequence[StoredEvent]], list[int]],
+                 savepoint: Callable[[], Any], notifications: Notifications):
+        self.cursor = cursor
+        self.insert = insert
+        self.savepoint = savepoint
+        self.notifications = notifications
+
+
+class _Committed:
+    writer: Any = None
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if self.writer is not None:
+            return self.writer.commit(stored_events, **kwargs)
+        if any(kwargs.get(k) for k in REGISTRY_KEYWORDS):
+            raise ProgrammingError("case numbers and idempotency keys are recorded by the writer; none is attached")
+        return super().insert_events(stored_events, **kwargs)  # type: ignore[misc]
+
+
+class SQLiteRecorder(_Committed, es_sqlite.SQLiteApplicationRecorder):
+    def __init__(self, datastore: es_sqlite.SQLiteDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name)
+        self.head_sql = f"SELECT MAX(rowid) FROM {self.events_table_name}"
+        self._notifications_sql = (f"SELECT rowid, originator_id, originator_version, topic, state FROM"
+                                   f" {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?")
+
+    @contextmanager
+    def batch(self, db: Any) -> Iterator[Batch]:
+        """BEGIN IMMEDIATE on the writer's own connection (synchronous=FULL: the commit is on disk
+        before anyone is answered), holding the process's SQLite write lock."""
+        with db.write_lock:
+            conn = getattr(self, "_writer_conn", None)
+            if conn is None:
+                conn = self._writer_conn = db.connect(synchronous="FULL")
+            raw = conn.cursor()
+            es_cursor = es_sqlite.SQLiteCursor(raw)
+            names = iter(range(1 << 62))
+
+            @contextmanager
+            def savepoint() -> Iterator[None]:
+                name = f"unit{next(names)}"
+                raw.execute(f"SAVEPOINT {name}")
+                try:
+                    yield
+                except BaseException:
+                    raw.execute(f"ROLLBACK TO {name}")
+                    raw.execute(f"RELEASE {name}")
+                    raise
+                raw.execute(f"RELEASE {name}")
+
+            def notifications(after: int, limit: int) -> list[tuple]:
+                rows = raw.execute(self._notifications_sql, (after, limit)).fetchall()
+                return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield Batch(Cursor(raw, "sqlite"), lambda events: list(self._insert_events(es_cursor, events) or []),
+                            savepoint, notifications)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+            finally:
+                raw.close()
+
+    def close_writer(self) -> None:
+        conn = getattr(self, "_writer_conn", None)
+        if conn is not None:
+            self._writer_conn = None
+            conn.close()
+
+
+class SQLiteFactory(es_sqlite.SQLiteFactory):
+    application_recorder_class = SQLiteRecorder
+
+
+class PostgresRecorder(_Committed, PostgresApplicationRecorder):
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        table = SQL("{0}.{1}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        names = (self.datastore.schema, self.events_table_name)
+        quoted = ".".join('"' + name.replace('"', '""') + '"' for name in names)
+        self.head_sql = f"SELECT MAX(notification_id) FROM {quoted}"  # for our own cursors (plain text SQL)
+        self._notifications_sql = SQL("SELECT notification_id, originator_id, originator_version, topic, state"
+                                      " FROM {0} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+                                      ).format(table)
+
+    @contextmanager
+    def batch(self, db: Any) -> Iterator[Batch]:
+        """One pooled connection of the event store, one transaction; the events table is locked
+        first (EXCLUSIVE, as eventsourcing does for each insert), so positions are issued in commit
+        order and every event at or below ours is visible to the projections applied here."""
+        with self.datastore.get_connection() as conn, conn.transaction():
+            es_cursor = conn.cursor()
+            raw = conn.cursor(row_factory=tuple_row)
+            self._lock_table(es_cursor)
+
+            def insert(events: Sequence[StoredEvent]) -> list[int]:
+                if not events:
+                    return []
+                self._insert_stored_events(es_cursor, events)
+                return list(self._fetch_ids_after_insert_events(es_cursor, events) or [])
+
+            def notifications(after: int, limit: int) -> list[tuple]:
+                rows = raw.execute(self._notifications_sql, (after, limit)).fetchall()
+                return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+            yield Batch(Cursor(raw, "postgres"), insert, conn.transaction, notifications)
+
+    def close_writer(self) -> None:
+        pass
+
+
+class PostgresFactory(es_postgres.PostgresFactory):
+    """eventsourcing's PostgreSQL persistence connecting with every parameter of CASELOG_DATABASE_URL: its
+    POSTGRES_* settings carry only dbname, host, port, user and password, so the whole connection string
+    also comes in POSTGRES_CONNINFO and replaces the pool's connection parameters (sslmode, sslrootcert,
+    application_name, connect_timeout, several hosts... reach libpq instead of being dropped)."""
+
+    application_recorder_class = PostgresRecorder
+
+    def __init__(self, env: Any):
+        super().__init__(env)
+        conninfo = self.env.get("POSTGRES_CONNINFO")
+        if conninfo:
+            pool = self.datastore.pool
+            pool.kwargs = {**pool.kwargs, **conninfo_to_dict(conninfo)}
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    import psycopg
+    from eventsourcing.persistence import IntegrityError
+
+    return isinstance(exc, (sqlite3.IntegrityError, psycopg.IntegrityError, IntegrityError))

@@ -1,0 +1,188 @@
+"""Group commit: every command of this process is recorded by one transaction at a time, and the
+commands waiting meanwhile are recorded together by the next one.
+
+A command's unit is its events, the new case's number and its idempotency key; each unit of a
+batch runs in its own savepoint, so a unit that loses a race (its case changed: a version already
+taken) is undone alone and told so (IntegrityError), the others are kept. Then, in the same
+transaction, the projections this process keeps are applied up to the last event (read-your-writes:
+a command is answered after its events are in the read models), and the batch commits once: one
+fsync for all of them. A unit is answered only after that commit.
+
+No thread of its own: the first caller to find no batch running leads (runs the next batch, the
+units queued so far), the others wait to be answered or to lead the batch after. A projection that
+fails is rolled back alone (to its savepoint) and the events are kept; the next catch-up tries again
+and raises, as before."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from infra.store.database import Database
+from infra.store.eventstore import is_integrity_error
+from infra.store.registry import CASE_NUMBER_BASE
+from infra.store.runner import ProjectionRunner
+
+log = logging.getLogger("caselog.writer")
+
+MAX_BATCH = 64  # units per transaction
+INSERT_NUMBER = ("INSERT INTO caselog_case_numbers (n, case_id) VALUES (?, ?)"
+                 " ON CONFLICT (case_id) DO UPDATE SET n = excluded.n")
+INSERT_KEY = "INSERT INTO caselog_idempotency (key, digest, case_id) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"
+
+
+@dataclass(eq=False)
+class Unit:
+    events: Sequence[StoredEvent] = ()
+    numbers: Sequence[tuple[str, str]] = ()  # (case number, case id) of new cases
+    keys: Sequence[tuple[str, str, str]] = ()  # (scoped key, digest, case id)
+    flush: bool = False  # no rows: a batch to bring the projections up to date
+    positions: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+    lead: bool = False  # this unit's caller is to lead the next batch
+    # held until the unit is done or its caller is to lead: the caller waits on it alone
+    wake: Any = field(default_factory=threading.Lock)
+
+
+class Writer:
+    def __init__(self, db: Database, recorder: Any, runner: ProjectionRunner, projections: Sequence[str]):
+        self.db = db
+        self.recorder = recorder
+        self.runner = runner
+        self.projections = list(projections)
+        self._lock = threading.Lock()
+        self._queue: list[Unit] = []
+        self._leading = False
+        self.batches = 0
+        self.units = 0
+        names = ", ".join("?" for _ in self.projections)
+        self._lag_sql = (f"SELECT ({recorder.head_sql}),"
+                         f" (SELECT MIN(position) FROM caselog_tracking WHERE projection IN ({names}))")
+
+    # ---- what callers use ----------------------------------------------------------------------
+
+    def commit(self, stored_events: Sequence[StoredEvent], *, case_numbers: Sequence[tuple[str, str]] = (),
+               idempotency: Sequence[tuple[str, str, str]] = (), **_: Any) -> list[int]:
+        """Record these events with their registry rows; their positions once committed. Raises
+        IntegrityError when one of them takes a version already recorded (nothing is recorded)."""
+        unit = self._run(Unit(stored_events, case_numbers, idempotency))
+        return unit.positions
+
+    def flush(self) -> int:
+        """A batch now (with whatever else is queued): the projections caught up with the store."""
+        self._run(Unit(flush=True))
+        return 0
+
+    def catch_up(self) -> int:
+        """Bring the projections up to the store's last event, if they are not already (events
+        recorded by another process, a backlog longer than one batch applies, or a batch whose
+        projections failed: then this raises as that batch did). Returns about how many events."""
+        done, lag = 0, self.lag()
+        while lag > 0:
+            self.flush()
+            done, before, lag = done + lag, lag, self.lag()
+            if lag >= before:  # nothing moved: nothing more to do now
+                break
+        return done
+
+    def lag(self) -> int:
+        """Events in the store past the slowest of our projections."""
+        with self.db.read() as cur:
+            head, tracked = cur.execute(self._lag_sql, self.projections).fetchone()
+        return int(head or 0) - int(tracked or 0)
+
+    def close(self) -> None:
+        with self._lock:
+            self.recorder.close_writer()
+
+    # ---- leading -------------------------------------------------------------------------------
+
+    def _run(self, unit: Unit) -> Unit:
+        """Queue the unit; lead a batch at once if none is running, else wait until the unit is
+        done or this caller is handed the next batch (each waiter is woken alone: no stampede)."""
+        unit.wake.acquire()
+        with self._lock:
+            self._queue.append(unit)
+            unit.lead = not self._leading
+            self._leading = True
+        while True:
+            if not unit.lead:
+                unit.wake.acquire()  # released by the leader that recorded it or hands over to it
+            if unit.done:
+                break
+            unit.lead = False
+            with self._lock:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                self._record(batch)
+            finally:
+                with self._lock:
+                    after = self._queue[0] if self._queue else None
+                    if after is not None:
+                        after.lead = True  # the next batch is the oldest waiter's to lead
+                    else:
+                        self._leading = False
+                for done in batch:
+                    if done is not unit:
+                        done.wake.release()
+                if after is not None and after is not unit:
+                    after.wake.release()
+            if unit.done:
+                break
+        if unit.error is not None:
+            raise unit.error
+        return unit
+
+    def _record(self, batch: list[Unit]) -> None:
+        results: dict[int, list[int]] = {}
+        failed: dict[int, BaseException] = {}
+        try:
+            with self.recorder.batch(self.db) as tx:
+                for i, unit in enumerate(batch):
+                    if unit.flush:
+                        continue
+                    try:
+                        with tx.savepoint():
+                            results[i] = tx.insert(unit.events)
+                            if unit.numbers:
+                                tx.cursor.executemany(INSERT_NUMBER, [(int(n) - CASE_NUMBER_BASE, c)
+                                                                      for n, c in unit.numbers])
+                            if unit.keys:
+                                tx.cursor.executemany(INSERT_KEY, list(unit.keys))
+                    except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
+                        failed[i] = IntegrityError(str(exc)) if is_integrity_error(exc) else exc
+                projection_error = self._project(tx)
+        except BaseException as exc:  # the batch did not commit: nothing of it is recorded
+            for unit in batch:
+                unit.error, unit.done = exc, True
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.batches += 1
+        self.units += len(batch)
+        for i, unit in enumerate(batch):
+            if i in failed:
+                unit.error = failed[i]
+            elif unit.flush:
+                unit.error = projection_error
+            else:
+                unit.positions = results.get(i, [])
+            unit.done = True
+
+    def _project(self, tx: Any) -> BaseException | None:
+        """Apply the projections in the batch's transaction, in a savepoint of their own: a failing
+        projection leaves the events recorded and the projections where they were."""
+        if not self.projections:
+            return None
+        try:
+            with tx.savepoint():
+                self.runner.apply_pending(tx.cursor, tx.notifications, self.projections)
+        except Exception as exc:  # reported to whoever asks for the projections
+            log.exception("applying the projections failed; the events are recorded, a catch-up retries")
+            return exc
+        return None
