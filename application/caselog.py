@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import orjson
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 from eventsourcing.utils import Environment
 
@@ -113,6 +113,21 @@ class CaseLog(Application):
         """A stored row's state as written (decrypted and decompressed by the store's mapper when it
         encrypts): what verify and the seals hash, the projections and the relay read."""
         return decode_state(raw, self.mapper.cipher, self.mapper.compressor)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list:
+        """Application.save, without its runtime-protocol isinstance checks for cases (a tenth of a
+        submission's time): their events collected, recorded with ``kwargs``, then notified."""
+        if not all(isinstance(obj, Case) for obj in objs):
+            return super().save(*objs, **kwargs)
+        processing: ProcessingEvent = ProcessingEvent()
+        for case in objs:
+            processing.events.extend(case.collect_events())
+            processing.aggregates[case.id] = case
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
 
     # ---- plumbing --------------------------------------------------------------------------
 
@@ -224,10 +239,12 @@ class CaseLog(Application):
         scoped = self._scoped(actor, key)
         digest = digest_of(name, None, body)
         case_id = uuid5(KEY_NAMESPACE, scoped) if scoped else uuid4()
-        for last in race_attempts():
+        for attempt, last in enumerate(race_attempts()):
             if scoped:
-                self._check_key(scoped, digest, None)
-                if self.exists(case_id):
+                known = self._check_key(scoped, digest, None)
+                # the key is recorded in the transaction that records the case: no key, no case (but for a
+                # case recorded before keys were, found once a save lost to it: on a later attempt)
+                if (known or attempt) and self.exists(case_id):
                     earlier = self._earlier_answer(self.load(case_id), scoped, digest, created=True)
                     if earlier:
                         return earlier

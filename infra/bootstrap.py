@@ -15,7 +15,7 @@ from domain.validation import parse_instant
 from infra.store.access import Access
 from infra.store.cipher import Keyring, event_store_env as cipher_env
 from infra.clock import LATEST, LONGEST_MOVE, ManualClock, SystemClock
-from infra.kafka.message import published_size
+from infra.kafka.message import size_within
 from infra.settings import SettingError, Settings, check_choice, usable_dir
 from infra.store.database import Database, connection_params
 from infra.store.documents import DocumentStore
@@ -203,7 +203,7 @@ def bootstrap(settings: Settings | None = None, *, clock: Any = None) -> System:
         documents = DocumentStore(documents_dir, db, keyring)
         registry = Registry(db)
         app = CaseLog(event_store_env(settings), clock=clock, registry=registry, transcoder=OrjsonTranscoder(),
-                      published_size=lambda stored: published_size(stored, settings.deployment),
+                      published_size=lambda stored: size_within(stored, settings.deployment, settings.max_event_bytes),
                       max_event_bytes=settings.max_event_bytes)
         runner = ProjectionRunner(db, app.recorder, projections(), decode=app.stored_state)
         in_process = [p.name for p in runner.projections]

@@ -109,6 +109,22 @@ def published_size(stored: Any, deployment: str) -> int:
     return max(sizes)
 
 
+ENVELOPE_BYTES = 1024  # a CloudEvent's attributes, key and headers around an event's own fields, at most
+SAFE_NESTING = 200  # brackets in a stored event below which its CloudEvent nests well within orjson's 254 levels
+
+
+def size_within(stored: Any, deployment: str, limit: int) -> int:
+    """``published_size``, or a cheaper upper bound when that bound is within ``limit``: the message
+    holds the stored state's fields once (re-encoded by the same orjson: the same bytes) plus its
+    envelope, and a state with few brackets nests too shallowly to fail encoding. Anything nearer
+    the limit or more deeply nested is encoded in full."""
+    state = stored.state
+    bound = len(state) + ENVELOPE_BYTES + 2 * len(deployment)
+    if bound <= limit and state.count(b"{") + state.count(b"[") <= SAFE_NESTING:
+        return bound
+    return published_size(stored, deployment)
+
+
 def parse_message(value: bytes, headers: dict[str, bytes] | None = None, key: bytes | None = None):
     """A Kafka message value back into a CloudEvent (the cloudevents package's Kafka binding)."""
     message = KafkaMessage(headers=headers or {"content-type": b"application/cloudevents+json"}, key=key, value=value)

@@ -11,6 +11,7 @@ import pytest
 
 from domain.errors import InvalidInput, VersionConflict
 from infra.bootstrap import bootstrap
+from infra.kafka.message import published_size, size_within
 from projections.case_owners import owners_of
 from tests.support import DME, MD, PROVIDER, WELLSENSE, later, recorded, request, submit
 
@@ -134,3 +135,10 @@ def test_a_failing_projection_keeps_the_events_and_catch_up_raises_until_it_is_f
     monkeypatch.setattr(worklist, "process_event", process)
     system.catch_up()
     assert system.runner.position("worklist") == app.max_position()
+
+
+def test_the_cheap_size_bound_is_never_below_the_published_size(system, app):
+    view = submit(app, DME, clinical={"history": [{"note": "é" * 200, "codes": ["G47.33"] * 20}] * 10})
+    app.place_hold(view["case_id"], ["sleep study"], actor=MD)
+    for n in app.recorder.select_notifications(1, 100):
+        assert published_size(n, "default") <= size_within(n, "default", 10**9)
