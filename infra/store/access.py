@@ -53,13 +53,13 @@ class Access:
         """None: every case. Otherwise the ordering-provider NPIs this user may see."""
         if who.role != "provider":
             return None
-        with self.db.transaction() as cur:
+        with self.db.read() as cur:
             shared = cur.execute("SELECT npi FROM caselog_worklist_access WHERE user_id = ?", (who.sub,)).fetchall()
         return set(who.npis) | {r[0] for r in shared}
 
     def sharing_with(self, who: Principal) -> set[str]:
         """The users (providers) who share their worklist with this one."""
-        with self.db.transaction() as cur:
+        with self.db.read() as cur:
             rows = cur.execute("SELECT DISTINCT owner FROM caselog_worklist_access WHERE user_id = ?",
                                (who.sub,)).fetchall()
         return {r[0] for r in rows}
@@ -78,7 +78,7 @@ class Access:
         of the starter's worklist when the starter shares it with this user."""
         npis = set(who.npis)
         if starter is not None and starter.get("kind") == "provider" and starter.get("id") != who.sub:
-            with self.db.transaction() as cur:
+            with self.db.read() as cur:
                 rows = cur.execute("SELECT npi FROM caselog_worklist_access WHERE owner = ? AND user_id = ?",
                                    (starter.get("id"), who.sub)).fetchall()
             npis |= {r[0] for r in rows}

@@ -77,6 +77,7 @@ class DocumentStore:
         private(self.root)
         self.db = db
         self.keyring = keyring
+        self._kinds: dict[tuple[str, str], str | None] = {}
         with db.schema() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS caselog_document_uploads (sha256 TEXT NOT NULL,"
                         " uploader_kind TEXT NOT NULL, uploader_id TEXT NOT NULL, name TEXT NOT NULL,"
@@ -101,9 +102,19 @@ class DocumentStore:
         ext = extension_of(name)
         if ext not in SIGNATURES or not self.exists(sha256):
             return None  # an unknown extension or document is refused by its own rule
-        if (holds := mismatch(ext, self.read(sha256))) is not None:
+        if (holds := self._holds(sha256, ext)) is not None:
             return f"{name!r} is not {KINDS[ext]}: the uploaded document holds {holds}"
         return None
+
+    def _holds(self, sha256: str, ext: str) -> str | None:
+        """``mismatch`` of a stored document, read once: its content never changes (its name is its
+        hash), so neither does the answer (kept for the last few thousand asked)."""
+        key = (sha256, ext)
+        if key not in self._kinds:
+            if len(self._kinds) >= 4096:
+                self._kinds.clear()
+            self._kinds[key] = mismatch(ext, self.read(sha256))
+        return self._kinds[key]
 
     def put(self, name: str, stream: BinaryIO, *, uploader: dict, at: str) -> dict:
         """Store the content and record the upload (the same user uploading it again renames it)."""
@@ -141,7 +152,7 @@ class DocumentStore:
         found: dict[str, list[dict]] = {sha: [] for sha in wanted}
         if not wanted:
             return found
-        with self.db.transaction() as cur:
+        with self.db.read() as cur:
             rows = cur.execute("SELECT sha256, uploader_kind, uploader_id, name, media_type, size"
                                f" FROM caselog_document_uploads WHERE sha256 IN ({', '.join('?' for _ in wanted)})"
                                " ORDER BY uploaded_at DESC, uploader_id", wanted).fetchall()
