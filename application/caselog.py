@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -61,6 +61,7 @@ class UnreadableState(RuntimeError):
     """A stored event whose state cannot be decoded: encrypted under a key not given (CASELOG_CIPHER_KEY,
     CASELOG_CIPHER_OLD_KEY), ciphertext read without a key, or damaged."""
 
+
 def _replay(case: Case | None, events: Iterable[CaseEvent]) -> Case | None:
     """eventsourcing's project_aggregate without its assertion against a runtime Protocol (an
     isinstance check that costs more than applying the event)."""
@@ -73,6 +74,7 @@ def _replay(case: Case | None, events: Iterable[CaseEvent]) -> Case | None:
 class Answer:
     view: dict
     created: bool = False
+    position: int | None = None  # the store position of the command's last event (None: nothing recorded now)
 
 
 def digest_of(name: str, case_id: Any, body: Any) -> str:
@@ -179,10 +181,10 @@ class CaseLog(Application):
                     error = EventTooLarge(FieldError("body", why))
                 raise error
 
-    def _save(self, *cases: Case, key: tuple[str, str, str] | None = None) -> None:
+    def _save(self, *cases: Case, key: tuple[str, str, str] | None = None) -> int | None:
         """Save the cases' new events in one transaction with the number of each new case and the
-        command's idempotency key (scoped key, digest, case id). A new case's number goes back when
-        nothing is saved."""
+        command's idempotency key (scoped key, digest, case id); the position of the last. A new
+        case's number goes back when nothing is saved."""
         numbers = [(c.case_number, str(c.id)) for c in cases if c.version == len(c.pending_events)]
         try:
             self._refuse_unpublishable(cases)
@@ -190,10 +192,11 @@ class CaseLog(Application):
             self.registry.release_case_numbers([n for n, _ in numbers])
             raise
         try:
-            self.save(*cases, case_numbers=numbers, idempotency=[key] if key else [])
+            recordings = self.save(*cases, case_numbers=numbers, idempotency=[key] if key else [])
         except IntegrityError:  # nothing was recorded (another command took a version first)
             self.registry.release_case_numbers([n for n, _ in numbers])
             raise VersionConflict("the case changed while this command ran; reload it and try again") from None
+        return max((r.notification.id for r in recordings), default=None)
 
     def _earlier_answer(self, case: Case, scoped: str, digest: str, *, created: bool = False) -> Answer | None:
         done = case.commands.get(scoped)
@@ -232,14 +235,13 @@ class CaseLog(Application):
             ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
             others = list(decide(case, ctx) or [])
             try:
-                self._save(case, *others, key=(scoped, digest, str(case.id)) if scoped else None)
+                position = self._save(case, *others, key=(scoped, digest, str(case.id)) if scoped else None)
             except VersionConflict:
                 if last:
                     raise
                 continue  # lost a race: load the case as it now stands and decide again
-            if answer is not None:
-                return answer(case, others, ctx.now)
-            return Answer(case_view(case, ctx.now))
+            made = answer(case, others, ctx.now) if answer is not None else Answer(case_view(case, ctx.now))
+            return replace(made, position=position)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _create(self, name: str, body: dict, actor: dict, key: str | None, build: Callable[[Context, UUID, str], Case]) -> Answer:
@@ -263,12 +265,12 @@ class CaseLog(Application):
                 self.registry.release_case_numbers([number])  # a refused request keeps no case number
                 raise
             try:
-                self._save(case, key=(scoped, digest, str(case_id)) if scoped else None)
+                position = self._save(case, key=(scoped, digest, str(case_id)) if scoped else None)
             except VersionConflict:
                 if last:
                     raise
                 continue  # the same key's request created it meanwhile: answer as it did
-            return Answer(case_view(case, ctx.now), True)
+            return Answer(case_view(case, ctx.now), True, position)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     # ---- intake ---------------------------------------------------------------------------

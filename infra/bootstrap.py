@@ -153,6 +153,14 @@ class System:
     def catch_up(self) -> int:
         return self.runner.catch_up(self.in_process)
 
+    def caught_up_to(self, position: int | None) -> None:
+        """The read models this process keeps include the event at ``position`` (a write's answer
+        waits for its own events): at once when the batch that recorded it applied them."""
+        if self.runner.writer is None:
+            self.catch_up()
+        else:
+            self.runner.writer.caught_up_to(position)
+
     def close(self) -> None:
         self.scheduler.stop()
         if self.runner.writer is not None:

@@ -105,7 +105,7 @@ class Guard:
     # ---- answering ------------------------------------------------------------------------------
 
     def answer(self, ans: Answer) -> JSONResponse:
-        self.system.catch_up()
+        self.system.caught_up_to(ans.position)  # read-your-writes: the read models already hold the write
         return Encoded(ans.view, status_code=201 if ans.created else 200)
 
     def write(self, who: Principal, key: str | None, version: int | None,

@@ -151,6 +151,14 @@ class Database:
                 finally:
                     cur.close()
 
+    def read_one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        """The first row of one query that writes nothing (on SQLite a statement on its own: no
+        BEGIN and COMMIT around it)."""
+        if self.dialect == "postgres":
+            with self.transaction() as cur:
+                return cur.execute(sql, params).fetchone()
+        return self._sqlite().execute(sql, tuple(params)).fetchone()
+
     @contextmanager
     def read(self) -> Iterator[Cursor]:
         """A transaction that only reads: on SQLite a snapshot that neither waits for nor blocks the

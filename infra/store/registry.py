@@ -78,6 +78,5 @@ class Registry:
         return numbers
 
     def find_key(self, key: str) -> tuple[str, str] | None:
-        with self.db.read() as cur:
-            row = cur.execute("SELECT digest, case_id FROM caselog_idempotency WHERE key = ?", (key,)).fetchone()
+        row = self.db.read_one("SELECT digest, case_id FROM caselog_idempotency WHERE key = ?", (key,))
         return (row[0], row[1]) if row else None

@@ -90,7 +90,7 @@ class ProjectionRunner:
                positions: dict[str, int]) -> int:
         """Apply ``events`` (in store order) to each projection past its position, and move the
         tracking rows (``positions`` is updated)."""
-        applied = 0
+        applied, moved = 0, {}
         for projection in projections:
             tracked = positions[projection.name]
             fresh = [e for e in events if e["position"] > tracked]
@@ -98,22 +98,31 @@ class ProjectionRunner:
                 projection.process_event(cur, event)
             if fresh:
                 positions[projection.name] = fresh[-1]["position"]
-                cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ?",
-                            (fresh[-1]["position"], projection.name))
+                moved.setdefault(fresh[-1]["position"], []).append(projection.name)
             applied += len(fresh)
+        for position, names in moved.items():  # usually one statement (one round trip): they reach the same event
+            marks = ", ".join("?" for _ in names)
+            cur.execute(f"UPDATE caselog_tracking SET position = ? WHERE projection IN ({marks})", (position, *names))
         return applied
 
-    def apply_pending(self, cur: Cursor, notifications, names: Iterable[str]) -> int:
+    def apply_pending(self, cur: Cursor, notifications, names: Iterable[str], recent: Sequence[tuple] = ()) -> int:
         """Inside a transaction that already holds the store's write lock (the group-commit
         writer's): apply the events past each projection's position, at most ``batch`` of them, as
-        ``notifications(after, limit)`` reads them in that transaction. Returns the events read."""
+        ``notifications(after, limit)`` reads them in that transaction. ``recent``: the events this
+        transaction recorded, (position, case id, version, topic, state) in order: when the
+        projections stand just before the first of them they are all there is to apply (no other
+        writer records meanwhile) and are not read back. Returns the position all of them reached."""
         chosen = self.by_name(names)
         positions = self._positions(cur, chosen)
-        rows = notifications(min(positions.values()), self.batch)
+        after = min(positions.values())
+        if recent and after == recent[0][0] - 1 and len(recent) <= self.batch:
+            rows = list(recent)
+        else:
+            rows = notifications(after, self.batch)
         if rows:
             decode = self.decode or (lambda state: state)
             self._apply(cur, chosen, [from_stored(r[0], r[1], r[2], r[3], decode(r[4])) for r in rows], positions)
-        return len(rows)
+        return min(positions.values())
 
     def apply_partitioned(self, projections: Sequence[Projection], topic: str,
                           batch: Sequence[tuple[int, int, EventRecord]]) -> int:

@@ -60,6 +60,7 @@ class Writer:
         self._leading = False
         self.batches = 0
         self.units = 0
+        self.projected = 0  # the position the projections reached in the last batch committed
         names = ", ".join("?" for _ in self.projections)
         self._lag_sql = (f"SELECT ({recorder.head_sql}),"
                          f" (SELECT MIN(position) FROM caselog_tracking WHERE projection IN ({names}))")
@@ -78,6 +79,14 @@ class Writer:
         self._run(Unit(flush=True))
         return 0
 
+    def caught_up_to(self, position: int | None) -> None:
+        """Return once the projections include the event at ``position`` (read-your-writes: a
+        command's answer waits for its own events): at once when the batch that recorded it
+        applied them, else after a catch-up (``None``: a position not known, e.g. an answer given
+        again for a command recorded earlier)."""
+        if position is None or self.projected < position:
+            self.catch_up()
+
     def catch_up(self) -> int:
         """Bring the projections up to the store's last event, if they are not already (events
         recorded by another process, a backlog longer than one batch applies, or a batch whose
@@ -92,8 +101,9 @@ class Writer:
 
     def lag(self) -> int:
         """Events in the store past the slowest of our projections."""
-        with self.db.read() as cur:
-            head, tracked = cur.execute(self._lag_sql, self.projections).fetchone()
+        if not self.projections:
+            return 0
+        head, tracked = self.db.read_one(self._lag_sql, self.projections)
         return int(head or 0) - int(tracked or 0)
 
     def close(self) -> None:
@@ -156,7 +166,10 @@ class Writer:
                                 tx.cursor.executemany(INSERT_KEY, list(unit.keys))
                     except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
                         failed[i] = IntegrityError(str(exc)) if is_integrity_error(exc) else exc
-                projection_error = self._project(tx)
+                recent = [(position, e.originator_id, e.originator_version, e.topic, e.state)
+                          for i, positions in results.items() if i not in failed
+                          for position, e in zip(positions, batch[i].events)]
+                projection_error, reached = self._project(tx, recent)
         except BaseException as exc:  # the batch did not commit: nothing of it is recorded
             for unit in batch:
                 unit.error, unit.done = exc, True
@@ -165,6 +178,8 @@ class Writer:
             return
         self.batches += 1
         self.units += len(batch)
+        if projection_error is None:
+            self.projected = max(self.projected, reached)
         for i, unit in enumerate(batch):
             if i in failed:
                 unit.error = failed[i]
@@ -174,15 +189,15 @@ class Writer:
                 unit.positions = results.get(i, [])
             unit.done = True
 
-    def _project(self, tx: Any) -> BaseException | None:
+    def _project(self, tx: Any, recent: list[tuple]) -> tuple[BaseException | None, int]:
         """Apply the projections in the batch's transaction, in a savepoint of their own: a failing
-        projection leaves the events recorded and the projections where they were."""
+        projection leaves the events recorded and the projections where they were. The error, if
+        any, and the position the projections reached."""
         if not self.projections:
-            return None
+            return None, 0
         try:
             with tx.savepoint():
-                self.runner.apply_pending(tx.cursor, tx.notifications, self.projections)
+                return None, self.runner.apply_pending(tx.cursor, tx.notifications, self.projections, recent)
         except Exception as exc:  # reported to whoever asks for the projections
             log.exception("applying the projections failed; the events are recorded, a catch-up retries")
-            return exc
-        return None
+            return exc, 0

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
+from uuid import uuid4
 
 import pytest
 
+from domain.case import Case
+from domain.context import Context
 from domain.errors import InvalidInput, VersionConflict
 from infra.bootstrap import bootstrap
 from infra.kafka.message import published_size, size_within
@@ -142,3 +145,21 @@ def test_the_cheap_size_bound_is_never_below_the_published_size(system, app):
     app.place_hold(view["case_id"], ["sleep study"], actor=MD)
     for n in app.recorder.select_notifications(1, 100):
         assert published_size(n, "default") <= size_within(n, "default", 10**9)
+
+
+def test_an_answer_waits_for_its_own_events_only_when_its_batch_did_not_apply_them(store, clock, system, app):
+    view = app.submit(request(DME, date_of_service=later(clock.now(), 5)), actor=PROVIDER, key="mine")
+    assert view.position and system.runner.writer.projected >= view.position  # applied in its own transaction
+    other = bootstrap(store, clock=clock)  # another process, recording without applying the read models
+    try:
+        other.app.recorder.writer = None  # eventsourcing's own insert, as before the writer existed
+        theirs = Case.submit(Context(clock.now(), PROVIDER), case_id=uuid4(), case_number="1999999999",
+                             request=request(DME, date_of_service=later(clock.now(), 5), member_no=2))
+        other.app.save(theirs)
+    finally:
+        other.close()
+    assert owners_of(system.db, str(theirs.id)) is None
+    again = app.submit(request(DME, date_of_service=later(clock.now(), 5)), actor=PROVIDER, key="mine")
+    assert again.view == view.view and again.position is None  # an earlier answer: nothing recorded now
+    system.caught_up_to(again.position)  # not known: caught up with the store, the other process's case included
+    assert owners_of(system.db, str(theirs.id)) is not None
