@@ -17,6 +17,11 @@ in turn, each in its own process on a free loopback port, by the same load gener
   cases that were submitted, held and had clinical information uploaded (prepared through the
   domain and the event store before the server starts, projections caught up).
 
+Then, with the servers stopped, the same stores without HTTP (--in-process, the default): as many
+threads as clients call the application directly, caselog's ``CaseLog.submit`` (a unique key each)
+answered once its read models hold the case (``System.caught_up_to``, what a served write waits
+for), against the bare app's ``submit`` (one aggregate saved).
+
 Writes carry a unique Idempotency-Key unless --no-keys (the bare app ignores it). Each cell
 (store, request, clients) runs until --requests answers or --seconds, whichever comes first;
 a server gets a short warm-up first. Figures: requests/s and p50/p95/p99 latency as the
@@ -41,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -53,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bare_app import Bare  # noqa: E402
+from bench.stats import percentiles  # noqa: E402
 from domain.case import Case  # noqa: E402
 from domain.context import Context  # noqa: E402
 from infra.bootstrap import bootstrap  # noqa: E402
@@ -271,6 +278,75 @@ def cell(port: int, clients: int, args, items: list, scratch: Path, server: str,
     return r
 
 
+# ---- without HTTP ----------------------------------------------------------------------------
+
+def threads(call, clients: int, count: int, seconds: float) -> dict:
+    """``call(i)`` for i in range(count) from ``clients`` threads until done or ``seconds`` passed."""
+    lock, latencies, errors, next_i = threading.Lock(), [], [], iter(range(count))
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    def work() -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                i = next(next_i, None)
+            if i is None:
+                return
+            began = time.perf_counter()
+            try:
+                call(i)
+            except Exception as exc:  # noqa: BLE001 - counted and reported like a 5xx
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            latencies.append(time.perf_counter() - began)
+
+    workers = [threading.Thread(target=work) for _ in range(clients)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - start
+    return {"answered": len(latencies) + len(errors), "seconds": round(wall, 3),
+            "rps": round(len(latencies) / wall, 1) if wall > 0 else 0.0, **percentiles(latencies),
+            "statuses": {"201": len(latencies), **({"500": len(errors)} if errors else {})}, "errors": errors[:3]}
+
+
+def measure_in_process(store: dict, args, members: Members) -> dict:
+    """Submissions through the application itself (no HTTP), caselog against the bare app, on the
+    stores the servers used (stopped by now)."""
+    cells: dict = {"caselog": {}, "bare": {}}
+    data, url = Path(store["base"]) / "caselog", store.get("caselog_url")
+    system = bootstrap(Settings(data_dir=data, database_url=url), clock=ManualClock(SERVED_FROM))
+    try:
+        for c in args.clients:
+            bodies = [request(SUBMITTED[i % len(SUBMITTED)], date_of_service=later(SERVED_FROM, 14),
+                              member_no=members.next(), documents=[document()]) for i in range(args.requests)]
+
+            def submit(i: int, bodies=bodies) -> None:
+                key = f"bench-{uuid.uuid4().hex}" if args.keys else None
+                system.caught_up_to(system.app.submit(bodies[i], actor=PROVIDER, key=key).position)
+
+            cells["caselog"][c] = in_process_cell(c, args, submit, "caselog")
+    finally:
+        system.close()
+    bare = Bare(env=store["bare_env"])
+    try:
+        for c in args.clients:
+            cells["bare"][c] = in_process_cell(c, args, lambda i: bare.submit(SUBMITTED[i % 6], f"M{i:08d}"), "bare")
+    finally:
+        bare.close()
+    return cells
+
+
+def in_process_cell(clients: int, args, call, who: str) -> dict:
+    r = threads(call, clients, args.requests, args.seconds)
+    bad = {s: n for s, n in r["statuses"].items() if not s.startswith("2")}
+    print(f"  {who:8} {'in process':10} {clients:3} callers: {r['rps']:9.1f} /s     p50 {r['p50_ms']:7.2f}  "
+          f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  ({r['answered']} in {r['seconds']} s)"
+          + (f"  FAILED: {bad} {r['errors'][:1]}" if bad else ""), flush=True)
+    return r
+
+
 # ---- stores ----------------------------------------------------------------------------------
 
 def sqlite_store(base: Path) -> dict:
@@ -310,9 +386,14 @@ def median(values: list[float]) -> float:
 def summarise(runs: list[dict], stores: list[str], clients: list[int]) -> list[dict]:
     """One row per (store, request, clients): medians over the runs; ratios are per run, then the median."""
     rows = []
-    for store, kind, c in ((s, k, c) for s in stores for k in ("submit", "determine") for c in clients):
-        mine = [r[store]["caselog"][kind][c] for r in runs]
-        bare = [r[store]["bare"][kind][c] for r in runs]
+    kinds = ("submit", "determine", *(("in_process",) if "in_process" in runs[0][stores[0]] else ()))
+    for store, kind, c in ((s, k, c) for s in stores for k in kinds for c in clients):
+        if kind == "in_process":
+            mine = [r[store]["in_process"]["caselog"][c] for r in runs]
+            bare = [r[store]["in_process"]["bare"][c] for r in runs]
+        else:
+            mine = [r[store]["caselog"][kind][c] for r in runs]
+            bare = [r[store]["bare"][kind][c] for r in runs]
         gets = [r[store]["bare"]["get"][c] for r in runs]
         row = {"store": store, "request": kind, "clients": c, "runs": len(runs)}
         for who, cells in (("caselog", mine), ("bare", bare)):
@@ -321,15 +402,17 @@ def summarise(runs: list[dict], stores: list[str], clients: list[int]) -> list[d
             row[f"{who}_rps_each_run"] = [x["rps"] for x in cells]
         row["ratio"] = round(statistics.median([a["rps"] / b["rps"] for a, b in zip(mine, bare)]), 3)
         row["ratio_each_run"] = [round(a["rps"] / b["rps"], 3) for a, b in zip(mine, bare)]
-        row["get_ceiling_rps"] = median([g["rps"] for g in gets])
-        row["caselog_vs_ceiling"] = round(statistics.median([a["rps"] / g["rps"] for a, g in zip(mine, gets)]), 3)
+        http = kind != "in_process"  # the GET ceiling is the HTTP stack's
+        row["get_ceiling_rps"] = median([g["rps"] for g in gets]) if http else None
+        row["caselog_vs_ceiling"] = (round(statistics.median([a["rps"] / g["rps"] for a, g in zip(mine, gets)]), 3)
+                                     if http else None)
         row["not_2xx"] = sum(n for x in mine + bare for s, n in x["statuses"].items() if not s.startswith("2"))
         rows.append(row)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    names = {"submit": "POST /cases", "determine": "POST .../determination"}
+    names = {"submit": "POST /cases", "determine": "POST .../determination", "in_process": "submit, in process"}
     head = (f"{'store':8} {'request':24} {'clients':>7} | {'caselog req/s':>13} {'p50':>7} {'p95':>7} {'p99 ms':>7} | "
             f"{'bare req/s':>10} {'p50':>7} {'p95':>7} {'p99 ms':>7} | {'ratio':>6} | "
             f"{'GET ceiling':>11} {'vs ceiling':>10}")
@@ -340,7 +423,9 @@ def table(rows: list[dict]) -> str:
             f"{r['caselog_rps']:>13.1f} {r['caselog_p50_ms']:>7.2f} {r['caselog_p95_ms']:>7.2f} "
             f"{r['caselog_p99_ms']:>7.2f} | "
             f"{r['bare_rps']:>10.1f} {r['bare_p50_ms']:>7.2f} {r['bare_p95_ms']:>7.2f} {r['bare_p99_ms']:>7.2f} | "
-            f"{r['ratio']:>6.3f} | {r['get_ceiling_rps']:>11.1f} {r['caselog_vs_ceiling']:>10.3f}"
+            f"{r['ratio']:>6.3f} | "
+            + (f"{r['get_ceiling_rps']:>11.1f} {r['caselog_vs_ceiling']:>10.3f}" if r["get_ceiling_rps"] else
+               f"{'-':>11} {'-':>10}")
             + (f"  ({r['not_2xx']} not 2xx!)" if r["not_2xx"] else ""))
     return "\n".join(lines)
 
@@ -380,6 +465,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of the whole set; figures are medians")
     parser.add_argument("--keys", action=argparse.BooleanOptionalAction, default=True,
                         help="an Idempotency-Key on each write (default: yes)")
+    parser.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True,
+                        help="also submissions through the application without HTTP (default: yes)")
     parser.add_argument("--out", default=str(OUT / "write.json"), help="where to write the figures (JSON)")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
@@ -391,7 +478,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     pg, pg_settings = start_postgres() if "postgres" in stores else (None, None)
     config = {"stores": stores, "clients": args.clients, "seconds": args.seconds, "requests": args.requests,
-              "runs": args.runs, "idempotency_keys": args.keys,
+              "runs": args.runs, "idempotency_keys": args.keys, "in_process": args.in_process,
               "command": " ".join(["python -m bench.write", *sys.argv[1:]])}
     results: dict = {"config": config, "machine": machine(pg_settings), "runs": []}
     members = Members()
@@ -405,6 +492,8 @@ def main() -> None:
                 print(f"run {run + 1}/{args.runs}, {name}:", flush=True)
                 measured[name] = {"bare": measure_bare(store, args, members, scratch),
                                   "caselog": measure_caselog(store, args, members, scratch)}
+                if args.in_process:
+                    measured[name]["in_process"] = measure_in_process(store, args, members)
                 shutil.rmtree(base, ignore_errors=True)
             results["runs"].append(measured)
     finally:
@@ -417,11 +506,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))  # client counts become strings as JSON keys
     print(f"\nwrite path, {args.runs} run(s), medians; ratio = caselog req/s / bare req/s in the same run; "
-          "GET ceiling = the bare app's GET /ping at the same clients; latencies in ms as the client sees them")
+          "GET ceiling = the bare app's GET /ping at the same clients; latencies in ms as the client sees them; "
+          "in process: as many threads calling the application (no HTTP), per second")
     print(table(rows))
     print(f"figures written to {out}")
     tracebacks = [f"{store}/{who}: {cells['server_log_traceback']}" for r in results["runs"] for store in r
-                  for who, cells in r[store].items() if cells["server_log_traceback"]]
+                  for who, cells in r[store].items() if cells.get("server_log_traceback")]
     if any(r["not_2xx"] for r in rows) or tracebacks:
         print("FAILED: answers that are not 2xx, or a traceback in a server log", *tracebacks, sep="\n",
               file=sys.stderr)
