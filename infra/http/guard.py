@@ -5,13 +5,14 @@ the app is given one Guard."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Awaitable, Callable
 
 import jwt
 import orjson
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from application import bodies
 from application.caselog import Answer
@@ -59,10 +60,16 @@ class Guard:
         except Unauthenticated as exc:
             raise Problem(401, exc.rule, exc.title, exc.detail) from None
 
-    def _principal_dependency(self) -> Callable[..., Principal]:
-        def principal(request: Request,
-                      creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
-            who = self.who(creds)
+    def _principal_dependency(self) -> Callable[..., Awaitable[Principal]]:
+        """On the event loop, not a worker thread (FastAPI runs each plain ``def`` dependency in its
+        thread pool: a hand-off per dependency per request). Checking a token is a signature and one
+        indexed read of the revoked tokens, which on SQLite is a local snapshot read (no lock); on
+        PostgreSQL it is a round trip, made in the thread pool so as not to hold up the loop."""
+        inline = self.system.db.dialect == "sqlite"
+
+        async def principal(request: Request,
+                            creds: HTTPAuthorizationCredentials | None = Depends(self.bearer)) -> Principal:
+            who = self.who(creds) if inline else await run_in_threadpool(self.who, creds)
             request.state.actor = who.actor  # for the access log (infra.http.observe)
             return who
         return principal
@@ -82,19 +89,20 @@ class Guard:
             return who
         return browser
 
-    def role(self, *allowed: str) -> Callable[..., Principal]:
-        def check(who: Principal = Depends(self.principal)) -> Principal:
+    def role(self, *allowed: str) -> Callable[..., Awaitable[Principal]]:
+        async def check(who: Principal = Depends(self.principal)) -> Principal:
             return require_role(who, allowed)
         return check
 
     # ---- the write headers ---------------------------------------------------------------------
 
+    # (async: checks of a header's text, no I/O, run on the loop rather than handed to a thread)
     @staticmethod
-    def idempotency_key(key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200)) -> str | None:
+    async def idempotency_key(key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200)) -> str | None:
         return bodies.checked("Idempotency-Key", key) or None
 
     @staticmethod
-    def if_match(value: str | None = Header(default=None, alias="If-Match", max_length=40)) -> int | None:
+    async def if_match(value: str | None = Header(default=None, alias="If-Match", max_length=40)) -> int | None:
         if value is None:
             return None
         raw = value.strip().removeprefix("W/").strip('"')

@@ -111,7 +111,7 @@ class Access:
             return added.rowcount == 1
 
     def is_revoked(self, jti: str | None) -> bool:
-        with self.db.transaction() as cur:
+        with self.db.read() as cur:  # a snapshot: never waits for a write in progress
             return cur.execute(f"SELECT 1 FROM {REVOKED} WHERE jti = ?", (jti or "",)).fetchone() is not None
 
     # ---- the read audit --------------------------------------------------------------------------
