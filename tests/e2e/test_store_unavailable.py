@@ -59,7 +59,7 @@ def test_a_server_that_never_answers_fails_within_the_connect_timeout(tmp_path):
         out, took = _run(("show", "x"), CASELOG_DATABASE_URL=url, CASELOG_DATA_DIR=str(tmp_path),
                          CASELOG_CONNECT_TIMEOUT="2")
     _one_line_naming(out, "CASELOG_DATABASE_URL", "timeout")
-    assert 1.5 < took < 4, took
+    assert 1.5 < took < 5, took  # RELIABILITY.md: one line within 5 s (process start included)
 
 
 def test_a_data_dir_that_cannot_be_created_fails_every_store_command_in_one_line(tmp_path):
