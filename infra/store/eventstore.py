@@ -41,6 +41,29 @@ class Batch:
         self.notifications = notifications
 
 
+class PipelineCursor(Cursor):
+    """Our Cursor on a connection in pipeline mode: each statement on a new psycopg cursor, and
+    what ``execute`` returns reads that statement's result only (see PostgresRecorder.batch)."""
+
+    def __init__(self, conn: Any, pipeline: Any):
+        super().__init__(None, "postgres")
+        self._conn = conn
+        self._pipeline = pipeline
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        self._raw = self._conn.cursor(row_factory=tuple_row)
+        return Cursor(self._raw, "postgres").execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._raw = self._conn.cursor(row_factory=tuple_row)
+        Cursor(self._raw, "postgres").executemany(sql, rows)
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()  # a statement's row count is known once its result came back
+        return self._raw.rowcount
+
+
 class _Committed:
     writer: Any = None
 
@@ -123,25 +146,33 @@ class PostgresRecorder(_Committed, PostgresApplicationRecorder):
 
     @contextmanager
     def batch(self, db: Any) -> Iterator[Batch]:
-        """One pooled connection of the event store, one transaction; the events table is locked
-        first (EXCLUSIVE, as eventsourcing does for each insert), so positions are issued in commit
-        order and every event at or below ours is visible to the projections applied here."""
-        with self.datastore.get_connection() as conn, conn.transaction():
-            es_cursor = conn.cursor()
-            raw = conn.cursor(row_factory=tuple_row)
-            self._lock_table(es_cursor)
+        """One pooled connection of the event store, one transaction, in psycopg's pipeline mode
+        (statements sent without waiting for each answer: a batch's inserts and projection rows
+        cost a round trip where a result is read, not one per statement); the events table is
+        locked first (EXCLUSIVE, as eventsourcing does for each insert), so positions are issued in
+        commit order and every event at or below ours is visible to the projections applied here.
+
+        Every statement runs on a cursor of its own (PipelineCursor): in pipeline mode psycopg
+        hands a statement's result to the cursor that sent it whenever it arrives, so a cursor
+        reused before an earlier result came back can read that one instead of its own (seen once:
+        a fetch that got an INSERT's status; psycopg 3.3's _fetch_pipeline does not wait when the
+        cursor already holds a result)."""
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, conn.transaction():
+            self._lock_table(conn.cursor())
+            self._notify_channel(conn.cursor())  # once per transaction (listeners hear of it at commit)
 
             def insert(events: Sequence[StoredEvent]) -> list[int]:
                 if not events:
                     return []
-                self._insert_stored_events(es_cursor, events)
-                return list(self._fetch_ids_after_insert_events(es_cursor, events) or [])
+                cur = conn.cursor()  # the library's insert without its lock and notification (done above)
+                es_postgres.PostgresAggregateRecorder._insert_stored_events(self, cur, events)
+                return [row["notification_id"] for row in cur.fetchall()]
 
             def notifications(after: int, limit: int) -> list[tuple]:
-                rows = raw.execute(self._notifications_sql, (after, limit)).fetchall()
+                rows = conn.cursor(row_factory=tuple_row).execute(self._notifications_sql, (after, limit)).fetchall()
                 return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
-            yield Batch(Cursor(raw, "postgres"), insert, conn.transaction, notifications)
+            yield Batch(PipelineCursor(conn, pipeline), insert, conn.transaction, notifications)
 
     def close_writer(self) -> None:
         pass
