@@ -66,6 +66,23 @@ def secure_sqlite(path: Path) -> None:
         private(path.with_name(path.name + suffix))
 
 
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """A write transaction on a SQLite connection (BEGIN IMMEDIATE: the write lock at once),
+    committed when the block ends, rolled back if it raises."""
+    cur = conn.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        yield cur
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+    finally:
+        cur.close()
+
+
 class Cursor:
     def __init__(self, raw: Any, dialect: str):
         self._raw = raw
@@ -137,19 +154,8 @@ class Database:
                     with conn.cursor() as cur:
                         yield Cursor(cur, "postgres")
         else:
-            with self.write_lock:
-                conn = self._sqlite()
-                cur = conn.cursor()
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    yield Cursor(cur, "sqlite")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                else:
-                    conn.execute("COMMIT")
-                finally:
-                    cur.close()
+            with self.write_lock, immediate(self._sqlite()) as cur:
+                yield Cursor(cur, "sqlite")
 
     def read_one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         """The first row of one query that writes nothing (on SQLite a statement on its own: no

@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from infra.store.database import Cursor
+from infra.store.database import Cursor, immediate
 
 REGISTRY_KEYWORDS = ("case_numbers", "idempotency")
 # (position, originator_id, originator_version, topic, state) of the events after a position
@@ -90,37 +90,28 @@ class SQLiteRecorder(_Committed, es_sqlite.SQLiteApplicationRecorder):
             conn = getattr(self, "_writer_conn", None)
             if conn is None:
                 conn = self._writer_conn = db.connect(synchronous="FULL")
-            raw = conn.cursor()
-            es_cursor = es_sqlite.SQLiteCursor(raw)
-            names = iter(range(1 << 62))
+            with immediate(conn) as raw:
+                es_cursor = es_sqlite.SQLiteCursor(raw)
+                names = iter(range(1 << 62))
 
-            @contextmanager
-            def savepoint() -> Iterator[None]:
-                name = f"unit{next(names)}"
-                raw.execute(f"SAVEPOINT {name}")
-                try:
-                    yield
-                except BaseException:
-                    raw.execute(f"ROLLBACK TO {name}")
+                @contextmanager
+                def savepoint() -> Iterator[None]:
+                    name = f"unit{next(names)}"
+                    raw.execute(f"SAVEPOINT {name}")
+                    try:
+                        yield
+                    except BaseException:
+                        raw.execute(f"ROLLBACK TO {name}")
+                        raw.execute(f"RELEASE {name}")
+                        raise
                     raw.execute(f"RELEASE {name}")
-                    raise
-                raw.execute(f"RELEASE {name}")
 
-            def notifications(after: int, limit: int) -> list[tuple]:
-                rows = raw.execute(self._notifications_sql, (after, limit)).fetchall()
-                return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+                def notifications(after: int, limit: int) -> list[tuple]:
+                    rows = raw.execute(self._notifications_sql, (after, limit)).fetchall()
+                    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
-            raw.execute("BEGIN IMMEDIATE")
-            try:
                 yield Batch(Cursor(raw, "sqlite"), lambda events: list(self._insert_events(es_cursor, events) or []),
                             savepoint, notifications)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
-            finally:
-                raw.close()
 
     def close_writer(self) -> None:
         conn = getattr(self, "_writer_conn", None)
