@@ -12,6 +12,7 @@ from typing import Any, Protocol, Sequence
 
 from domain.errors import FieldError, InvalidInput
 from projections.records import EventRecord
+from projections.rows import Direct
 
 MAX_PAGE_SIZE = 200
 
@@ -42,6 +43,8 @@ class Projection:
     name: str = ""
     tables: tuple[str, ...] = ()
     schema: tuple[str, ...] = ()  # CREATE TABLE / CREATE INDEX statements
+    # the tables ``fold`` writes (projections.rows.Table), for a batch folded in memory (Staged)
+    row_tables: tuple = ()
 
     def create(self, cur: Cursor, *, indexes: bool = True) -> None:
         for statement in self.schema:
@@ -57,7 +60,12 @@ class Projection:
         for table in self.tables:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:  # pragma: no cover - abstract
+    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+        """One event, its changes written at once (a projection kept live, a Kafka worker)."""
+        self.fold(Direct(cur), event)
+
+    def fold(self, rows: Any, event: EventRecord) -> None:  # pragma: no cover - abstract
+        """What one event does to the rows (``projections.rows.Rows``: written now or staged)."""
         raise NotImplementedError
 
 
