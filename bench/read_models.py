@@ -10,6 +10,15 @@ Loads ~5 events per case through the real domain and event store, then measures:
 - `caselog replay` (all projections, its own process): events/s and peak resident memory,
   against a bare scan of the notification log (decode only) and an idle caselog process.
 Prints the figures and writes them to bench/out/read_models.json.
+
+    .venv/bin/python -m bench.read_models --replay-only --data-dir DIR [--runs 3]
+    .venv/bin/python -m bench.read_models --sizes 10000,100000,1000000 [--runs 3] [--data-dir PREFIX]
+
+``--replay-only`` measures the replay alone on the store already loaded in DIR (a copy of it: the
+replay rewrites the read models); ``--sizes`` loads a store of about that many events for each size
+(kept in PREFIX-<size> and reused by the next run) and prints how the replay's rate and peak memory
+grow with the store, each run against the bare scan of that store measured just before it, with
+the load average. Writes bench/out/replay_sizes.json.
 """
 
 from __future__ import annotations
@@ -57,10 +66,29 @@ def main() -> None:
     parser.add_argument("--skip-replay", action="store_true", help="measure latency only")
     parser.add_argument("--dashboard-only", action="store_true",
                         help="reuse the store already loaded in --data-dir and measure the dashboard's requests only")
+    parser.add_argument("--replay-only", action="store_true",
+                        help="reuse the store already loaded in --data-dir and measure the replay only (on a copy)")
+    parser.add_argument("--sizes", default="", help="comma-separated event counts: the replay's growth with the store")
+    parser.add_argument("--runs", type=int, default=1, help="replays per store (--replay-only, --sizes): medians reported")
     args = parser.parse_args()
     data = Path(args.data_dir)
     if args.dashboard_only:
         dashboard_only(data, args.samples)
+        return
+    if args.replay_only or args.sizes:
+        sizes = [int(float(n)) for n in args.sizes.split(",") if n.strip()]
+        stores = [(None, data)] if not sizes else [(n, Path(f"{args.data_dir}-{n}")) for n in sizes]
+        rows = []
+        for events, store in stores:
+            if events is not None and not (store / "caselog.db").exists():
+                print(f"loading ~{events} events into {store} ...", flush=True)
+                loaded_store(store, max(1, round(events / EVENTS_PER_CASE)))
+            rows.append(replay_figures(store, args.runs))
+            print(json.dumps(rows[-1]), flush=True)
+        out_path = ROOT / "bench" / "out" / ("replay_sizes.json" if sizes else "replay.json")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(rows, indent=2))
+        print_growth(rows)
         return
     if data.exists():
         import shutil
@@ -156,6 +184,77 @@ def main() -> None:
         "lookup_p95_vs_healthz_p95": round(results["latency"]["lookup_by_authorization_and_npi"]["p95_ms"] / results["latency"]["baseline_healthz"]["p95_ms"], 2),
     }
     write(results)
+
+
+EVENTS_PER_CASE = 4.7  # what bench/loader.py records per case, about
+
+
+def loaded_store(data: Path, cases: int) -> None:
+    settings = Settings(data_dir=data)
+    system = bootstrap(settings, clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
+    try:
+        print(f"  loaded {load(system, cases)['events']} events", flush=True)
+    finally:
+        system.close()
+
+
+def bare_scan(data: Path) -> dict:
+    """The baseline: read and decode the whole notification log as the replay does, nothing else."""
+    from projections.records import from_stored
+
+    system = bootstrap(Settings(data_dir=data))
+    try:
+        t, n, start = time.perf_counter(), 0, 1
+        while True:
+            rows = system.app.recorder.select_notifications(start, 5000)
+            for r in rows:
+                from_stored(r.id, r.originator_id, r.originator_version, r.topic, system.app.stored_state(r.state))
+            n += len(rows)
+            if len(rows) < 5000:
+                break
+            start = rows[-1].id + 1
+        seconds = time.perf_counter() - t
+    finally:
+        system.close()
+    return {"events": n, "seconds": round(seconds, 2), "events_per_second": round(n / seconds)}
+
+
+def replay_figures(store: Path, runs: int) -> dict:
+    """``caselog replay`` in its own process on a copy of ``store`` (``runs`` times, each after a bare
+    scan of the same store): medians, every run, and the load average around each."""
+    import shutil
+    import statistics
+
+    scratch = store.with_name(store.name + ".replay")
+    env = {**os.environ, "CASELOG_DATA_DIR": str(scratch)}
+    env.pop("CASELOG_DATABASE_URL", None)
+    samples = []
+    for _ in range(runs):
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(store, scratch)
+        load_before = os.getloadavg()[0]
+        scan = bare_scan(scratch)
+        seconds, rss, code, out, err = watched([sys.executable, "-m", "infra.cli", "replay"], env)
+        assert code == 0, err
+        events = scan["events"]
+        samples.append({"events": events, "seconds": round(seconds, 2), "events_per_second": round(events / seconds),
+                        "peak_rss_mb": round(rss / 2**20, 1), "scan_events_per_second": scan["events_per_second"],
+                        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+    shutil.rmtree(scratch, ignore_errors=True)
+    med = lambda k: statistics.median(s[k] for s in samples)  # noqa: E731
+    return {"events": samples[0]["events"], "runs": len(samples), "events_per_second": round(med("events_per_second")),
+            "seconds": med("seconds"), "peak_rss_mb": med("peak_rss_mb"),
+            "scan_events_per_second": round(med("scan_events_per_second")),
+            "ratio_to_scan": round(med("events_per_second") / med("scan_events_per_second"), 3), "samples": samples}
+
+
+def print_growth(rows: list[dict]) -> None:
+    print("| events | replay events/s | seconds | peak RSS MB | bare scan events/s | replay / scan | load average |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        loads = ", ".join(f"{a}-{b}" for a, b in (s["load_average"] for s in r["samples"]))
+        print(f"| {r['events']:,} | {r['events_per_second']:,} | {r['seconds']} | {r['peak_rss_mb']} |"
+              f" {r['scan_events_per_second']:,} | {r['ratio_to_scan']} | {loads} |")
 
 
 def dashboard_only(data: Path, samples: int) -> None:

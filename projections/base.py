@@ -45,6 +45,9 @@ class Projection:
     schema: tuple[str, ...] = ()  # CREATE TABLE / CREATE INDEX statements
     # the tables ``fold`` writes (projections.rows.Table), for a batch folded in memory (Staged)
     row_tables: tuple = ()
+    # the event types ``fold`` may change a row for (None: any); a batch folded in memory skips the
+    # others (a letter, half of all events, changes nothing in most read models)
+    handles: frozenset[str] | None = None
 
     def create(self, cur: Cursor, *, indexes: bool = True) -> None:
         for statement in self.schema:

@@ -21,7 +21,7 @@ import orjson
 
 from domain.policy import policy_version
 from projections.base import Projection, ReadStore, page_window
-from projections.facts import status_after
+from projections.facts import STATUS_EVENTS, status_after
 from projections.records import EventRecord
 from projections.rows import Rows, Table
 
@@ -108,6 +108,9 @@ def week_of(instant: str, tz: str) -> str:
 class Board(Projection):
     name = "board"
     row_tables = (OPEN_ROWS, P2P_ROWS, CASE_ROWS, WEEKLY, HOURS)
+    handles = DECISION_EVENTS | STATUS_EVENTS | {
+        "CaseSubmitted", "CaseHeld", "HoldReleased", "HoldLapsed", "DecisionTimeframeExtended", "P2PScheduled",
+        "P2PRescheduled", "P2PCancelled", "P2PCompleted", "P2PSlotMissed"}
     tables = ("board_open", "board_p2p", "board_cases", "board_weekly", "board_hours")
     schema = (
         "CREATE TABLE IF NOT EXISTS board_open (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL,"

@@ -16,6 +16,7 @@ OWNERS = Table("case_owners", ("case_id", "ordering_npi", "site_npi", "starter_k
 class CaseOwners(Projection):
     name = "case_owners"
     row_tables = (OWNERS,)
+    handles = frozenset({"DraftStarted", "CaseSubmitted", "AuthorizationUpdated"})
     tables = ("case_owners",)
     schema = (
         "CREATE TABLE IF NOT EXISTS case_owners (case_id TEXT PRIMARY KEY, ordering_npi TEXT, site_npi TEXT,"

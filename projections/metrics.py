@@ -20,6 +20,8 @@ REQUESTS = Table("pa_requests", ("case_id", "policy", "urgent", "received_at", "
 class PriorAuthorizationMetrics(Projection):
     name = "pa_metrics"
     row_tables = (REQUESTS,)
+    handles = frozenset({"CaseSubmitted", "DecisionTimeframeExtended", "CaseDetermined", "CaseAutoApproved", "LetterIssued",
+                         "AlternativeRecommendationAccepted", "ReconsiderationDecided", "AppealFiled", "AppealDecided"})
     tables = ("pa_requests",)
     schema = (
         "CREATE TABLE IF NOT EXISTS pa_requests (case_id TEXT PRIMARY KEY, policy TEXT NOT NULL, urgent INTEGER NOT NULL,"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from projections.base import Projection, ReadStore, page_window
-from projections.facts import status_after
+from projections.facts import STATUS_EVENTS, status_after
 from projections.records import EventRecord
 from projections.rows import Rows, Table
 
@@ -19,6 +19,7 @@ QUEUE = Table("review_queue", ("case_id", "case_number", "status", "urgent", "po
 class ReviewQueue(Projection):
     name = "review_queue"
     row_tables = (QUEUE,)
+    handles = STATUS_EVENTS | {"CaseSubmitted", "CaseHeld", "HoldReleased", "HoldLapsed", "DecisionTimeframeExtended"}
     tables = ("review_queue",)
     schema = (
         "CREATE TABLE IF NOT EXISTS review_queue (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, status TEXT NOT NULL,"

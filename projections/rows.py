@@ -15,7 +15,7 @@ update of a missing row does nothing, ``when`` conditions, increments, upserts r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 if TYPE_CHECKING:
@@ -25,23 +25,26 @@ if TYPE_CHECKING:
 NOT_NULL = object()  # a ``when`` condition: the column IS NOT NULL
 
 
-@dataclass(frozen=True)
 class Table:
     """A table a fold writes: its columns, its key, and the column naming the case (rows are read
     ahead by case). A tally table (counters) has ``counters``: what ``tally`` adds to."""
 
-    name: str
-    columns: tuple[str, ...]
-    keys: tuple[str, ...] = ("case_id",)
-    case: str = "case_id"
-    counters: tuple[str, ...] = ()
-    _sql: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    def __init__(self, name: str, columns: tuple[str, ...], keys: tuple[str, ...] = ("case_id",), case: str = "case_id",
+                 counters: tuple[str, ...] = ()):
+        self.name, self.columns, self.keys, self.case, self.counters = name, tuple(columns), tuple(keys), case, tuple(counters)
+        # whether a batch reads this table's rows ahead by case (its key starts with the case, so the
+        # primary key's index serves that); else each row is read on first use, by its key
+        self.ahead = not self.counters and self.keys[0] == self.case
+        self.rest = tuple(c for c in self.columns if c not in self.keys)
+        self.values = itemgetter(*self.columns)  # a row's values, in column order
+        self.replacing = itemgetter(*self.rest, *self.keys)  # the parameters of "replace"
+        self._sql: dict[str, str] = {}
+        if len(self.keys) == 1:
+            only = self.keys[0]
+            self.key_of = lambda row: (row[only],)  # type: ignore[method-assign]
 
-    @property
-    def ahead(self) -> bool:
-        """Whether a batch reads this table's rows ahead by case (its key starts with the case, so
-        the primary key's index serves that); else each row is read on first use, by its key."""
-        return not self.counters and self.keys[0] == self.case
+    def __repr__(self) -> str:
+        return f"Table({self.name!r})"
 
     def key_of(self, row: dict) -> tuple:
         return tuple(row[k] for k in self.keys)
@@ -173,9 +176,12 @@ class Staged:
         self.by_case: dict[str, dict[str, set[tuple]]] = {t.name: {} for t in self.tables if t.keys != (t.case,)}
         self.tallies: dict[str, tuple[Table, dict[tuple, list[int]]]] = {}
 
-    def read_ahead(self, case_ids: Sequence[str]) -> None:
-        """Read every row the cases already have; from here on a key not read is no row."""
+    def read_ahead(self, case_ids: Iterable[str]) -> None:
+        """Read every row the cases already have; from here on a key of a case the batch holds
+        and not read is no row (a rebuild leaves out the cases it has not met yet: none)."""
         ids = list(dict.fromkeys(case_ids))
+        if not ids:
+            return
         for table in self.tables:
             if not table.ahead:
                 continue
@@ -211,7 +217,7 @@ class Staged:
         key = table.key_of(row)
         if table.name in self.lazy:
             self._read(table, key)
-        self.rows[table.name][key] = dict(row)
+        self.rows[table.name][key] = row  # the fold's own dict, not kept by it
         self.dirty[table.name][key] = None
         many = self.by_case.get(table.name)
         if many is not None:
@@ -273,8 +279,7 @@ class Staged:
             if new:
                 statements += self._insert(table, new)
             if changed:
-                rest = [c for c in table.columns if c not in table.keys]
-                self.cur.executemany(table.sql("replace"), [[*(r[c] for c in rest), *table.key_of(r)] for r in changed])
+                self.cur.executemany(table.sql("replace"), list(map(table.replacing, changed)))
                 statements += 1
         for table, sums in self.tallies.values():
             self.cur.executemany(table.sql("tally"), [[*key, *deltas] for key, deltas in sums.items()])
@@ -289,7 +294,7 @@ class Staged:
                 part = new[i:i + width]
                 marks = ", ".join(["(" + ", ".join("?" for _ in cols) + ")"] * len(part))
                 self.cur.execute(f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES {marks}",
-                                 [r[c] for r in part for c in cols])
+                                 [v for r in part for v in table.values(r)])
             return (len(new) + width - 1) // width
-        self.cur.executemany(table.sql("insert"), [[r[c] for c in cols] for r in new])
+        self.cur.executemany(table.sql("insert"), list(map(table.values, new)))
         return 1

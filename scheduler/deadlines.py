@@ -44,6 +44,13 @@ def _after_slot(slot: str) -> str:
 class Deadlines(Projection):
     name = "deadlines"
     row_tables = (DEADLINES,)
+    handles = frozenset({
+        "DraftStarted", "DraftExpired", "CaseSubmitted", "CaseHeld", "HoldReleased", "HoldLapsed", "DecisionTimeframeExtended",
+        "DecisionDueSoon", "DecisionOverdue", "CaseDetermined", "CaseAutoApproved", "AlternativeRecommendationAccepted",
+        "AlternativeRecommendationLapsed", "ReconsiderationRequested", "ReconsiderationWindowClosed", "ReconsiderationDecided",
+        "AppealFiled", "AppealWindowClosed", "AppealDecided", "AuthorizationExtended", "AuthorizationWithdrawn",
+        "AuthorizationExpired", "CaseCancelled", "P2PScheduled", "P2PRescheduled", "P2PCancelled", "P2PCompleted",
+        "P2PSlotMissed"})
     tables = ("deadlines",)
     schema = (
         "CREATE TABLE IF NOT EXISTS deadlines (case_id TEXT NOT NULL, kind TEXT NOT NULL, p2p_id TEXT NOT NULL,"

@@ -95,7 +95,7 @@ class Cursor:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if self._dialect == "postgres":
             sql = sql.replace("?", "%s")
-        self._raw.executemany(sql, [tuple(r) for r in rows])
+        self._raw.executemany(sql, rows)  # sqlite3 and psycopg take lists and tuples alike
 
     def fetchone(self) -> tuple | None:
         return self._raw.fetchone()
@@ -154,6 +154,22 @@ class Database:
                 conn.execute("COMMIT")
             finally:
                 cur.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Cursor]:
+        """A transaction that only reads: on SQLite a deferred one, which takes no write lock."""
+        if self.dialect == "postgres":
+            with self.transaction() as cur:
+                yield cur
+            return
+        conn = self._sqlite()
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield Cursor(cur, "sqlite")
+        finally:
+            conn.execute("COMMIT")
+            cur.close()
 
     @contextmanager
     def bulk(self) -> Iterator[None]:
