@@ -287,14 +287,10 @@ class Staged:
         return statements
 
     def _insert(self, table: Table, new: list[dict]) -> int:
-        cols = table.columns
-        if self.dialect == "postgres":  # one statement of many rows: a round trip per 1,000 rows, not per row
-            width = 1000
-            for i in range(0, len(new), width):
-                part = new[i:i + width]
-                marks = ", ".join(["(" + ", ".join("?" for _ in cols) + ")"] * len(part))
-                self.cur.execute(f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES {marks}",
-                                 [v for r in part for v in table.values(r)])
-            return (len(new) + width - 1) // width
-        self.cur.executemany(table.sql("insert"), list(map(table.values, new)))
+        rows = list(map(table.values, new))
+        insert_many = getattr(self.cur, "insert_many", None)  # the store's cursor: COPY on PostgreSQL
+        if insert_many is not None:
+            insert_many(table.name, table.columns, rows)
+        else:
+            self.cur.executemany(table.sql("insert"), rows)
         return 1

@@ -106,3 +106,32 @@ def test_batches_folded_in_memory_equal_events_applied_one_by_one(system):
         system.runner.batch = size
         assert system.runner.rebuild(source=iter(records)) == len(records) * len(system.runner.projections)
         assert snapshot(system) == one_by_one, size
+
+
+def test_a_read_model_changes_nothing_for_the_event_types_it_does_not_handle(system):
+    """A batch folded in memory skips the event types outside a read model's ``handles``: folding
+    one of them must not touch a row (every type the demo and the loader record is tried)."""
+    from bench.loader import load
+    from projections.records import from_stored
+
+    class Watched:
+        def __init__(self):
+            self.calls = []
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: self.calls.append(name)
+
+    run_demo(system)
+    load(system, 30, seed=5)
+    records = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+               for n in system.app.recorder.select_notifications(1, 10**9)]
+    types = {r["type"] for r in records}
+    assert len(types) > 15
+    for p in system.runner.projections:
+        if p.handles is None:
+            continue
+        for record in records:
+            if record["type"] not in p.handles:
+                rows = Watched()
+                p.fold(rows, record)
+                assert rows.calls == [], (p.name, record["type"])
