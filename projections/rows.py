@@ -16,10 +16,9 @@ update of a missing row does nothing, ``when`` conditions, increments, upserts r
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from projections.base import Cursor
+Cursor = Any  # projections.base.Cursor (which imports this module: not imported back)
 
 
 NOT_NULL = object()  # a ``when`` condition: the column IS NOT NULL
