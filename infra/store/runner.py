@@ -14,6 +14,7 @@ from projections.base import Projection
 from projections.records import EventRecord, from_stored
 from projections.rows import Staged
 
+MET_CAP = 500_000  # cases a rebuild remembers having met (see rebuild)
 STAGED_FROM = 64  # a batch at least this long is folded in memory (Staged), a shorter one written event by event
 TRACKING = "CREATE TABLE IF NOT EXISTS caselog_tracking (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)"
 # Kafka workers track per partition: the highest store position applied from it (what decides
@@ -100,7 +101,7 @@ class ProjectionRunner:
         if not events:
             return 0
         cases = {e["case_id"]: None for e in events}
-        if met is not None:  # the cases met before: no other can have rows yet
+        if met is not None and len(met) < MET_CAP:  # the cases met before: no other can have rows yet
             ahead = [c for c in cases if c in met]
             met.update(cases)
         else:
@@ -221,7 +222,9 @@ class ProjectionRunner:
                     p.create(cur, indexes=False)
                     cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (p.name,))
                     cur.execute("DELETE FROM caselog_partition_tracking WHERE projection = ?", (p.name,))
-        met: set[str] = set()  # the cases met so far: the only ones the emptied tables can hold rows of
+        # the cases met so far: the only ones the emptied tables can hold rows of (up to MET_CAP of
+        # them, ~130 bytes each; past it every batch's cases are read ahead: memory stays bounded)
+        met: set[str] = set()
         # the cyclic collector, run every 700 allocations over every object alive (the modules' too),
         # cost ~10% of a rebuild, which makes few cycles: what is alive now is left out of its walks
         # and it runs every 100,000 allocations instead (process-wide, for the rebuild's duration)
