@@ -224,8 +224,11 @@ class Staged:
 
     def update(self, table: Table, key: tuple, values: dict | None = None, *, add: dict | None = None,
                when: dict | None = None) -> None:
-        row = self._read(table, key)
-        if row is None or (when and not _holds(row, when)):
+        row = self.rows[table.name].get(key)
+        if row is None:
+            if table.name not in self.lazy or (row := self._read(table, key)) is None:
+                return
+        if when and not _holds(row, when):
             return
         if values:
             row.update(values)

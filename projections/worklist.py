@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from domain.errors import FieldError, InvalidInput
+from domain.events import EVENT_TYPES
 from domain.policy import policy_version
 from projections.base import Projection, ReadStore, npi_filter, page_window
 from projections.facts import BUCKETS, STATUS_BUCKETS, lifecycle_changes, member_name
@@ -24,6 +25,7 @@ COUNTS = Table("worklist_counts", ("scope", "bucket", "n"), keys=("scope", "buck
 class Worklist(Projection):
     name = "worklist"
     row_tables = (WORKLIST, COUNTS)
+    handles = frozenset(EVENT_TYPES) - {"LetterIssued"}  # a letter carries no status, authorization nor code
     tables = ("worklist", "worklist_counts")
     schema = (
         "CREATE TABLE IF NOT EXISTS worklist (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, authorization_number TEXT,"
