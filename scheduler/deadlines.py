@@ -34,7 +34,7 @@ def rearm(rows: Rows, case_id: str, instants: dict[str, str | None], clear: tupl
 
 def arm_many(rows: Rows, case_id: str, instants: dict[str, str]) -> None:
     for kind, instant in instants.items():
-        arm(rows, case_id, kind, instant)
+        rows.put(DEADLINES, {"case_id": case_id, "kind": kind, "p2p_id": "", "instant": instant, "fire_at": instant})
 
 
 def _after_slot(slot: str) -> str:

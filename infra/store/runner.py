@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from itertools import compress
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from infra.store.database import Cursor, Database, events_table
@@ -107,6 +108,7 @@ class ProjectionRunner:
         else:
             ahead = list(cases)
         applied = 0
+        types = [e["type"] for e in events]
         with self.db.transaction() as cur:
             for projection in projections:
                 tracked = self._tracked(cur, projection.name)
@@ -116,7 +118,12 @@ class ProjectionRunner:
                 if projection.row_tables:
                     staged = Staged(cur, projection.row_tables, self.db.dialect)
                     handles = projection.handles
-                    relevant = fresh if handles is None else [e for e in fresh if e["type"] in handles]
+                    if handles is None:
+                        relevant = fresh
+                    elif fresh is events:  # the filter in C: ~3% of a rebuild in a comprehension
+                        relevant = list(compress(events, map(handles.__contains__, types)))
+                    else:
+                        relevant = [e for e in fresh if e["type"] in handles]
                     staged.read_ahead(ahead)  # (some cases may have no relevant event: no matter)
                     fold = projection.fold
                     for event in relevant:
