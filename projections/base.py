@@ -1,4 +1,6 @@
-"""What every read model is: tables, and one ``process_event`` with a match per event type.
+"""What every read model is: tables, and one ``fold`` with a match per event type, written
+against ``projections.rows`` (``process_event`` folds one event with each change written at once;
+the runner folds a batch in memory and writes each changed row once).
 
 The runner writes a projection's rows and its tracking position in one transaction, and
 tracks the events a projection ignores too, so a crash or a re-delivery neither skips nor
