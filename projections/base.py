@@ -1,4 +1,6 @@
-"""What every read model is: tables, and one ``process_event`` with a match per event type.
+"""What every read model is: tables, and one ``fold`` with a match per event type, written
+against ``projections.rows`` (``process_event`` folds one event with each change written at once;
+the runner folds a batch in memory and writes each changed row once).
 
 The runner writes a projection's rows and its tracking position in one transaction, and
 tracks the events a projection ignores too, so a crash or a re-delivery neither skips nor
@@ -12,6 +14,7 @@ from typing import Any, Protocol, Sequence
 
 from domain.errors import FieldError, InvalidInput
 from projections.records import EventRecord
+from projections.rows import Direct
 
 MAX_PAGE_SIZE = 200
 
@@ -45,6 +48,11 @@ class Projection:
     name: str = ""
     tables: tuple[str, ...] = ()
     schema: tuple[str, ...] = ()  # CREATE TABLE / CREATE INDEX statements
+    # the tables ``fold`` writes (projections.rows.Table), for a batch folded in memory (Staged)
+    row_tables: tuple = ()
+    # the event types ``fold`` may change a row for (None: any); a batch folded in memory skips the
+    # others (a letter, half of all events, changes nothing in most read models)
+    handles: frozenset[str] | None = None
 
     def create(self, cur: Cursor, *, indexes: bool = True) -> None:
         for statement in self.schema:
@@ -60,7 +68,12 @@ class Projection:
         for table in self.tables:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:  # pragma: no cover - abstract
+    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+        """One event, its changes written at once (a projection kept live, a Kafka worker)."""
+        self.fold(Direct(cur), event)
+
+    def fold(self, rows: Any, event: EventRecord) -> None:  # pragma: no cover - abstract
+        """What one event does to the rows (``projections.rows.Rows``: written now or staged)."""
         raise NotImplementedError
 
 

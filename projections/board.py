@@ -15,15 +15,15 @@ week it was decided (as ``GET /metrics/prior-authorization`` filters by the deci
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from domain.policy import policy_version
-from projections.base import Cursor, Projection, ReadStore, page_window, update, upsert
-from projections.facts import status_after
+from projections.base import Projection, ReadStore, page_window
+from projections.facts import STATUS_EVENTS, status_after
 from projections.records import EventRecord
+from projections.rows import Rows, Table
 
 OPEN = ("pending", "held")
 COUNTERS = (
@@ -70,6 +70,18 @@ CASE_FACTS = (
 )
 
 
+OPEN_ROWS = Table("board_open", (
+    "case_id", "case_number", "status", "urgent", "policy", "policy_version", "line_of_business", "received_at",
+    "decision_due_at", "decision_warning_at", "hold_due_at", "held_at", "hold_items", "extension_days", "extension_reason"))
+P2P_ROWS = Table("board_p2p", ("p2p_id", "case_id", "case_number", "policy", "level", "slot", "reviewer", "status", "outcome"),
+                 keys=("p2p_id", "case_id"))
+CASE_ROWS = Table("board_cases", CASE_FACTS)
+WEEKLY = Table("board_weekly", ("week", "policy", "urgent", *COUNTERS), keys=("week", "policy", "urgent"), case="",
+               counters=COUNTERS)
+HOURS = Table("board_hours", ("week", "policy", "urgent", "minutes", "n"), keys=("week", "policy", "urgent", "minutes"),
+              case="", counters=("n",))
+
+
 def _utc(instant: datetime) -> str:
     """An instant as the events store it (UTC ISO 8601), so text comparisons order it right."""
     return instant.astimezone(timezone.utc).isoformat()
@@ -95,6 +107,10 @@ def week_of(instant: str, tz: str) -> str:
 
 class Board(Projection):
     name = "board"
+    row_tables = (OPEN_ROWS, P2P_ROWS, CASE_ROWS, WEEKLY, HOURS)
+    handles = DECISION_EVENTS | STATUS_EVENTS | {
+        "CaseSubmitted", "CaseHeld", "HoldReleased", "HoldLapsed", "DecisionTimeframeExtended", "P2PScheduled",
+        "P2PRescheduled", "P2PCancelled", "P2PCompleted", "P2PSlotMissed"}
     tables = ("board_open", "board_p2p", "board_cases", "board_weekly", "board_hours")
     schema = (
         "CREATE TABLE IF NOT EXISTS board_open (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL,"
@@ -131,16 +147,15 @@ class Board(Projection):
         "CREATE INDEX IF NOT EXISTS board_p2p_slot ON board_p2p (slot)",
     )
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+    def fold(self, rows: Rows, event: EventRecord) -> None:
         d, case_id, kind = event["data"], event["case_id"], event["type"]
+        key = (case_id,)
         if kind in DECISION_EVENTS:
-            self._decision_facts(cur, event)
+            self._decision_facts(rows, event)
         match kind:
             case "CaseSubmitted":
-                upsert(
-                    cur,
-                    "board_open",
-                    ["case_id"],
+                rows.put(
+                    OPEN_ROWS,
                     {
                         "case_id": case_id,
                         "case_number": d["case_number"],
@@ -159,10 +174,8 @@ class Board(Projection):
                         "extension_reason": None,
                     },
                 )
-                upsert(
-                    cur,
-                    "board_cases",
-                    ["case_id"],
+                rows.put(
+                    CASE_ROWS,
                     {
                         "case_id": case_id,
                         "case_number": d["case_number"],
@@ -182,33 +195,31 @@ class Board(Projection):
                     },
                 )
             case "CaseHeld":
-                update(
-                    cur,
-                    "board_open",
-                    case_id,
-                    status="held",
-                    hold_due_at=d["due_at"],
-                    held_at=event["occurred_at"],
-                    hold_items=orjson.dumps(d["requested_items"]).decode(),
+                rows.update(
+                    OPEN_ROWS,
+                    key,
+                    {
+                        "status": "held",
+                        "hold_due_at": d["due_at"],
+                        "held_at": event["occurred_at"],
+                        "hold_items": orjson.dumps(d["requested_items"]).decode(),
+                    },
                 )
             case "HoldReleased" | "HoldLapsed":
-                update(cur, "board_open", case_id, status="pending", hold_due_at=None, held_at=None, hold_items=None)
+                rows.update(OPEN_ROWS, key, {"status": "pending", "hold_due_at": None, "held_at": None, "hold_items": None})
             case "DecisionTimeframeExtended":
-                cur.execute(
-                    "UPDATE board_open SET decision_due_at = ?, decision_warning_at = ?,"
-                    " extension_days = extension_days + ?,"
-                    " extension_reason = ? WHERE case_id = ?",
-                    (d["decision_due_at"], d["decision_warning_at"], d["days"], d["reason"], case_id),
+                rows.update(
+                    OPEN_ROWS,
+                    key,
+                    {"decision_due_at": d["decision_due_at"], "decision_warning_at": d["decision_warning_at"],
+                     "extension_reason": d["reason"]},
+                    add={"extension_days": d["days"]},
                 )
             case "P2PScheduled":
-                found = cur.execute(
-                    "SELECT case_number, policy FROM board_cases WHERE case_id = ?", (case_id,)
-                ).fetchone()
-                number, policy = found if found else ("", "")
-                upsert(
-                    cur,
-                    "board_p2p",
-                    ["p2p_id", "case_id"],
+                found = rows.get(CASE_ROWS, key)
+                number, policy = (found["case_number"], found["policy"]) if found else ("", "")
+                rows.put(
+                    P2P_ROWS,
                     {
                         "p2p_id": d["p2p_id"],
                         "case_id": case_id,
@@ -222,34 +233,25 @@ class Board(Projection):
                     },
                 )
             case "P2PRescheduled":
-                self._p2p(cur, d["p2p_id"], case_id, slot=d["slot"])
+                rows.update(P2P_ROWS, (d["p2p_id"], case_id), {"slot": d["slot"]})
             case "P2PCancelled":
-                self._p2p(cur, d["p2p_id"], case_id, status="cancelled", outcome=d["reason"])
+                rows.update(P2P_ROWS, (d["p2p_id"], case_id), {"status": "cancelled", "outcome": d["reason"]})
             case "P2PCompleted":
-                self._p2p(cur, d["p2p_id"], case_id, status="completed", outcome=d["outcome"])
+                rows.update(P2P_ROWS, (d["p2p_id"], case_id), {"status": "completed", "outcome": d["outcome"]})
             case "P2PSlotMissed":
-                self._p2p(cur, d["p2p_id"], case_id, status="missed")
+                rows.update(P2P_ROWS, (d["p2p_id"], case_id), {"status": "missed"})
             case _:
                 status = status_after(event)
                 if status and status not in OPEN:
-                    cur.execute("DELETE FROM board_open WHERE case_id = ?", (case_id,))
-
-    @staticmethod
-    def _p2p(cur: Cursor, p2p_id: str, case_id: str, **values: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in values)
-        cur.execute(
-            f"UPDATE board_p2p SET {sets} WHERE p2p_id = ? AND case_id = ?", [*values.values(), p2p_id, case_id]
-        )
+                    rows.delete(OPEN_ROWS, key)
 
     # ---- the decision facts, kept by difference ------------------------------------------------
 
-    def _decision_facts(self, cur: Cursor, event: EventRecord) -> None:
-        found = cur.execute(
-            f"SELECT {', '.join(CASE_FACTS)} FROM board_cases WHERE case_id = ?", (event["case_id"],)
-        ).fetchone()
+    def _decision_facts(self, rows: Rows, event: EventRecord) -> None:
+        found = rows.get(CASE_ROWS, (event["case_id"],))
         if found is None:
             return
-        before = dict(zip(CASE_FACTS, found))
+        before = {k: found[k] for k in CASE_FACTS}
         after = dict(before)
         d, at = event["data"], event["occurred_at"]
         match event["type"]:
@@ -281,25 +283,14 @@ class Board(Projection):
         if after == before:
             return
         changed = {k: v for k, v in after.items() if before[k] != v}
-        update(cur, "board_cases", event["case_id"], **changed)
+        rows.update(CASE_ROWS, (event["case_id"],), changed)
         old, new = _contribution(before), _contribution(after)
         for sign, part in ((-1, old), (1, new)):
             if part is None:
                 continue
             key, counters, bucket = part
-            values = [sign * counters[c] for c in COUNTERS]
-            cur.execute(
-                f"INSERT INTO board_weekly (week, policy, urgent, {', '.join(COUNTERS)}) VALUES (?, ?, ?, "
-                + ", ".join("?" for _ in COUNTERS)
-                + ") ON CONFLICT (week, policy, urgent) DO UPDATE SET "
-                + ", ".join(f"{c} = board_weekly.{c} + excluded.{c}" for c in COUNTERS),
-                [*key, *values],
-            )
-            cur.execute(
-                "INSERT INTO board_hours (week, policy, urgent, minutes, n) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (week, policy, urgent, minutes) DO UPDATE SET n = board_hours.n + excluded.n",
-                [*key, bucket, sign],
-            )
+            rows.tally(WEEKLY, key, [sign * counters[c] for c in COUNTERS])
+            rows.tally(HOURS, (*key, bucket), (sign,))
 
 
 def _contribution(facts: dict) -> tuple[tuple, dict, int] | None:

@@ -5,36 +5,42 @@ write's next read sees it at once."""
 
 from __future__ import annotations
 
-from projections.base import Cursor, Projection, ReadStore, update, upsert
+from projections.base import Projection, ReadStore
 from projections.records import EventRecord
+from projections.rows import Rows, Table
+
+
+OWNERS = Table("case_owners", ("case_id", "ordering_npi", "site_npi", "starter_kind", "starter_id"))
 
 
 class CaseOwners(Projection):
     name = "case_owners"
+    row_tables = (OWNERS,)
+    handles = frozenset({"DraftStarted", "CaseSubmitted", "AuthorizationUpdated"})
     tables = ("case_owners",)
     schema = (
         "CREATE TABLE IF NOT EXISTS case_owners (case_id TEXT PRIMARY KEY, ordering_npi TEXT, site_npi TEXT,"
         " starter_kind TEXT, starter_id TEXT)",
     )
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+    def fold(self, rows: Rows, event: EventRecord) -> None:
         d, case_id = event["data"], event["case_id"]
         match event["type"]:
             case "DraftStarted":
-                upsert(cur, "case_owners", ["case_id"], {
+                rows.put(OWNERS, {
                     "case_id": case_id, "ordering_npi": None, "site_npi": None,
                     "starter_kind": event["actor"].get("kind"), "starter_id": event["actor"].get("id"),
                 })
             case "CaseSubmitted":
                 if event["version"] == 1:
-                    upsert(cur, "case_owners", ["case_id"], {
+                    rows.put(OWNERS, {
                         "case_id": case_id, "ordering_npi": d["ordering_provider"]["npi"], "site_npi": d["site"]["npi"],
                         "starter_kind": None, "starter_id": None,
                     })
                 else:
-                    update(cur, "case_owners", case_id, ordering_npi=d["ordering_provider"]["npi"], site_npi=d["site"]["npi"])
+                    rows.update(OWNERS, (case_id,), {"ordering_npi": d["ordering_provider"]["npi"], "site_npi": d["site"]["npi"]})
             case "AuthorizationUpdated" if d["kind"] == "site" and "npi" in d["changes"]:
-                update(cur, "case_owners", case_id, site_npi=d["changes"]["npi"])
+                rows.update(OWNERS, (case_id,), {"site_npi": d["changes"]["npi"]})
             case _:
                 pass
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from domain.policy import policy_version
-from projections.base import Cursor, Projection, ReadStore, npi_filter, page_window, update, upsert
+from projections.base import Projection, ReadStore, npi_filter, page_window
 from projections.facts import lifecycle_changes
 from projections.records import EventRecord
+from projections.rows import Rows, Table
+
+SUMMARY = Table("certification_summary", (
+    "case_id", "authorization_number", "case_number", "member_last_name", "provider_last_name", "provider_npi", "status",
+    "initiated_at", "procedure_code", "service_description", "site_name", "expiration_date", "correspondence_count"))
 
 
 class CertificationSummary(Projection):
     name = "certification_summary"
+    row_tables = (SUMMARY,)
     tables = ("certification_summary",)
     schema = (
         "CREATE TABLE IF NOT EXISTS certification_summary (case_id TEXT PRIMARY KEY, authorization_number TEXT,"
@@ -23,13 +29,13 @@ class CertificationSummary(Projection):
         "CREATE INDEX IF NOT EXISTS certification_npi ON certification_summary (provider_npi, initiated_at)",
     )
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+    def fold(self, rows: Rows, event: EventRecord) -> None:
         d, case_id = event["data"], event["case_id"]
         match event["type"]:
             case "CaseSubmitted":
                 row = policy_version(d["policy"], d["policy_version"])
                 codes = [p["code"] for p in d["service"]["procedures"]]
-                upsert(cur, "certification_summary", ["case_id"], {
+                rows.put(SUMMARY, {
                     "case_id": case_id, "authorization_number": None, "case_number": d["case_number"],
                     "member_last_name": d["member"]["last_name"],
                     "provider_last_name": d["ordering_provider"]["name"].replace(",", " ").split()[-1],
@@ -39,13 +45,13 @@ class CertificationSummary(Projection):
                 })
                 return
             case "LetterIssued":
-                cur.execute("UPDATE certification_summary SET correspondence_count = correspondence_count + 1 WHERE case_id = ?", (case_id,))
+                rows.update(SUMMARY, (case_id,), add={"correspondence_count": 1})
                 return
             case _:
                 pass
         changes = lifecycle_changes(event, valid_to="expiration_date")
         if changes:
-            update(cur, "certification_summary", case_id, **changes)
+            rows.update(SUMMARY, (case_id,), changes)
 
 
 # ---- queries ------------------------------------------------------------------------------

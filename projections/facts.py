@@ -14,6 +14,14 @@ STATUS_BUCKETS = {
 BUCKETS = ("Pending", "Approved", "Partially Approved", "Denied", "Cancelled")
 
 
+# every event type status_after gives a status for
+STATUS_EVENTS = frozenset({
+    "DraftStarted", "CaseSubmitted", "HoldReleased", "HoldLapsed", "CaseHeld", "CaseAutoApproved",
+    "AlternativeRecommendationAccepted", "CaseDetermined", "ReconsiderationDecided", "AppealDecided",
+    "AuthorizationWithdrawn", "AuthorizationExpired", "CaseCancelled", "DraftExpired",
+})
+
+
 def status_after(event: EventRecord) -> str | None:
     """The case status this event leaves, or None when it does not change it."""
     d = event["data"]

@@ -5,13 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from domain.errors import FieldError, InvalidInput
-from projections.base import Cursor, Projection, ReadStore, update, upsert
+from projections.base import Projection, ReadStore
 from projections.facts import lifecycle_changes
 from projections.records import EventRecord
+from projections.rows import Rows, Table
+
+LOOKUP = Table("authorization_lookup", (
+    "case_id", "case_number", "authorization_number", "ordering_npi", "site_npi", "member_id", "member_dob", "member_last_lc",
+    "status", "approved_at", "service", "site_name", "expiration_date", "last_updated", "correspondence_count"))
 
 
 class AuthorizationLookup(Projection):
     name = "authorization_lookup"
+    row_tables = (LOOKUP,)
     tables = ("authorization_lookup",)
     schema = (
         "CREATE TABLE IF NOT EXISTS authorization_lookup (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL,"
@@ -22,11 +28,11 @@ class AuthorizationLookup(Projection):
         "CREATE INDEX IF NOT EXISTS lookup_member ON authorization_lookup (member_id, member_dob)",
     )
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+    def fold(self, rows: Rows, event: EventRecord) -> None:
         d, case_id, at = event["data"], event["case_id"], event["occurred_at"]
         match event["type"]:
             case "CaseSubmitted":
-                upsert(cur, "authorization_lookup", ["case_id"], {
+                rows.put(LOOKUP, {
                     "case_id": case_id, "case_number": d["case_number"], "authorization_number": None,
                     "ordering_npi": d["ordering_provider"]["npi"], "site_npi": d["site"]["npi"],
                     "member_id": d["member"]["id"], "member_dob": d["member"]["dob"],
@@ -36,7 +42,7 @@ class AuthorizationLookup(Projection):
                 })
                 return
             case "LetterIssued":
-                cur.execute("UPDATE authorization_lookup SET correspondence_count = correspondence_count + 1, last_updated = ? WHERE case_id = ?", (at, case_id))
+                rows.update(LOOKUP, (case_id,), {"last_updated": at}, add={"correspondence_count": 1})
                 return
             case _:
                 pass
@@ -45,7 +51,7 @@ class AuthorizationLookup(Projection):
             changes["site_npi"] = d["changes"]["npi"]
         if "authorization_number" in changes:
             changes["approved_at"] = at
-        update(cur, "authorization_lookup", case_id, **changes, last_updated=at)
+        rows.update(LOOKUP, (case_id,), {**changes, "last_updated": at})
 
 
 # ---- queries ------------------------------------------------------------------------------

@@ -9,12 +9,19 @@ from datetime import date, datetime, timezone
 
 from domain.errors import FieldError, InvalidInput
 from domain.policy import requiring_prior_authorization
-from projections.base import Cursor, Projection, ReadStore, update, upsert
+from projections.base import Projection, ReadStore
 from projections.records import EventRecord
+from projections.rows import NOT_NULL, Rows, Table
+
+REQUESTS = Table("pa_requests", ("case_id", "policy", "urgent", "received_at", "decided_at", "notified_at", "outcome",
+                                 "extended", "appealed", "appeal_outcome", "final_outcome"))
 
 
 class PriorAuthorizationMetrics(Projection):
     name = "pa_metrics"
+    row_tables = (REQUESTS,)
+    handles = frozenset({"CaseSubmitted", "DecisionTimeframeExtended", "CaseDetermined", "CaseAutoApproved", "LetterIssued",
+                         "AlternativeRecommendationAccepted", "ReconsiderationDecided", "AppealFiled", "AppealDecided"})
     tables = ("pa_requests",)
     schema = (
         "CREATE TABLE IF NOT EXISTS pa_requests (case_id TEXT PRIMARY KEY, policy TEXT NOT NULL, urgent INTEGER NOT NULL,"
@@ -24,33 +31,34 @@ class PriorAuthorizationMetrics(Projection):
         "CREATE INDEX IF NOT EXISTS pa_requests_policy ON pa_requests (policy, decided_at)",
     )
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+    def fold(self, rows: Rows, event: EventRecord) -> None:
         d, case_id, at = event["data"], event["case_id"], event["occurred_at"]
+        key = (case_id,)
         match event["type"]:
             case "CaseSubmitted":
-                upsert(cur, "pa_requests", ["case_id"], {
+                rows.put(REQUESTS, {
                     "case_id": case_id, "policy": d["policy"], "urgent": int(d["urgent"]), "received_at": d["received_at"],
                     "decided_at": None, "notified_at": None, "outcome": None, "extended": 0, "appealed": 0,
                     "appeal_outcome": None, "final_outcome": None,
                 })
             case "DecisionTimeframeExtended":
-                update(cur, "pa_requests", case_id, extended=1)
+                rows.update(REQUESTS, key, {"extended": 1})
             case "CaseDetermined" | "CaseAutoApproved":
                 outcome = d.get("outcome", "approved")
-                update(cur, "pa_requests", case_id, decided_at=at, outcome=outcome, final_outcome=outcome)
+                rows.update(REQUESTS, key, {"decided_at": at, "outcome": outcome, "final_outcome": outcome})
             case "LetterIssued" if d["recipient"] == "provider" and (d["letter_kind"].startswith("determination_") or d["letter_kind"] == "approval"):
-                cur.execute("UPDATE pa_requests SET notified_at = ? WHERE case_id = ? AND notified_at IS NULL AND decided_at IS NOT NULL", (at, case_id))
+                rows.update(REQUESTS, key, {"notified_at": at}, when={"notified_at": None, "decided_at": NOT_NULL})
             case "AlternativeRecommendationAccepted":
-                update(cur, "pa_requests", case_id, final_outcome="approved")
+                rows.update(REQUESTS, key, {"final_outcome": "approved"})
             case "ReconsiderationDecided":
-                update(cur, "pa_requests", case_id, final_outcome=d["outcome"])
+                rows.update(REQUESTS, key, {"final_outcome": d["outcome"]})
             case "AppealFiled":
-                update(cur, "pa_requests", case_id, appealed=1)
+                rows.update(REQUESTS, key, {"appealed": 1})
             case "AppealDecided":
                 final = {"overturned": "approved", "partially_overturned": "partially_approved"}.get(d["outcome"])
-                update(cur, "pa_requests", case_id, appeal_outcome=d["outcome"])
+                rows.update(REQUESTS, key, {"appeal_outcome": d["outcome"]})
                 if final:
-                    update(cur, "pa_requests", case_id, final_outcome=final)
+                    rows.update(REQUESTS, key, {"final_outcome": final})
             case _:
                 pass
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from projections.base import Cursor, Projection, ReadStore, page_window, update, upsert
-from projections.facts import status_after
+from projections.base import Projection, ReadStore, page_window
+from projections.facts import STATUS_EVENTS, status_after
 from projections.records import EventRecord
+from projections.rows import Rows, Table
 
 OPEN = ("pending", "held")
 
 
+QUEUE = Table("review_queue", ("case_id", "case_number", "status", "urgent", "policy", "received_at", "decision_due_at",
+                               "decision_warning_at", "hold_due_at"))
+
+
 class ReviewQueue(Projection):
     name = "review_queue"
+    row_tables = (QUEUE,)
+    handles = STATUS_EVENTS | {"CaseSubmitted", "CaseHeld", "HoldReleased", "HoldLapsed", "DecisionTimeframeExtended"}
     tables = ("review_queue",)
     schema = (
         "CREATE TABLE IF NOT EXISTS review_queue (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, status TEXT NOT NULL,"
@@ -21,25 +28,25 @@ class ReviewQueue(Projection):
         "CREATE INDEX IF NOT EXISTS review_queue_urgent_due ON review_queue (urgent DESC, decision_due_at ASC, case_id)",
     )
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:
-        d, case_id = event["data"], event["case_id"]
+    def fold(self, rows: Rows, event: EventRecord) -> None:
+        d, key = event["data"], (event["case_id"],)
         match event["type"]:
             case "CaseSubmitted":
-                upsert(cur, "review_queue", ["case_id"], {
-                    "case_id": case_id, "case_number": d["case_number"], "status": "pending", "urgent": int(d["urgent"]),
+                rows.put(QUEUE, {
+                    "case_id": event["case_id"], "case_number": d["case_number"], "status": "pending", "urgent": int(d["urgent"]),
                     "policy": d["policy"], "received_at": d["received_at"], "decision_due_at": d["decision_due_at"],
                     "decision_warning_at": d["decision_warning_at"], "hold_due_at": None,
                 })
             case "CaseHeld":
-                update(cur, "review_queue", case_id, status="held", hold_due_at=d["due_at"])
+                rows.update(QUEUE, key, {"status": "held", "hold_due_at": d["due_at"]})
             case "HoldReleased" | "HoldLapsed":
-                update(cur, "review_queue", case_id, status="pending", hold_due_at=None)
+                rows.update(QUEUE, key, {"status": "pending", "hold_due_at": None})
             case "DecisionTimeframeExtended":
-                update(cur, "review_queue", case_id, decision_due_at=d["decision_due_at"], decision_warning_at=d["decision_warning_at"])
+                rows.update(QUEUE, key, {"decision_due_at": d["decision_due_at"], "decision_warning_at": d["decision_warning_at"]})
             case _:
                 status = status_after(event)
                 if status and status not in OPEN:
-                    cur.execute("DELETE FROM review_queue WHERE case_id = ?", (case_id,))
+                    rows.delete(QUEUE, key)
 
 
 # ---- queries ------------------------------------------------------------------------------

@@ -6,23 +6,26 @@ import re
 from typing import Any
 
 from domain.errors import FieldError, InvalidInput
+from domain.events import EVENT_TYPES
 from domain.policy import policy_version
-from projections.base import Cursor, Projection, ReadStore, npi_filter, page_window, update, upsert
+from projections.base import Projection, ReadStore, npi_filter, page_window
 from projections.facts import BUCKETS, STATUS_BUCKETS, lifecycle_changes, member_name
 from projections.records import EventRecord
+from projections.rows import Rows, Table
 
-
-def count(cur: Cursor, moves: list[tuple[str, int]]) -> None:
-    """Keep per-bucket totals of every case, so an unscoped page needs no COUNT(*) over the whole
-    table (a provider's pages count their own rows through the NPI index)."""
-    cur.executemany(
-        "INSERT INTO worklist_counts (scope, bucket, n) VALUES ('*', ?, ?) ON CONFLICT (scope, bucket) DO UPDATE SET n = worklist_counts.n + excluded.n",
-        moves,
-    )
+WORKLIST = Table("worklist", (
+    "case_id", "case_number", "authorization_number", "member_id", "member_name", "member_last_lc", "member_first_lc",
+    "status", "bucket", "submitted_at", "end_date", "procedure_code", "provider_npi", "provider_name", "provider_name_lc",
+    "site_name", "insurer", "policy", "updated_at"))
+# per-bucket totals of every case, so an unscoped page needs no COUNT(*) over the whole table (a
+# provider's pages count their own rows through the NPI index)
+COUNTS = Table("worklist_counts", ("scope", "bucket", "n"), keys=("scope", "bucket"), case="", counters=("n",))
 
 
 class Worklist(Projection):
     name = "worklist"
+    row_tables = (WORKLIST, COUNTS)
+    handles = frozenset(EVENT_TYPES) - {"LetterIssued"}  # a letter carries no status, authorization nor code
     tables = ("worklist", "worklist_counts")
     schema = (
         "CREATE TABLE IF NOT EXISTS worklist (case_id TEXT PRIMARY KEY, case_number TEXT NOT NULL, authorization_number TEXT,"
@@ -46,12 +49,12 @@ class Worklist(Projection):
         "CREATE INDEX IF NOT EXISTS worklist_provider_name ON worklist (provider_name_lc)",
     )
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+    def fold(self, rows: Rows, event: EventRecord) -> None:
         d, case_id, at = event["data"], event["case_id"], event["occurred_at"]
         match event["type"]:
             case "CaseSubmitted":
                 row = policy_version(d["policy"], d["policy_version"])
-                upsert(cur, "worklist", ["case_id"], {
+                rows.put(WORKLIST, {
                     "case_id": case_id, "case_number": d["case_number"], "authorization_number": None,
                     "member_id": d["member"]["id"], "member_name": member_name(d),
                     "member_last_lc": d["member"]["last_name"].lower(), "member_first_lc": d["member"]["first_name"].lower(),
@@ -60,22 +63,23 @@ class Worklist(Projection):
                     "provider_name": d["ordering_provider"]["name"], "provider_name_lc": d["ordering_provider"]["name"].lower(),
                     "site_name": d["site"]["name"], "insurer": row.plan, "policy": d["policy"], "updated_at": at,
                 })
-                count(cur, [("Pending", 1)])
+                rows.tally(COUNTS, ("*", "Pending"), (1,))
                 return
             case "AuthorizationUpdated" if d["kind"] == "code_correction":
-                cur.execute("UPDATE worklist SET procedure_code = ?, updated_at = ? WHERE case_id = ? AND procedure_code = ?",
-                            (d["changes"]["to_code"], at, case_id, d["changes"]["from_code"]))
+                rows.update(WORKLIST, (case_id,), {"procedure_code": d["changes"]["to_code"], "updated_at": at},
+                            when={"procedure_code": d["changes"]["from_code"]})
                 return
             case _:
                 pass
         changes = lifecycle_changes(event, valid_to="end_date")
         if "status" in changes:
             changes["bucket"] = STATUS_BUCKETS[changes["status"]]
-            before = cur.execute("SELECT bucket FROM worklist WHERE case_id = ?", (case_id,)).fetchone()
-            if before and before[0] != changes["bucket"]:
-                count(cur, [(before[0], -1), (changes["bucket"], 1)])
+            before = rows.get(WORKLIST, (case_id,))
+            if before and before["bucket"] != changes["bucket"]:
+                rows.tally(COUNTS, ("*", before["bucket"]), (-1,))
+                rows.tally(COUNTS, ("*", changes["bucket"]), (1,))
         if changes:
-            update(cur, "worklist", case_id, **changes, updated_at=at)
+            rows.update(WORKLIST, (case_id,), {**changes, "updated_at": at})
 
 
 # ---- queries ------------------------------------------------------------------------------

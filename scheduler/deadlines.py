@@ -9,32 +9,32 @@ from datetime import datetime
 from domain.review import P2P_MISSED_AFTER
 from projections.base import Cursor, Projection
 from projections.records import EventRecord
+from projections.rows import Rows, Table
 
-ARM = ("INSERT INTO deadlines (case_id, kind, p2p_id, instant, fire_at) VALUES (?, ?, ?, ?, ?) "
-       "ON CONFLICT (case_id, kind, p2p_id) DO UPDATE SET instant = excluded.instant, fire_at = excluded.fire_at")
+DEADLINES = Table("deadlines", ("case_id", "kind", "p2p_id", "instant", "fire_at"), keys=("case_id", "kind", "p2p_id"))
 
 
-def arm(cur: Cursor, case_id: str, kind: str, instant: str | None, p2p_id: str = "", fire_at: str | None = None) -> None:
+def arm(rows: Rows, case_id: str, kind: str, instant: str | None, p2p_id: str = "", fire_at: str | None = None) -> None:
     if not instant:
-        disarm(cur, case_id, kind, p2p_id)
+        disarm(rows, case_id, kind, p2p_id)
         return
-    cur.execute(ARM, (case_id, kind, p2p_id, instant, fire_at or instant))
+    rows.put(DEADLINES, {"case_id": case_id, "kind": kind, "p2p_id": p2p_id, "instant": instant, "fire_at": fire_at or instant})
 
 
-def disarm(cur: Cursor, case_id: str, kind: str, p2p_id: str = "") -> None:
-    cur.execute("DELETE FROM deadlines WHERE case_id = ? AND kind = ? AND p2p_id = ?", (case_id, kind, p2p_id))
+def disarm(rows: Rows, case_id: str, kind: str, p2p_id: str = "") -> None:
+    rows.delete(DEADLINES, (case_id, kind, p2p_id))
 
 
-def rearm(cur: Cursor, case_id: str, instants: dict[str, str | None], clear: tuple[str, ...] = ()) -> None:
-    """Disarm ``clear`` and every kind whose instant is None, arm the others: few statements."""
-    gone = [k for k in clear if k not in instants] + [k for k, v in instants.items() if not v]
-    if gone:
-        cur.execute(f"DELETE FROM deadlines WHERE case_id = ? AND p2p_id = '' AND kind IN ({', '.join('?' for _ in gone)})", (case_id, *gone))
-    arm_many(cur, case_id, {k: v for k, v in instants.items() if v})
+def rearm(rows: Rows, case_id: str, instants: dict[str, str | None], clear: tuple[str, ...] = ()) -> None:
+    """Disarm ``clear`` and every kind whose instant is None, arm the others."""
+    for kind in [k for k in clear if k not in instants] + [k for k, v in instants.items() if not v]:
+        disarm(rows, case_id, kind)
+    arm_many(rows, case_id, {k: v for k, v in instants.items() if v})
 
 
-def arm_many(cur: Cursor, case_id: str, instants: dict[str, str]) -> None:
-    cur.executemany(ARM, [(case_id, kind, "", instant, instant) for kind, instant in instants.items()])
+def arm_many(rows: Rows, case_id: str, instants: dict[str, str]) -> None:
+    for kind, instant in instants.items():
+        rows.put(DEADLINES, {"case_id": case_id, "kind": kind, "p2p_id": "", "instant": instant, "fire_at": instant})
 
 
 def _after_slot(slot: str) -> str:
@@ -43,6 +43,14 @@ def _after_slot(slot: str) -> str:
 
 class Deadlines(Projection):
     name = "deadlines"
+    row_tables = (DEADLINES,)
+    handles = frozenset({
+        "DraftStarted", "DraftExpired", "CaseSubmitted", "CaseHeld", "HoldReleased", "HoldLapsed", "DecisionTimeframeExtended",
+        "DecisionDueSoon", "DecisionOverdue", "CaseDetermined", "CaseAutoApproved", "AlternativeRecommendationAccepted",
+        "AlternativeRecommendationLapsed", "ReconsiderationRequested", "ReconsiderationWindowClosed", "ReconsiderationDecided",
+        "AppealFiled", "AppealWindowClosed", "AppealDecided", "AuthorizationExtended", "AuthorizationWithdrawn",
+        "AuthorizationExpired", "CaseCancelled", "P2PScheduled", "P2PRescheduled", "P2PCancelled", "P2PCompleted",
+        "P2PSlotMissed"})
     tables = ("deadlines",)
     schema = (
         "CREATE TABLE IF NOT EXISTS deadlines (case_id TEXT NOT NULL, kind TEXT NOT NULL, p2p_id TEXT NOT NULL,"
@@ -50,59 +58,59 @@ class Deadlines(Projection):
         "CREATE INDEX IF NOT EXISTS deadlines_fire_at ON deadlines (fire_at)",
     )
 
-    def process_event(self, cur: Cursor, event: EventRecord) -> None:
+    def fold(self, rows: Rows, event: EventRecord) -> None:
         d, c = event["data"], event["case_id"]
         match event["type"]:
             case "DraftStarted":
-                arm(cur, c, "draft_expiry", d["expires_at"])
+                arm(rows, c, "draft_expiry", d["expires_at"])
             case "DraftExpired":
-                disarm(cur, c, "draft_expiry")
+                disarm(rows, c, "draft_expiry")
             case "CaseSubmitted":
                 if event["version"] > 1:
-                    disarm(cur, c, "draft_expiry")
-                arm_many(cur, c, {"decision_warning": d["decision_warning_at"], "decision_due": d["decision_due_at"]})
+                    disarm(rows, c, "draft_expiry")
+                arm_many(rows, c, {"decision_warning": d["decision_warning_at"], "decision_due": d["decision_due_at"]})
             case "CaseHeld":
-                arm(cur, c, "hold_due", d["due_at"])
+                arm(rows, c, "hold_due", d["due_at"])
             case "HoldReleased" | "HoldLapsed":
-                disarm(cur, c, "hold_due")
+                disarm(rows, c, "hold_due")
             case "DecisionTimeframeExtended":
-                arm(cur, c, "decision_warning", d["decision_warning_at"])
-                arm(cur, c, "decision_due", d["decision_due_at"])
+                arm(rows, c, "decision_warning", d["decision_warning_at"])
+                arm(rows, c, "decision_due", d["decision_due_at"])
             case "DecisionDueSoon":
-                disarm(cur, c, "decision_warning")
+                disarm(rows, c, "decision_warning")
             case "DecisionOverdue":
-                disarm(cur, c, "decision_due")
+                disarm(rows, c, "decision_due")
             case "CaseDetermined" | "CaseAutoApproved":
-                rearm(cur, c, {"appeal_window": d.get("appeal_deadline"), "reconsideration_window": d.get("reconsideration_deadline"),
+                rearm(rows, c, {"appeal_window": d.get("appeal_deadline"), "reconsideration_window": d.get("reconsideration_deadline"),
                                "alternative_lapse": d.get("alternative_deadline"), "authorization_expiry": d.get("valid_to")},
                       clear=("decision_warning", "decision_due", "hold_due"))
             case "AlternativeRecommendationAccepted":
                 for kind in ("alternative_lapse", "appeal_window", "reconsideration_window"):
-                    disarm(cur, c, kind)
-                arm(cur, c, "authorization_expiry", d["valid_to"])
+                    disarm(rows, c, kind)
+                arm(rows, c, "authorization_expiry", d["valid_to"])
             case "AlternativeRecommendationLapsed":
-                disarm(cur, c, "alternative_lapse")
+                disarm(rows, c, "alternative_lapse")
             case "ReconsiderationRequested" | "ReconsiderationWindowClosed":
-                disarm(cur, c, "reconsideration_window")
+                disarm(rows, c, "reconsideration_window")
             case "ReconsiderationDecided":
                 if d.get("valid_to"):
-                    arm(cur, c, "authorization_expiry", d["valid_to"])
+                    arm(rows, c, "authorization_expiry", d["valid_to"])
             case "AppealFiled" | "AppealWindowClosed":
-                disarm(cur, c, "appeal_window")
+                disarm(rows, c, "appeal_window")
             case "AppealDecided":
-                arm(cur, c, "appeal_window", d.get("next_appeal_deadline"))
+                arm(rows, c, "appeal_window", d.get("next_appeal_deadline"))
                 if d.get("valid_to"):
-                    arm(cur, c, "authorization_expiry", d["valid_to"])
+                    arm(rows, c, "authorization_expiry", d["valid_to"])
             case "AuthorizationExtended":
-                arm(cur, c, "authorization_expiry", d["valid_to"])
+                arm(rows, c, "authorization_expiry", d["valid_to"])
             case "AuthorizationWithdrawn" | "AuthorizationExpired":
-                disarm(cur, c, "authorization_expiry")
+                disarm(rows, c, "authorization_expiry")
             case "CaseCancelled":
-                cur.execute("DELETE FROM deadlines WHERE case_id = ?", (c,))
+                rows.delete_case(DEADLINES, c)
             case "P2PScheduled" | "P2PRescheduled":
-                arm(cur, c, "p2p_slot", d["slot"], d["p2p_id"], fire_at=_after_slot(d["slot"]))
+                arm(rows, c, "p2p_slot", d["slot"], d["p2p_id"], fire_at=_after_slot(d["slot"]))
             case "P2PCancelled" | "P2PCompleted" | "P2PSlotMissed":
-                disarm(cur, c, "p2p_slot", d["p2p_id"])
+                disarm(rows, c, "p2p_slot", d["p2p_id"])
             case _:
                 pass
 

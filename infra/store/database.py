@@ -97,7 +97,17 @@ class Cursor:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if self._dialect == "postgres":
             sql = sql.replace("?", "%s")
-        self._raw.executemany(sql, [tuple(r) for r in rows])
+        self._raw.executemany(sql, rows)  # sqlite3 and psycopg take lists and tuples alike
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """New rows, many at once: COPY on PostgreSQL (one stream, no statement per row nor query
+        text of thousands of placeholders to parse), an executemany'd INSERT on SQLite."""
+        if self._dialect == "postgres":
+            with self._raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        self._raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", rows)
 
     def fetchone(self) -> tuple | None:
         return self._raw.fetchone()

@@ -58,6 +58,10 @@ class PipelineCursor(Cursor):
         self._raw = self._conn.cursor(row_factory=tuple_row)
         Cursor(self._raw, "postgres").executemany(sql, rows)
 
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """An executemany'd INSERT: psycopg has no COPY in pipeline mode."""
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", rows)
+
     @property
     def rowcount(self) -> int:
         self._pipeline.sync()  # a statement's row count is known once its result came back

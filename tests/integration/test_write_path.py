@@ -163,3 +163,33 @@ def test_an_answer_waits_for_its_own_events_only_when_its_batch_did_not_apply_th
     assert again.view == view.view and again.position is None  # an earlier answer: nothing recorded now
     system.caught_up_to(again.position)  # not known: caught up with the store, the other process's case included
     assert owners_of(system.db, str(theirs.id)) is not None
+
+
+def test_a_backlog_written_by_another_process_is_folded_by_the_writer_as_a_replay_would(store, clock, system,
+                                                                                       monkeypatch):
+    """Events recorded by a process that keeps no read models (CASELOG_PROJECTIONS=workers) reach this
+    process's read models through its writer: a backlog of 64 events or more is folded in memory in
+    the writer's transaction (Staged rows; on PostgreSQL inside the pipelined transaction) and the
+    rows equal a replay's."""
+    from dataclasses import replace
+
+    from infra.demo.workload import run_demo
+    from tests.integration.test_projections import snapshot
+
+    other = bootstrap(replace(store, projections="workers"), clock=clock)
+    try:
+        run_demo(other)
+    finally:
+        other.close()
+    backlog = system.app.max_position() - system.runner.position("worklist")
+    assert backlog >= 64
+    folded = []
+    fold = system.runner._fold
+    monkeypatch.setattr(system.runner, "_fold", lambda cur, *a, **k: folded.append(cur) or fold(cur, *a, **k))
+    system.catch_up()
+    assert folded  # the writer folded it (apply_pending: 64 events or more)
+    assert system.runner.position("worklist") == system.app.max_position()
+    caught_up = snapshot(system)
+    assert sum(len(rows) for rows in caught_up.values()) > 50
+    system.runner.rebuild()
+    assert snapshot(system) == caught_up
