@@ -5,6 +5,7 @@ the app is given one Guard."""
 
 from __future__ import annotations
 
+import logging
 from typing import Awaitable, Callable
 
 import jwt
@@ -23,6 +24,7 @@ from infra.http.sessions import COOKIE, SessionStore
 from infra.identity import Principal
 
 DASHBOARD_ROLES = ("ops", "reviewer", "auditor", "admin")
+log = logging.getLogger("caselog.http")
 
 
 class Encoded(JSONResponse):
@@ -113,7 +115,14 @@ class Guard:
     # ---- answering ------------------------------------------------------------------------------
 
     def answer(self, ans: Answer) -> JSONResponse:
-        self.system.caught_up_to(ans.position)  # read-your-writes: the read models already hold the write
+        """The write's answer, once the read models hold it (read-your-writes). The command is
+        recorded by then: if the read models cannot take it (a failing projection), that is logged
+        and the projection lag shows it, and the write is still answered as done, never as a 5xx
+        that would have a client without an Idempotency-Key send it again."""
+        try:
+            self.system.caught_up_to(ans.position)
+        except Exception:  # noqa: BLE001 - see above; a catch-up retries at the next write or read
+            log.exception("the write is recorded but the read models could not take it")
         return Encoded(ans.view, status_code=201 if ans.created else 200)
 
     def write(self, who: Principal, key: str | None, version: int | None,

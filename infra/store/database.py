@@ -75,10 +75,19 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
     try:
         yield cur
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # (SQLite may have rolled back already: a full disk, an I/O error)
+            conn.execute("ROLLBACK")
         raise
     else:
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except BaseException:  # a commit that failed leaves the transaction open, holding the write
+            if conn.in_transaction:  # lock for good: SQLite's advice is an explicit ROLLBACK
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
     finally:
         cur.close()
 

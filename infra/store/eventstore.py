@@ -18,6 +18,7 @@ from eventsourcing import sqlite as es_sqlite
 from eventsourcing.persistence import ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
@@ -34,11 +35,12 @@ class Batch:
     transaction sees them (its own inserts included)."""
 
     def __init__(self, cursor: Cursor, insert: Callable[[Sequence[StoredEvent]], list[int]],
-                 savepoint: Callable[[], Any], notifications: Notifications):
+                 savepoint: Callable[[], Any], notifications: Notifications, open_: Callable[[], bool]):
         self.cursor = cursor
         self.insert = insert
         self.savepoint = savepoint
         self.notifications = notifications
+        self.open = open_  # whether the transaction is still there (SQLite rolls back on its own on a full disk)
 
 
 class PipelineCursor(Cursor):
@@ -115,7 +117,7 @@ class SQLiteRecorder(_Committed, es_sqlite.SQLiteApplicationRecorder):
                     return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
                 yield Batch(Cursor(raw, "sqlite"), lambda events: list(self._insert_events(es_cursor, events) or []),
-                            savepoint, notifications)
+                            savepoint, notifications, lambda: conn.in_transaction)
 
     def close_writer(self) -> None:
         conn = getattr(self, "_writer_conn", None)
@@ -167,7 +169,8 @@ class PostgresRecorder(_Committed, PostgresApplicationRecorder):
                 rows = conn.cursor(row_factory=tuple_row).execute(self._notifications_sql, (after, limit)).fetchall()
                 return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
-            yield Batch(PipelineCursor(conn, pipeline), insert, conn.transaction, notifications)
+            yield Batch(PipelineCursor(conn, pipeline), insert, conn.transaction, notifications,
+                        lambda: conn.info.transaction_status != TransactionStatus.IDLE)
 
     def close_writer(self) -> None:
         pass

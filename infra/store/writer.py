@@ -122,7 +122,11 @@ class Writer:
             self._leading = True
         while True:
             if not unit.lead:
-                unit.wake.acquire()  # released by the leader that recorded it or hands over to it
+                try:
+                    unit.wake.acquire()  # released by the leader that recorded it or hands over to it
+                except BaseException:  # interrupted while waiting (a signal in the main thread)
+                    self._abandon(unit)
+                    raise
             if unit.done:
                 break
             unit.lead = False
@@ -148,6 +152,24 @@ class Writer:
             raise unit.error
         return unit
 
+    def _abandon(self, unit: Unit) -> None:
+        """A caller gives up waiting: its unit leaves the queue if no batch took it yet (a batch that
+        did records it regardless, as a crash after the commit would), and the lead it may have been
+        handed passes on, so that no later command waits for a leader that is gone."""
+        with self._lock:
+            if unit in self._queue:
+                self._queue.remove(unit)
+            if not unit.lead:
+                return
+            unit.lead = False
+            after = self._queue[0] if self._queue else None
+            if after is not None:
+                after.lead = True
+            else:
+                self._leading = False
+        if after is not None:
+            after.wake.release()
+
     def _record(self, batch: list[Unit]) -> None:
         results: dict[int, list[int]] = {}
         failed: dict[int, BaseException] = {}
@@ -165,6 +187,8 @@ class Writer:
                             if unit.keys:
                                 tx.cursor.executemany(INSERT_KEY, list(unit.keys))
                     except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
+                        if not tx.open():  # the store dropped the whole transaction (a full disk, an I/O
+                            raise  # error): nothing of the batch is recorded, and nothing more may run
                         failed[i] = IntegrityError(str(exc)) if is_integrity_error(exc) else exc
                 recent = [(position, e.originator_id, e.originator_version, e.topic, e.state)
                           for i, positions in results.items() if i not in failed
@@ -199,5 +223,7 @@ class Writer:
             with tx.savepoint():
                 return None, self.runner.apply_pending(tx.cursor, tx.notifications, self.projections, recent)
         except Exception as exc:  # reported to whoever asks for the projections
+            if not tx.open():
+                raise  # the transaction itself is gone: the batch fails as a whole (see _record)
             log.exception("applying the projections failed; the events are recorded, a catch-up retries")
             return exc, 0

@@ -4,17 +4,26 @@ answered only once its transaction committed and its events are in the read mode
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import threading
 import time
+from contextlib import contextmanager, nullcontext
 from uuid import uuid4
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from domain.case import Case
 from domain.context import Context
 from domain.errors import InvalidInput, VersionConflict
 from infra.bootstrap import bootstrap
+from infra.demo.samples import PROVIDER_NPI
 from infra.kafka.message import published_size, size_within
+from infra.settings import Settings
+from infra.store.database import immediate
+from infra.store.eventstore import Batch
+from infra.store.writer import Unit, Writer
 from projections.case_owners import owners_of
 from tests.support import DME, MD, PROVIDER, WELLSENSE, later, recorded, request, submit
 
@@ -193,3 +202,122 @@ def test_a_backlog_written_by_another_process_is_folded_by_the_writer_as_a_repla
     assert sum(len(rows) for rows in caught_up.values()) > 50
     system.runner.rebuild()
     assert snapshot(system) == caught_up
+
+
+# ---- when things go wrong inside the writer (found by a second reader) ----------------------------
+
+class SlowRecorder:
+    """A recorder whose every insert takes ``delay`` seconds (no store)."""
+
+    head_sql = "SELECT 1"
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+    @contextmanager
+    def batch(self, db):
+        def insert(events):
+            time.sleep(self.delay)
+            return list(range(len(events)))
+        yield Batch(None, insert, nullcontext, None, lambda: True)
+
+    def close_writer(self):
+        pass
+
+
+def stored(version: int = 1) -> StoredEvent:
+    return StoredEvent(originator_id=uuid4(), originator_version=version, topic="t", state=b"{}")
+
+
+def test_a_caller_interrupted_while_waiting_leaves_no_later_command_waiting():
+    writer = Writer(None, SlowRecorder(0.5), None, [])
+    leader = threading.Thread(target=writer.commit, args=([stored()],))
+    leader.start()
+    time.sleep(0.1)  # the leader is in its batch; this thread queues behind it and is interrupted
+    old = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("interrupted")))
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        with pytest.raises(TimeoutError):
+            writer.commit([stored()])
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    leader.join(5)
+    later = threading.Thread(target=writer.commit, args=([stored()],), daemon=True)
+    later.start()
+    later.join(5)
+    assert not later.is_alive(), "a later command waits for a leader that is gone"
+    assert not writer._queue and not writer._leading
+
+
+def test_a_transaction_the_store_drops_mid_batch_fails_every_command_of_it_and_records_none(tmp_path):
+    """SQLite rolls a transaction back on its own on a full disk or an I/O error: the commands after
+    that point must not be committed one by one (a savepoint outside a transaction commits) while
+    their callers are told the batch failed."""
+    system = bootstrap(Settings(data_dir=tmp_path))
+    try:
+        recorder, calls = system.app.recorder, []
+        real = type(recorder).batch
+
+        @contextmanager
+        def batch(self, db):
+            with real(self, db) as tx:
+                def insert(events):
+                    calls.append(events)
+                    if len(calls) == 2:  # what SQLITE_FULL leaves: no transaction any more
+                        tx.cursor._raw.execute("ROLLBACK")
+                        raise sqlite3.OperationalError("database or disk is full")
+                    return tx.insert(events)
+                yield Batch(tx.cursor, insert, tx.savepoint, tx.notifications, tx.open)
+
+        recorder.batch = batch.__get__(recorder)
+        units = [Unit([stored()]), Unit([stored()]), Unit([stored()])]
+        Writer(system.db, recorder, system.runner, [])._record(units)
+        assert all(u.error is not None and u.done for u in units)
+        with system.db.read() as cur:
+            kept = cur.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
+        assert kept == 0
+        later = Writer(system.db, type(recorder)(recorder.datastore), system.runner, [])
+        assert later.commit([stored()])  # and the store takes the next batch
+    finally:
+        system.close()
+
+
+def test_a_commit_that_fails_leaves_no_transaction_open(tmp_path):
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE c (pid INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError):
+        with immediate(conn) as cur:
+            cur.execute("INSERT INTO c VALUES (1)")  # refused only at COMMIT
+    assert not conn.in_transaction
+    with immediate(conn) as cur:  # the write lock is free again
+        cur.execute("INSERT INTO p VALUES (1)")
+    assert conn.execute("SELECT COUNT(*) FROM p").fetchone()[0] == 1
+
+
+def test_a_command_whose_registry_rows_conflict_is_undone_alone(system):
+    writer = system.runner.writer
+    units = [Unit([stored()], numbers=[("1000000900", "a")]), Unit([stored()], numbers=[("1000000900", "b")]),
+             Unit([stored()], numbers=[("1000000901", "c")], keys=[("k", "d", "c")])]
+    writer._record(units)
+    assert [type(u.error).__name__ if u.error else "ok" for u in units] == ["ok", "IntegrityError", "ok"]
+    assert [bool(system.app.recorder.select_events(u.events[0].originator_id)) for u in units] == [True, False, True]
+
+
+def test_a_write_is_answered_as_done_when_the_read_models_cannot_take_it(system, monkeypatch):
+    """Recorded is recorded: a failing read model is logged (and shows as projection lag), never a
+    5xx that a client without an Idempotency-Key would answer by sending the request again."""
+    from fastapi.testclient import TestClient
+
+    from infra.http.app import create_app
+    from infra.identity import load_secret, mint
+
+    worklist = next(p for p in system.runner.projections if p.name == "worklist")
+    monkeypatch.setattr(worklist, "process_event", lambda cur, event: (_ for _ in ()).throw(RuntimeError("broken")))
+    token = mint(load_secret(system.settings.data_dir), role="provider", sub="dr", npis=[PROVIDER_NPI])
+    client = TestClient(create_app(system))
+    answer = client.post("/cases", json=request(DME, date_of_service=later(system.clock.now(), 5), documents=[]),
+                         headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 201, answer.text
+    assert system.app.view(answer.json()["case_id"])["status"] == "pending"
