@@ -30,9 +30,10 @@ figure grows with the store; a store labelled ``sqlite@1e6`` held a million even
 Writes carry a unique Idempotency-Key unless --no-keys (the bare app ignores it). Each cell
 (store, request, clients) runs until --requests answers or --seconds, whichever comes first;
 a server gets a short warm-up first. Figures: requests/s and p50/p95/p99 latency as the
-client sees them; the ratio is caselog's requests/s over the bare app's in the same run;
-with several runs, the medians (the ratio is the median of the per-run ratios). Any answer
-that is not 2xx is reported and makes the command exit 1. Writes bench/out/write.json.
+client sees them, and the server process's CPU time (user + system) per answer; the ratio is
+caselog's requests/s over the bare app's in the same run; with several runs, the medians (the
+ratio is the median of the per-run ratios). Any answer that is not 2xx is reported and makes the
+command exit 1. Writes bench/out/write.json.
 """
 
 from __future__ import annotations
@@ -117,6 +118,12 @@ class Server:
                 self.stop()
                 raise RuntimeError(f"{' '.join(cmd)} did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        import psutil
+
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -260,25 +267,30 @@ def run_cells(name: str, server: Server, args, scratch: Path, levels: list[list[
             raise RuntimeError(f"{name}: warm-up answered {result['statuses']}: {result['errors']}")
         for kind, items in make.items():
             for c in args.clients:
-                cells[kind][c] = cell(server.port, c, args, items(args.requests), scratch, name, kind)
+                cells[kind][c] = cell(server, c, args, items(args.requests), scratch, name, kind)
         for c, ids in zip(args.clients, levels):
             items = determinations(ids, reviewer or {}, args.keys)
-            cells["determine"][c] = cell(server.port, c, args, items, scratch, name, "determine")
+            cells["determine"][c] = cell(server, c, args, items, scratch, name, "determine")
     finally:
         log = server.stop()
     cells["server_log_traceback"] = log[log.index("Traceback"):][:3000] if "Traceback" in log else None
     return cells
 
 
-def cell(port: int, clients: int, args, items: list, scratch: Path, server: str, kind: str) -> dict:
+def cell(server: Server, clients: int, args, items: list, scratch: Path, name: str, kind: str) -> dict:
+    """One cell against a running server: the load generator's figures, and the server process's
+    CPU time (user + system) per answer, which a busy machine disturbs far less than a rate."""
     time.sleep(0.5)  # let the server settle after the previous cell
-    r = drive(port, clients, args.seconds, items, scratch)
+    before = server.cpu_seconds()
+    r = drive(server.port, clients, args.seconds, items, scratch)
     if not r["answered"]:
-        raise RuntimeError(f"{server} {kind} at {clients} clients: no answer within {args.seconds} s")
+        raise RuntimeError(f"{name} {kind} at {clients} clients: no answer within {args.seconds} s")
+    r["server_cpu_ms"] = round(1000 * (server.cpu_seconds() - before) / r["answered"], 3)
     r["loadavg_1m_after"] = round(os.getloadavg()[0], 2)  # ours (server and clients, ~1-2) plus anything else
     bad = {s: n for s, n in r["statuses"].items() if not s.startswith("2")}
-    print(f"  {server:8} {kind:10} {clients:3} clients: {r['rps']:9.1f} req/s  p50 {r['p50_ms']:7.2f}  "
-          f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  ({r['answered']} in {r['seconds']} s)"
+    print(f"  {name:8} {kind:10} {clients:3} clients: {r['rps']:9.1f} req/s  p50 {r['p50_ms']:7.2f}  "
+          f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  ({r['answered']} in {r['seconds']} s,"
+          f" server CPU {r['server_cpu_ms']:.2f} ms each)"
           + (f"  NOT 2xx: {bad} {r['errors'][:1]}" if bad else ""), flush=True)
     return r
 
@@ -442,6 +454,8 @@ def summarise(runs: list[dict], stores: list[str], clients: list[int]) -> list[d
         row["get_ceiling_rps"] = median([g["rps"] for g in gets]) if http else None
         row["caselog_vs_ceiling"] = (round(statistics.median([a["rps"] / g["rps"] for a, g in zip(mine, gets)]), 3)
                                      if http else None)
+        for who, cells in (("caselog", mine), ("bare", bare)):
+            row[f"{who}_cpu_ms"] = median([x["server_cpu_ms"] for x in cells]) if http else None
         row["not_2xx"] = sum(n for x in mine + bare for s, n in x["statuses"].items() if not s.startswith("2"))
         rows.append(row)
     return rows
@@ -451,7 +465,7 @@ def table(rows: list[dict]) -> str:
     names = {"submit": "POST /cases", "determine": "POST .../determination", "in_process": "submit, in process"}
     head = (f"{'store':11} {'request':24} {'clients':>7} | {'caselog req/s':>13} {'p50':>7} {'p95':>7} {'p99 ms':>7} | "
             f"{'bare req/s':>10} {'p50':>7} {'p95':>7} {'p99 ms':>7} | {'ratio':>6} | "
-            f"{'GET ceiling':>11} {'vs ceiling':>10}")
+            f"{'GET ceiling':>11} {'vs ceiling':>10} | {'server CPU ms/req':>17}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -460,8 +474,9 @@ def table(rows: list[dict]) -> str:
             f"{r['caselog_p99_ms']:>7.2f} | "
             f"{r['bare_rps']:>10.1f} {r['bare_p50_ms']:>7.2f} {r['bare_p95_ms']:>7.2f} {r['bare_p99_ms']:>7.2f} | "
             f"{r['ratio']:>6.3f} | "
-            + (f"{r['get_ceiling_rps']:>11.1f} {r['caselog_vs_ceiling']:>10.3f}" if r["get_ceiling_rps"] else
-               f"{'-':>11} {'-':>10}")
+            + (f"{r['get_ceiling_rps']:>11.1f} {r['caselog_vs_ceiling']:>10.3f} | "
+               f"{r['caselog_cpu_ms']:>7.2f} / {r['bare_cpu_ms']:<7.2f}" if r["get_ceiling_rps"] else
+               f"{'-':>11} {'-':>10} | {'-':>17}")
             + (f"  ({r['not_2xx']} not 2xx!)" if r["not_2xx"] else ""))
     return "\n".join(lines)
 
@@ -555,7 +570,8 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))  # client counts become strings as JSON keys
     print(f"\nwrite path, {args.runs} run(s), medians; ratio = caselog req/s / bare req/s in the same run; "
           "GET ceiling = the bare app's GET /ping at the same clients; latencies in ms as the client sees them; "
-          "in process: as many threads calling the application (no HTTP), per second")
+          "in process: as many threads calling the application (no HTTP), per second; server CPU: the server"
+          " process's user + system time per answer, caselog / bare")
     print(table(rows))
     print(f"figures written to {out}")
     tracebacks = [f"{store}/{who}: {cells['server_log_traceback']}" for r in results["runs"] for store in r
