@@ -6,8 +6,10 @@ and into the record projections read. The relay writes with it; the workers, ``c
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
@@ -35,6 +37,20 @@ def event_id(case_id: str, version: int) -> str:
     return str(uuid5(EVENT_ID_NAMESPACE, f"{case_id}:{version}"))
 
 
+_ID_PREFIX = EVENT_ID_NAMESPACE.bytes
+
+
+def _event_id(case_id: str, version: int) -> str:
+    """``event_id`` without the UUID object (the relay computes one per event): RFC 4122's name-based
+    SHA-1 UUID, its version and variant bits set, in the canonical text form."""
+    h = bytearray(hashlib.sha1(_ID_PREFIX + f"{case_id}:{version}".encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+@lru_cache(maxsize=1024)
 def short_type(name: str) -> str:
     """CaseHeld -> held, HoldReleased -> hold_released, P2PScheduled -> p2p_scheduled."""
     base = (name[4:] if name.startswith("Case") else name).replace("P2P", "P2p")
@@ -52,11 +68,13 @@ class OrjsonFormat(JSONFormat):
         return orjson.dumps(attributes)
 
 
+@lru_cache(maxsize=1024)
 def event_type(name: str, class_version: int) -> str:
     """The CloudEvents type of an event class at a version: caselog.case.held.v1."""
     return f"caselog.case.{short_type(name)}.v{class_version}"
 
 
+@lru_cache(maxsize=1024)
 def dataschema(name: str, class_version: int) -> str:
     """The URI naming the JSON Schema of that type (the ``$id`` of what ``caselog schema`` writes for it)."""
     return f"{SCHEMA_BASE}{event_type(name, class_version)}.json"
@@ -89,6 +107,40 @@ def cloud_event(record: EventRecord, deployment: str, disclosure: Disclosure = F
 def to_message(record: EventRecord, deployment: str, disclosure: Disclosure) -> KafkaMessage:
     event = cloud_event(record, deployment, disclosure=disclosure)
     return to_structured(event, OrjsonFormat(), key_mapper=lambda e: e.get_subject())
+
+
+STRUCTURED = [("content-type", OrjsonFormat.CONTENT_TYPE.encode())]
+
+
+def message_fields(record: EventRecord, deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of ``record``'s message, byte for byte what ``kafka_fields(to_message(...))``
+    gives, built without the CloudEvent object and its validation (the attributes are caselog's own, of
+    fixed shapes): the relay's per-event path. Raises where ``to_message`` does on what a stored event
+    holds (a timestamp that is not ISO 8601, data orjson cannot write)."""
+    version = record.get("class_version", 1)
+    type_name = record["type"]
+    case_id = record["case_id"]
+    when = datetime.fromisoformat(record["occurred_at"])
+    if when.tzinfo is None:  # what the CloudEvent's validation refuses
+        raise ValueError(f"time {record['occurred_at']!r} must be timezone aware")
+    time = when.isoformat().replace("+00:00", "Z")
+    data = {k: record[k] for k in ("case_id", "version", "type", "occurred_at", "actor", "data", "hash")}
+    data["data"] = disclosure.data(type_name, record["data"])
+    value = orjson.dumps({
+        "specversion": "1.0",
+        "id": _event_id(case_id, record["version"]),
+        "source": f"caselog/{deployment}",
+        "type": event_type(type_name, version),
+        "subject": case_id,
+        "time": time,
+        "datacontenttype": "application/json",
+        "dataschema": dataschema(type_name, version),
+        "caseversion": record["version"],
+        "position": record["position"],
+        "phi": disclosure.mode,
+        "data": data,
+    })
+    return case_id.encode(), value, list(STRUCTURED)
 
 
 def kafka_fields(message: KafkaMessage) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
