@@ -19,6 +19,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from infra.kafka.disclosure import Disclosure
+from domain.chain import stored_data
 from projections.records import EventRecord, from_stored
 
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
@@ -115,30 +116,44 @@ STRUCTURED = [("content-type", OrjsonFormat.CONTENT_TYPE.encode())]
 def message_fields(record: EventRecord, deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """(key, value, headers) of ``record``'s message, byte for byte what ``kafka_fields(to_message(...))``
     gives, built without the CloudEvent object and its validation (the attributes are caselog's own, of
-    fixed shapes): the relay's per-event path. Raises where ``to_message`` does on what a stored event
-    holds (a timestamp that is not ISO 8601, data orjson cannot write)."""
-    version = record.get("class_version", 1)
-    type_name = record["type"]
-    case_id = record["case_id"]
-    when = datetime.fromisoformat(record["occurred_at"])
+    fixed shapes). Raises where ``to_message`` does on what a stored event holds (a timestamp that is
+    not ISO 8601 or has no zone, data orjson cannot write)."""
+    return _fields(record["position"], record["case_id"], record["version"], record["type"], record["occurred_at"],
+                   record["actor"], record["data"], record["hash"], record.get("class_version", 1), deployment, disclosure)
+
+
+def stored_message_fields(position: int, originator_id: Any, version: int, topic: str, state: dict,
+                          deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """``message_fields(from_stored(...))`` of a stored event's decoded state, without the record in
+    between: the relay's per-event path."""
+    cid = str(originator_id)
+    if len(cid) == 32:  # SQLite keeps UUIDs as hex
+        cid = f"{cid[:8]}-{cid[8:12]}-{cid[12:16]}-{cid[16:20]}-{cid[20:]}"
+    occurred = state["timestamp"]
+    return _fields(position, cid, version, topic.rsplit(":", 1)[-1],
+                   occurred if isinstance(occurred, str) else occurred.isoformat(), state.get("actor") or {},
+                   stored_data(state), state.get("hash", ""), int(state.get("class_version", 1)), deployment, disclosure)
+
+
+def _fields(position: int, case_id: str, version: int, type_name: str, occurred_at: str, actor: dict, data: dict,
+            hash_: str, class_version: int, deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list]:
+    when = datetime.fromisoformat(occurred_at)
     if when.tzinfo is None:  # what the CloudEvent's validation refuses
-        raise ValueError(f"time {record['occurred_at']!r} must be timezone aware")
-    time = when.isoformat().replace("+00:00", "Z")
-    data = {k: record[k] for k in ("case_id", "version", "type", "occurred_at", "actor", "data", "hash")}
-    data["data"] = disclosure.data(type_name, record["data"])
+        raise ValueError(f"time {occurred_at!r} must be timezone aware")
     value = orjson.dumps({
         "specversion": "1.0",
-        "id": _event_id(case_id, record["version"]),
+        "id": _event_id(case_id, version),
         "source": f"caselog/{deployment}",
-        "type": event_type(type_name, version),
+        "type": event_type(type_name, class_version),
         "subject": case_id,
-        "time": time,
+        "time": when.isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",
-        "dataschema": dataschema(type_name, version),
-        "caseversion": record["version"],
-        "position": record["position"],
+        "dataschema": dataschema(type_name, class_version),
+        "caseversion": version,
+        "position": position,
         "phi": disclosure.mode,
-        "data": data,
+        "data": {"case_id": case_id, "version": version, "type": type_name, "occurred_at": occurred_at, "actor": actor,
+                 "data": disclosure.data(type_name, data), "hash": hash_},
     })
     return case_id.encode(), value, list(STRUCTURED)
 

@@ -10,7 +10,7 @@ import pytest
 
 from infra.demo.workload import run_demo
 from infra.kafka.disclosure import Disclosure
-from infra.kafka.message import _event_id, event_id, kafka_fields, message_fields, to_message
+from infra.kafka.message import _event_id, event_id, kafka_fields, message_fields, stored_message_fields, to_message
 from projections.records import from_stored
 
 DISCLOSURES = [Disclosure("full"), Disclosure("minimum", b"k" * 32)]
@@ -36,8 +36,12 @@ def test_every_stored_event_of_the_demo_encodes_as_the_cloudevents_binding_does(
     rows = system.app.recorder.select_notifications(1, 10**6)
     assert len(rows) > 100
     for n in rows:
-        r = from_stored(n.id, n.originator_id, n.originator_version, n.topic, system.app.stored_state(n.state))
-        assert message_fields(r, "default", disclosure) == kafka_fields(to_message(r, "default", disclosure)), n.id
+        state = system.app.stored_state(n.state)
+        r = from_stored(n.id, n.originator_id, n.originator_version, n.topic, state)
+        expected = kafka_fields(to_message(r, "default", disclosure))
+        assert message_fields(r, "default", disclosure) == expected, n.id
+        assert stored_message_fields(n.id, n.originator_id, n.originator_version, n.topic, state, "default",
+                                     disclosure) == expected, n.id
 
 
 @pytest.mark.parametrize("changes", [
