@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 from uuid import UUID
@@ -28,12 +30,11 @@ from uuid import UUID
 from infra.heartbeat import Heartbeat
 from infra.kafka.clients import Security, producer
 from infra.kafka.disclosure import Disclosure
-from infra.kafka.message import kafka_fields, to_message
+from infra.kafka.message import stored_message_fields
 from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
 from infra.store.database import Database, events_table
 from infra.store.runner import ensure_tracking, tracked_position
-from projections.records import from_stored
 
 log = logging.getLogger("caselog.relay")
 PARKED = (
@@ -77,13 +78,26 @@ def _identity(n: Any) -> tuple[str, int, str]:
     return str(UUID(str(n.originator_id))), n.originator_version, n.topic.rsplit(":", 1)[-1]
 
 
+@dataclass
+class _Batch:
+    """Stored events sent and not yet settled: positions ``start`` to ``last`` (``rows``), and the
+    (event, future) of each one sent (the others were parked)."""
+
+    start: int
+    last: int
+    rows: list
+    sent: list
+
+
 class Relay:
     TRACKING = "relay"
+    MIN_POLL = 0.005  # seconds: the first poll after catching up
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
                  decode: Callable[[Any], dict], disclosure: Disclosure, security: Security | None = None,
                  replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
-                 poll_seconds: float = 0.2, check_seconds: float = 60.0, producer_config: dict | None = None):
+                 poll_seconds: float = 0.1, check_seconds: float = 60.0, producer_config: dict | None = None,
+                 window: int = 1):
         """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt);
         ``disclosure``: what each message discloses (CASELOG_KAFKA_PHI); ``security``: every client's
         Kafka security (``infra.kafka.clients.security``)."""
@@ -99,12 +113,17 @@ class Relay:
         self.max_message_bytes = max_message_bytes
         self.deployment = deployment
         self.batch = batch
+        self.window = window  # batches left in flight while the next one is read, encoded and sent
+        self._inflight: deque[_Batch] = deque()
+        self._all_partitions: list[int] = []  # the topic's, sorted, as the producer knows them
+        self._partitions: dict[bytes, int] = {}  # case key -> partition (the default partitioner's choice)
         self.poll_seconds = poll_seconds
         self.check_seconds = check_seconds
         self.producer_config = producer_config or {}
         self.name = f"{self.TRACKING}:{topic}"
         self._producer = None
         self._wake = threading.Event()
+        self._unsubscribe: list[Callable[[], None]] = []
         self.published = 0
         self.parked = 0
         self.last_error: str | None = None
@@ -181,44 +200,85 @@ class Relay:
         except Exception as exc:  # noqa: BLE001 - NotDecryptable, zlib or JSON errors: the store, not the event
             raise StoreUnreadable(f"position {n.id}: {type(exc).__name__}: {exc}") from None
         try:
-            record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, state)
-            key, value, headers = kafka_fields(to_message(record, self.deployment, self.disclosure))
+            key, value, headers = stored_message_fields(n.id, n.originator_id, n.originator_version, n.topic, state,
+                                                        self.deployment, self.disclosure)
         except Exception as exc:  # noqa: BLE001 - whatever a stored event holds, it must not stop the relay
             return None, f"cannot be encoded as a CloudEvent: {type(exc).__name__}: {exc}"
         try:
-            return self.producer().send(self.topic, key=key, value=value, headers=headers), None
+            return self.producer().send(self.topic, key=key, value=value, headers=headers,
+                                        partition=self._partition_of(key)), None
         except Exception as exc:
             if not refused(exc):
                 raise
             return None, f"refused by the producer: {type(exc).__name__}: {exc}"
 
     def publish_once(self, timeout: float = 15.0) -> int:
-        """Publish the next batch after the recorded position, parking what cannot be published;
-        record the position once every event up to it was acknowledged or parked."""
-        start = self.position() + 1
-        rows = self.recorder.select_notifications(start, self.batch)
-        if not rows:
-            return 0
+        """Send the next batch after what was sent, parking what cannot be published, then settle
+        the batches sent before it: record the position once every event up to it was acknowledged
+        or parked. One batch stays in flight while the next is read, encoded and sent (``window``);
+        when nothing new is stored, every batch in flight is settled. Returns how many stored events
+        were read (0: the relay has caught up, and recorded everything it sent)."""
+        try:
+            start = self._inflight[-1].last + 1 if self._inflight else self.position() + 1
+            rows = self.recorder.select_notifications(start, self.batch)
+            if rows:
+                self._inflight.append(self._send_batch(start, rows))
+            while len(self._inflight) > (self.window if rows else 0):
+                self._settle(self._inflight[0], timeout, flush=not rows)
+                self._inflight.popleft()
+        except BaseException:
+            self._inflight.clear()  # what was not settled is sent again from the recorded position
+            raise
+        return len(rows)
+
+    def _partition_of(self, key: bytes) -> int | None:
+        """The partition kafka-python's default partitioner picks for ``key`` (murmur2 of the key over
+        the topic's sorted partitions), remembered per case: a case's events are most of a batch."""
+        partition = self._partitions.get(key)
+        if partition is None and self._all_partitions:
+            from kafka.partitioner.default import murmur2
+
+            partition = self._all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(self._all_partitions)]
+            if len(self._partitions) >= 100_000:
+                self._partitions.clear()
+            self._partitions[key] = partition
+        return partition
+
+    def _send_batch(self, start: int, rows: list) -> "_Batch":
+        known = self.producer().partitions_for(self.topic)  # read per batch: partitions may be added
+        partitions = sorted(known) if known else []
+        if partitions != self._all_partitions:
+            self._all_partitions, self._partitions = partitions, {}
         parked_positions, first_parked = self._parked()
         sent: list[tuple[Any, Any]] = []
         for n in rows:
             if n.id in parked_positions:
                 continue
-            case_id, version, _ = _identity(n)
-            if version > first_parked.get(case_id, version):
-                self._park(n, f"held behind the case's parked version {first_parked[case_id]}"
-                              " (a case is published in order)")
-                continue
+            if first_parked:
+                case_id, version, _ = _identity(n)
+                if version > first_parked.get(case_id, version):
+                    self._park(n, f"held behind the case's parked version {first_parked[case_id]}"
+                                  " (a case is published in order)")
+                    continue
             future, reason = self._send(n)
             if future is None:
                 self._park(n, reason)
+                case_id, version, _ = _identity(n)
                 first_parked[case_id] = min(version, first_parked.get(case_id, version))
             else:
                 sent.append((n, future))
-        if sent:
+        return _Batch(start, rows[-1].id, rows, sent)
+
+    def _settle(self, batch: "_Batch", timeout: float, flush: bool) -> None:
+        """Wait for a batch's acknowledgements (parking what the broker refused) and record the
+        position up to the first event that failed; raise that failure (an outage). ``flush``: send
+        what lingers in the producer now (nothing is sent after it: no reason to wait for more)."""
+        if flush and any(not f.is_done for _, f in batch.sent):
             self.producer().flush(timeout=timeout)
         failed: dict[int, Exception] = {}
-        for n, future in sent:
+        for n, future in batch.sent:
+            if future.succeeded():
+                continue
             try:
                 future.get(timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - sorted below: a refusal is parked, the rest is an outage
@@ -226,13 +286,23 @@ class Relay:
                     self._park(n, f"refused by the broker: {type(exc).__name__}: {exc}")
                 else:
                     failed[n.id] = exc
-        done = rows[-1].id if not failed else max((n.id for n in rows if n.id < min(failed)), default=start - 1)
+        start, rows = batch.start, batch.rows
+        done = batch.last if not failed else max((n.id for n in rows if n.id < min(failed)), default=start - 1)
         if done >= start:
             self._record(done)
-        self.published += sum(1 for n, _ in sent if n.id <= done and n.id not in failed)
+        self.published += sum(1 for n, _ in batch.sent if n.id <= done and n.id not in failed)
         if failed:
             raise failed[min(failed)]
-        return len(rows)
+
+    def settle(self, timeout: float = 15.0) -> None:
+        """Settle every batch in flight (its acknowledgements waited for, the position recorded)."""
+        try:
+            while self._inflight:
+                self._settle(self._inflight[0], timeout, flush=True)
+                self._inflight.popleft()
+        except BaseException:
+            self._inflight.clear()
+            raise
 
     def retry_parked(self, timeout: float = 15.0) -> tuple[int, int]:
         """Publish the parked events again, in store order, one at a time; each acknowledged one
@@ -276,6 +346,7 @@ class Relay:
         """Compare the topic with what the relay recorded as acknowledged: when it holds fewer
         messages (recreated empty, or it lost data), start again from position 0. Re-published
         events keep their ids, so a subscriber's dedupe still sees each one once."""
+        self.settle()  # compare with every acknowledgement recorded, and none recorded after a reset
         position = self.position()
         if position == 0:
             return False
@@ -299,6 +370,15 @@ class Relay:
         return True
 
     # ---- the loop ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something was committed: publish now rather than at the next poll."""
+        self._wake.set()
+
+    def wake_on(self, subscribe: Callable[[Callable[[], None]], Callable[[], None]]) -> None:
+        """Wake on each write committed in this process (``subscribe``: ``CaseLog.on_saved``); the
+        relay polls anyway, for writers in other processes."""
+        self._unsubscribe.append(subscribe(self.wake))
 
     def _listen(self, stop: threading.Event) -> None:
         """PostgreSQL only: wake the loop on NOTIFY (the loop polls anyway)."""
@@ -330,7 +410,7 @@ class Relay:
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
             threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
-        backoff, topic_ready, checked = 0.5, False, None
+        backoff, topic_ready, checked, idle = 0.5, False, None, self.MIN_POLL
         while not stop.is_set():
             if heartbeat is not None:
                 heartbeat.beat()
@@ -345,9 +425,13 @@ class Relay:
                 backoff = 0.5
                 self.last_error = None
                 if sent:
+                    idle = self.MIN_POLL
                     continue
-                self._wake.wait(self.poll_seconds)
+                # caught up: poll again soon, then less often the longer nothing comes (up to
+                # poll_seconds); a write committed in this process, or a NOTIFY, wakes it at once
+                self._wake.wait(idle)
                 self._wake.clear()
+                idle = min(idle * 2, self.poll_seconds)
             except Exception as exc:  # noqa: BLE001 - the broker may be down: back off and retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._reset_producer()
@@ -361,6 +445,7 @@ class Relay:
                 backoff = min(backoff * 2, 10.0)
 
     def _reset_producer(self) -> None:
+        self._inflight.clear()  # unsettled: sent again from the recorded position
         if self._producer is not None:
             try:
                 self._producer.close(timeout=1)
@@ -369,4 +454,7 @@ class Relay:
             self._producer = None
 
     def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
         self._reset_producer()
