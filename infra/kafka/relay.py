@@ -3,15 +3,24 @@ topic as a CloudEvents 1.0 structured JSON message, and records its position onl
 broker acknowledged. A crash re-publishes at most the unacknowledged tail, with the same
 CloudEvents ``id``; subscribers dedupe by ``caseversion`` (see ``consumers/dedupe.py``).
 
-SQLite has no subscription, so the relay polls; on PostgreSQL it also listens (the
-eventsourcing subscription, LISTEN/NOTIFY) to wake early, and polls anyway, since a lost
-NOTIFY must not stall it. While the broker is down, writes go on; the relay retries with
-backoff and reports its lag.
+One batch stays in flight while the relay reads, encodes and sends the next; a batch's position is
+recorded once every event in it was acknowledged or parked, so a crash or an outage re-publishes at
+most the two unsettled batches.
+
+SQLite has no subscription, so the relay polls (5 ms after catching up, backing off to
+``poll_seconds``); a write committed in the relay's own process wakes it at once (``wake_on``,
+``CaseLog.on_saved``), and on PostgreSQL it also listens (the eventsourcing subscription,
+LISTEN/NOTIFY) to wake early, and polls anyway, since a lost NOTIFY must not stall it. While the
+broker is down, writes go on; the relay retries with backoff and reports its lag.
 
 A broker outage is not the same as a message the broker refuses (too large, invalid) or a stored
 event that cannot be encoded: such an event is parked in ``caselog_relay_parked`` with the
 reason, logged once, and the relay goes on past it (the case's later events are parked behind
-it, so a subscriber still sees each case in order). ``caselog relay --retry-parked`` publishes
+it, so a subscriber still sees each case in order). That holds for what is refused when it is sent
+(it cannot be encoded, or is over the producer's size limit, which is the topic's): a refusal the
+broker answers later, in the acknowledgement, is parked when it comes back, and later events of
+the case already sent (in the same batch, or the one in flight after it) are on the topic.
+``caselog relay --retry-parked`` publishes
 them after the fix. The relay also checks that the topic still holds what it acknowledged: a
 topic recreated empty (or one that lost data) is re-published from the start.
 """
