@@ -43,7 +43,7 @@ from infra.kafka.message import stored_message_fields
 from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
 from infra.store.database import Database, events_table
-from infra.store.runner import ensure_tracking, tracked_position
+from infra.store.runner import ensure_tracking
 
 log = logging.getLogger("caselog.relay")
 PARKED = (
@@ -143,7 +143,9 @@ class Relay:
     # ---- position and lag ------------------------------------------------------------------
 
     def position(self) -> int:
-        return tracked_position(self.db, self.name)
+        with self.db.read() as cur:  # polled often: on SQLite, without the write lock
+            row = cur.execute("SELECT position FROM caselog_tracking WHERE projection = ?", (self.name,)).fetchone()
+        return int(row[0]) if row else 0
 
     def lag(self) -> int:
         return (self.recorder.max_notification_id() or 0) - self.position()
@@ -156,7 +158,7 @@ class Relay:
 
     def _parked(self) -> tuple[set[int], dict[str, int]]:
         """The parked positions, and each case's first parked version."""
-        with self.db.transaction() as cur:
+        with self.db.read() as cur:
             rows = cur.execute("SELECT position, case_id, version FROM caselog_relay_parked WHERE topic = ?",
                                (self.topic,)).fetchall()
         first: dict[str, int] = {}
