@@ -4,8 +4,9 @@ broker acknowledged. A crash re-publishes at most the unacknowledged tail, with 
 CloudEvents ``id``; subscribers dedupe by ``caseversion`` (see ``consumers/dedupe.py``).
 
 One batch stays in flight while the relay reads, encodes and sends the next; a batch's position is
-recorded once every event in it was acknowledged or parked, so a crash or an outage re-publishes at
-most the two unsettled batches.
+recorded once every event in it was acknowledged or parked (while ``run`` goes, by a thread of its
+own, so that sending never waits for the store's write lock), so a crash or an outage re-publishes
+at most the two unsettled batches and what was settled in the last moments before it.
 
 SQLite has no subscription, so the relay polls (5 ms after catching up, backing off to
 ``poll_seconds``); a write committed in the relay's own process wakes it at once (``wake_on``,
@@ -133,6 +134,11 @@ class Relay:
         self._producer = None
         self._wake = threading.Event()
         self._unsubscribe: list[Callable[[], None]] = []
+        self._settled: int | None = None  # the last position settled in this process (maybe not yet written)
+        self._recording: threading.Event | None = None  # set: run's recording thread writes the position
+        self._pending: int | None = None
+        self._pending_lock = threading.Lock()
+        self._reset_lock = threading.Lock()
         self.published = 0
         self.parked = 0
         self.last_error: str | None = None
@@ -151,8 +157,40 @@ class Relay:
         return (self.recorder.max_notification_id() or 0) - self.position()
 
     def _record(self, position: int) -> None:
+        """Record ``position`` (every event up to it acknowledged or parked): at once, or, while ``run``
+        goes, by its recording thread, so that the loop never waits behind the store's writers for
+        the write lock (on SQLite a busy writer can hold it up for a hundred milliseconds)."""
+        self._settled = position if self._settled is None else max(self._settled, position)
+        if self._recording is None:
+            self._write(position)
+            return
+        with self._pending_lock:
+            self._pending = position if self._pending is None else max(self._pending, position)
+        self._recording.set()
+
+    def _write(self, position: int) -> None:
         with self.db.transaction() as cur:
             cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ? AND position < ?", (position, self.name, position))
+
+    def _write_pending(self) -> None:
+        """Write the last position settled and not yet written (the recording thread, and before
+        the topic check); a reset of the position (the topic check) waits for a write under way."""
+        with self._reset_lock:
+            with self._pending_lock:
+                position, self._pending = self._pending, None
+            if position is not None:
+                self._write(position)
+
+    def _record_while(self, stop: threading.Event) -> None:
+        while True:
+            self._recording.wait(0.5)
+            self._recording.clear()
+            try:
+                self._write_pending()
+            except Exception as exc:  # noqa: BLE001 - the store may be busy or closing: written at the next turn
+                log.warning("relay: could not record the position yet (%s)", exc)
+            if stop.is_set() and self._pending is None:
+                return
 
     # ---- parked events ---------------------------------------------------------------------
 
@@ -230,7 +268,8 @@ class Relay:
         when nothing new is stored, every batch in flight is settled. Returns how many stored events
         were read (0: the relay has caught up, and recorded everything it sent)."""
         try:
-            start = self._inflight[-1].last + 1 if self._inflight else self.position() + 1
+            start = (self._inflight[-1].last if self._inflight else
+                     self._settled if self._settled is not None else self.position()) + 1
             rows = self.recorder.select_notifications(start, self.batch)
             if rows:
                 self._inflight.append(self._send_batch(start, rows))
@@ -358,6 +397,7 @@ class Relay:
         messages (recreated empty, or it lost data), start again from position 0. Re-published
         events keep their ids, so a subscriber's dedupe still sees each one once."""
         self.settle()  # compare with every acknowledgement recorded, and none recorded after a reset
+        self._write_pending()
         position = self.position()
         if position == 0:
             return False
@@ -376,8 +416,12 @@ class Relay:
         log.warning(line)
         if report is not None:
             report(line)
-        with self.db.transaction() as cur:
-            cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,))
+        with self._reset_lock:  # no position settled before the reset is written after it
+            with self._pending_lock:
+                self._pending = None
+            self._settled = None
+            with self.db.transaction() as cur:
+                cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,))
         return True
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -421,6 +465,18 @@ class Relay:
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
             threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
+        self._recording = threading.Event()
+        recorder = threading.Thread(target=self._record_while, args=(stop,), daemon=True, name="relay-record")
+        recorder.start()
+        try:
+            self._loop(stop, report, heartbeat)
+        finally:
+            self._recording.set()
+            recorder.join(timeout=30)
+            self._recording = None
+            self._write_pending()  # what the thread could not write
+
+    def _loop(self, stop: threading.Event, report: Callable[[str], None] | None, heartbeat: Heartbeat | None) -> None:
         backoff, topic_ready, checked, idle = 0.5, False, None, self.MIN_POLL
         while not stop.is_set():
             if heartbeat is not None:
