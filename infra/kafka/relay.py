@@ -8,7 +8,7 @@ recorded once every event in it was acknowledged or parked (while ``run`` goes, 
 own, so that sending never waits for the store's write lock), so a crash or an outage re-publishes
 at most the two unsettled batches and what was settled in the last moments before it.
 
-SQLite has no subscription, so the relay polls (5 ms after catching up, backing off to
+SQLite has no subscription, so the relay polls (10 ms after catching up, backing off to
 ``poll_seconds``); a write committed in the relay's own process wakes it at once (``wake_on``,
 ``CaseLog.on_saved``), and on PostgreSQL it also listens (the eventsourcing subscription,
 LISTEN/NOTIFY) to wake early, and polls anyway, since a lost NOTIFY must not stall it. While the
@@ -101,7 +101,9 @@ class _Batch:
 
 class Relay:
     TRACKING = "relay"
-    MIN_POLL = 0.005  # seconds: the first poll after catching up
+    MIN_POLL = 0.01  # seconds: the first poll after catching up
+    GATHER = 0.005  # seconds: after a wake, for the writes that follow it to come in the same batch
+    RECORD_EVERY = 0.1  # seconds: the recording thread writes the position at most this often
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
                  decode: Callable[[Any], dict], disclosure: Disclosure, security: Security | None = None,
@@ -182,6 +184,9 @@ class Relay:
                 self._write(position)
 
     def _record_while(self, stop: threading.Event) -> None:
+        """Write the position settled last, at most every RECORD_EVERY: each write takes the store's
+        write lock from the writers (more acknowledged events are re-sent after a crash: at most
+        that much more)."""
         while True:
             self._recording.wait(0.5)
             self._recording.clear()
@@ -191,6 +196,7 @@ class Relay:
                 log.warning("relay: could not record the position yet (%s)", exc)
             if stop.is_set() and self._pending is None:
                 return
+            stop.wait(self.RECORD_EVERY)
 
     # ---- parked events ---------------------------------------------------------------------
 
@@ -264,17 +270,19 @@ class Relay:
     def publish_once(self, timeout: float = 15.0) -> int:
         """Send the next batch after what was sent, parking what cannot be published, then settle
         the batches sent before it: record the position once every event up to it was acknowledged
-        or parked. One batch stays in flight while the next is read, encoded and sent (``window``);
-        when nothing new is stored, every batch in flight is settled. Returns how many stored events
-        were read (0: the relay has caught up, and recorded everything it sent)."""
+        or parked. While the relay is behind (a full batch read), one batch stays in flight while the
+        next is read, encoded and sent (``window``); a read that reaches the end of the log settles
+        every batch in flight. Returns how many stored events were read (fewer than ``batch``: the
+        relay has caught up, and settled everything it sent)."""
         try:
             start = (self._inflight[-1].last if self._inflight else
                      self._settled if self._settled is not None else self.position()) + 1
             rows = self.recorder.select_notifications(start, self.batch)
             if rows:
                 self._inflight.append(self._send_batch(start, rows))
-            while len(self._inflight) > (self.window if rows else 0):
-                self._settle(self._inflight[0], timeout, flush=not rows)
+            behind = len(rows) >= self.batch  # else this read reached the end of the log: nothing to overlap
+            while len(self._inflight) > (self.window if behind else 0):
+                self._settle(self._inflight[0], timeout, flush=not behind)
                 self._inflight.popleft()
         except BaseException:
             self._inflight.clear()  # what was not settled is sent again from the recorded position
@@ -488,17 +496,18 @@ class Relay:
                 if checked is None or time.monotonic() - checked >= self.check_seconds:
                     self.check_topic(report)
                     checked = time.monotonic()
-                sent = self.publish_once()
+                read = self.publish_once()
                 backoff = 0.5
                 self.last_error = None
-                if sent:
-                    idle = self.MIN_POLL
+                if read >= self.batch:
                     continue
                 # caught up: poll again soon, then less often the longer nothing comes (up to
-                # poll_seconds); a write committed in this process, or a NOTIFY, wakes it at once
-                self._wake.wait(idle)
-                self._wake.clear()
-                idle = min(idle * 2, self.poll_seconds)
+                # poll_seconds); a write committed in this process, or a NOTIFY, wakes it at once,
+                # and the writes of the next few milliseconds go in the same batch
+                idle = self.MIN_POLL if read else min(idle * 2, self.poll_seconds)
+                if self._wake.wait(idle):
+                    self._wake.clear()
+                    stop.wait(self.GATHER)
             except Exception as exc:  # noqa: BLE001 - the broker may be down: back off and retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._reset_producer()

@@ -97,6 +97,14 @@ def test_a_batch_is_recorded_only_once_acknowledged_while_the_next_is_in_flight(
     assert sorted(a.position for a in fake.sent) == list(range(1, total + 1)), "each event sent once"
 
 
+def test_a_read_that_reaches_the_end_of_the_log_settles_everything(system):
+    total = submit_cases(system, 3)
+    fake = Producer()
+    relay = relay_with(system, fake, batch=total + 10)
+    assert relay.publish_once() == total  # flushed (acknowledged) and recorded in the same call
+    assert relay.position() == total and not relay._inflight
+
+
 def test_an_unacknowledged_event_is_sent_again_with_everything_after_it(system):
     total = submit_cases(system, 6)
     assert total >= 6
@@ -124,7 +132,7 @@ def test_an_unacknowledged_event_is_sent_again_with_everything_after_it(system):
 
 
 def test_nothing_in_flight_is_recorded_when_the_topic_check_resets_the_position(system):
-    total = submit_cases(system, 4)
+    total = submit_cases(system, 9)
     fake = Producer()
     relay = relay_with(system, fake, batch=3)
     relay.publish_once()
@@ -132,4 +140,7 @@ def test_nothing_in_flight_is_recorded_when_the_topic_check_resets_the_position(
     relay.publish_once()
     assert relay.position() == 3 and relay._inflight
     relay.settle()  # what check_topic does first
-    assert relay.position() == total and not relay._inflight
+    assert relay.position() == 6 and not relay._inflight
+    while relay.lag() > 0:
+        relay.publish_once()
+    assert relay.position() == total
