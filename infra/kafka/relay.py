@@ -482,7 +482,10 @@ class Relay:
             self._recording.set()
             recorder.join(timeout=30)
             self._recording = None
-            self._write_pending()  # what the thread could not write
+            try:
+                self._write_pending()  # what the thread could not write
+            except Exception as exc:  # noqa: BLE001 - the store is closing: those events are sent again
+                log.warning("relay: could not record the last position (%s)", exc)
 
     def _loop(self, stop: threading.Event, report: Callable[[str], None] | None, heartbeat: Heartbeat | None) -> None:
         backoff, topic_ready, checked, idle = 0.5, False, None, self.MIN_POLL
