@@ -13,6 +13,7 @@ expects (If-Match) is told of the conflict.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from domain.events import CaseEvent
 from domain.intake import intake
 from domain.views import case_view
 
+log = logging.getLogger("caselog.app")
 KEY_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/idempotency")
 SCHEDULER = {"kind": "scheduler", "id": "scheduler"}
 
@@ -107,8 +109,28 @@ class CaseLog(Application):
         self.transcoder_ = transcoder
         self.published_size = published_size
         self.max_event_bytes = max_event_bytes
+        self._saved_listeners: list[Callable[[], None]] = []
         super().__init__(env)
         self._plain = Mapper(transcoder=transcoder)  # an event as published: neither compressed nor encrypted
+
+    def on_saved(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` (no arguments, quick: it must not block the writer) after each save of
+        this application committed; returns the function that removes it. The relay in this process
+        wakes on it instead of waiting for its next poll."""
+        self._saved_listeners = [*self._saved_listeners, listener]
+
+        def remove() -> None:
+            self._saved_listeners = [f for f in self._saved_listeners if f is not listener]
+
+        return remove
+
+    def _notify(self, recordings: list) -> None:
+        super()._notify(recordings)
+        for listener in self._saved_listeners:
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a listener's failure is not the committed write's
+                log.exception("a save listener failed")
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         """Only what the composition root gives: eventsourcing would also take the process environment, where

@@ -172,11 +172,13 @@ class System:
         """The Kafka relay for this store (CASELOG_KAFKA_BOOTSTRAP must be set)."""
         from infra.kafka.relay import Relay
 
-        return Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
-                     partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
-                     max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment,
-                     decode=self.app.stored_state, disclosure=disclosure(self.settings),
-                     security=kafka_security(self.settings))
+        relay = Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
+                      partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
+                      max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment,
+                      decode=self.app.stored_state, disclosure=disclosure(self.settings),
+                      security=kafka_security(self.settings))
+        relay.wake_on(self.app.on_saved)  # the API's relay (infra/background.py) publishes a write at once
+        return relay
 
     def advance_clock(self, delta: timedelta | None = None, to: datetime | None = None) -> int:
         """Move the manual clock and fire everything that became due, in due order. A move

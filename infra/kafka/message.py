@@ -6,8 +6,10 @@ and into the record projections read. The relay writes with it; the workers, ``c
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
@@ -17,6 +19,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from infra.kafka.disclosure import Disclosure
+from domain.chain import stored_data
 from projections.records import EventRecord, from_stored
 
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
@@ -35,6 +38,20 @@ def event_id(case_id: str, version: int) -> str:
     return str(uuid5(EVENT_ID_NAMESPACE, f"{case_id}:{version}"))
 
 
+_ID_PREFIX = EVENT_ID_NAMESPACE.bytes
+
+
+def _event_id(case_id: str, version: int) -> str:
+    """``event_id`` without the UUID object (the relay computes one per event): RFC 4122's name-based
+    SHA-1 UUID, its version and variant bits set, in the canonical text form."""
+    h = bytearray(hashlib.sha1(_ID_PREFIX + f"{case_id}:{version}".encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+@lru_cache(maxsize=1024)
 def short_type(name: str) -> str:
     """CaseHeld -> held, HoldReleased -> hold_released, P2PScheduled -> p2p_scheduled."""
     base = (name[4:] if name.startswith("Case") else name).replace("P2P", "P2p")
@@ -52,11 +69,13 @@ class OrjsonFormat(JSONFormat):
         return orjson.dumps(attributes)
 
 
+@lru_cache(maxsize=1024)
 def event_type(name: str, class_version: int) -> str:
     """The CloudEvents type of an event class at a version: caselog.case.held.v1."""
     return f"caselog.case.{short_type(name)}.v{class_version}"
 
 
+@lru_cache(maxsize=1024)
 def dataschema(name: str, class_version: int) -> str:
     """The URI naming the JSON Schema of that type (the ``$id`` of what ``caselog schema`` writes for it)."""
     return f"{SCHEMA_BASE}{event_type(name, class_version)}.json"
@@ -89,6 +108,54 @@ def cloud_event(record: EventRecord, deployment: str, disclosure: Disclosure = F
 def to_message(record: EventRecord, deployment: str, disclosure: Disclosure) -> KafkaMessage:
     event = cloud_event(record, deployment, disclosure=disclosure)
     return to_structured(event, OrjsonFormat(), key_mapper=lambda e: e.get_subject())
+
+
+STRUCTURED = [("content-type", OrjsonFormat.CONTENT_TYPE.encode())]
+
+
+def message_fields(record: EventRecord, deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of ``record``'s message, byte for byte what ``kafka_fields(to_message(...))``
+    gives, built without the CloudEvent object and its validation (the attributes are caselog's own, of
+    fixed shapes). Raises where ``to_message`` does on what a stored event holds (a timestamp that is
+    not ISO 8601 or has no zone, data orjson cannot write)."""
+    return _fields(record["position"], record["case_id"], record["version"], record["type"], record["occurred_at"],
+                   record["actor"], record["data"], record["hash"], record.get("class_version", 1), deployment, disclosure)
+
+
+def stored_message_fields(position: int, originator_id: Any, version: int, topic: str, state: dict,
+                          deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """``message_fields(from_stored(...))`` of a stored event's decoded state, without the record in
+    between: the relay's per-event path."""
+    cid = str(originator_id)
+    if len(cid) == 32:  # SQLite keeps UUIDs as hex
+        cid = f"{cid[:8]}-{cid[8:12]}-{cid[12:16]}-{cid[16:20]}-{cid[20:]}"
+    occurred = state["timestamp"]
+    return _fields(position, cid, version, topic.rsplit(":", 1)[-1],
+                   occurred if isinstance(occurred, str) else occurred.isoformat(), state.get("actor") or {},
+                   stored_data(state), state.get("hash", ""), int(state.get("class_version", 1)), deployment, disclosure)
+
+
+def _fields(position: int, case_id: str, version: int, type_name: str, occurred_at: str, actor: dict, data: dict,
+            hash_: str, class_version: int, deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list]:
+    when = datetime.fromisoformat(occurred_at)
+    if when.tzinfo is None:  # what the CloudEvent's validation refuses
+        raise ValueError(f"time {occurred_at!r} must be timezone aware")
+    value = orjson.dumps({
+        "specversion": "1.0",
+        "id": _event_id(case_id, version),
+        "source": f"caselog/{deployment}",
+        "type": event_type(type_name, class_version),
+        "subject": case_id,
+        "time": when.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "dataschema": dataschema(type_name, class_version),
+        "caseversion": version,
+        "position": position,
+        "phi": disclosure.mode,
+        "data": {"case_id": case_id, "version": version, "type": type_name, "occurred_at": occurred_at, "actor": actor,
+                 "data": disclosure.data(type_name, data), "hash": hash_},
+    })
+    return case_id.encode(), value, list(STRUCTURED)
 
 
 def kafka_fields(message: KafkaMessage) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:

@@ -3,15 +3,25 @@ topic as a CloudEvents 1.0 structured JSON message, and records its position onl
 broker acknowledged. A crash re-publishes at most the unacknowledged tail, with the same
 CloudEvents ``id``; subscribers dedupe by ``caseversion`` (see ``consumers/dedupe.py``).
 
-SQLite has no subscription, so the relay polls; on PostgreSQL it also listens (the
-eventsourcing subscription, LISTEN/NOTIFY) to wake early, and polls anyway, since a lost
-NOTIFY must not stall it. While the broker is down, writes go on; the relay retries with
-backoff and reports its lag.
+One batch stays in flight while the relay reads, encodes and sends the next; a batch's position is
+recorded once every event in it was acknowledged or parked (while ``run`` goes, by a thread of its
+own, so that sending never waits for the store's write lock), so a crash or an outage re-publishes
+at most the two unsettled batches and what was settled in the last moments before it.
+
+SQLite has no subscription, so the relay polls (10 ms after catching up, backing off to
+``poll_seconds``); a write committed in the relay's own process wakes it at once (``wake_on``,
+``CaseLog.on_saved``), and on PostgreSQL it also listens (the eventsourcing subscription,
+LISTEN/NOTIFY) to wake early, and polls anyway, since a lost NOTIFY must not stall it. While the
+broker is down, writes go on; the relay retries with backoff and reports its lag.
 
 A broker outage is not the same as a message the broker refuses (too large, invalid) or a stored
 event that cannot be encoded: such an event is parked in ``caselog_relay_parked`` with the
 reason, logged once, and the relay goes on past it (the case's later events are parked behind
-it, so a subscriber still sees each case in order). ``caselog relay --retry-parked`` publishes
+it, so a subscriber still sees each case in order). That holds for what is refused when it is sent
+(it cannot be encoded, or is over the producer's size limit, which is the topic's): a refusal the
+broker answers later, in the acknowledgement, is parked when it comes back, and later events of
+the case already sent (in the same batch, or the one in flight after it) are on the topic.
+``caselog relay --retry-parked`` publishes
 them after the fix. The relay also checks that the topic still holds what it acknowledged: a
 topic recreated empty (or one that lost data) is re-published from the start.
 """
@@ -21,6 +31,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 from uuid import UUID
@@ -28,12 +40,11 @@ from uuid import UUID
 from infra.heartbeat import Heartbeat
 from infra.kafka.clients import Security, producer
 from infra.kafka.disclosure import Disclosure
-from infra.kafka.message import kafka_fields, to_message
+from infra.kafka.message import stored_message_fields
 from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
 from infra.store.database import Database, events_table
-from infra.store.runner import ensure_tracking, tracked_position
-from projections.records import from_stored
+from infra.store.runner import ensure_tracking
 
 log = logging.getLogger("caselog.relay")
 PARKED = (
@@ -77,13 +88,28 @@ def _identity(n: Any) -> tuple[str, int, str]:
     return str(UUID(str(n.originator_id))), n.originator_version, n.topic.rsplit(":", 1)[-1]
 
 
+@dataclass
+class _Batch:
+    """Stored events sent and not yet settled: positions ``start`` to ``last`` (``rows``), and the
+    (event, future) of each one sent (the others were parked)."""
+
+    start: int
+    last: int
+    rows: list
+    sent: list
+
+
 class Relay:
     TRACKING = "relay"
+    MIN_POLL = 0.01  # seconds: the first poll after catching up
+    GATHER = 0.005  # seconds: after a wake, for the writes that follow it to come in the same batch
+    RECORD_EVERY = 0.1  # seconds: the recording thread writes the position at most this often
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
                  decode: Callable[[Any], dict], disclosure: Disclosure, security: Security | None = None,
                  replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
-                 poll_seconds: float = 0.2, check_seconds: float = 60.0, producer_config: dict | None = None):
+                 poll_seconds: float = 0.1, check_seconds: float = 60.0, producer_config: dict | None = None,
+                 window: int = 1):
         """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt);
         ``disclosure``: what each message discloses (CASELOG_KAFKA_PHI); ``security``: every client's
         Kafka security (``infra.kafka.clients.security``)."""
@@ -99,12 +125,22 @@ class Relay:
         self.max_message_bytes = max_message_bytes
         self.deployment = deployment
         self.batch = batch
+        self.window = window  # batches left in flight while the next one is read, encoded and sent
+        self._inflight: deque[_Batch] = deque()
+        self._all_partitions: list[int] = []  # the topic's, sorted, as the producer knows them
+        self._partitions: dict[bytes, int] = {}  # case key -> partition (the default partitioner's choice)
         self.poll_seconds = poll_seconds
         self.check_seconds = check_seconds
         self.producer_config = producer_config or {}
         self.name = f"{self.TRACKING}:{topic}"
         self._producer = None
         self._wake = threading.Event()
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._settled: int | None = None  # the last position settled in this process (maybe not yet written)
+        self._recording: threading.Event | None = None  # set: run's recording thread writes the position
+        self._pending: int | None = None
+        self._pending_lock = threading.Lock()
+        self._reset_lock = threading.Lock()
         self.published = 0
         self.parked = 0
         self.last_error: str | None = None
@@ -115,20 +151,58 @@ class Relay:
     # ---- position and lag ------------------------------------------------------------------
 
     def position(self) -> int:
-        return tracked_position(self.db, self.name)
+        with self.db.read() as cur:  # polled often: on SQLite, without the write lock
+            row = cur.execute("SELECT position FROM caselog_tracking WHERE projection = ?", (self.name,)).fetchone()
+        return int(row[0]) if row else 0
 
     def lag(self) -> int:
         return (self.recorder.max_notification_id() or 0) - self.position()
 
     def _record(self, position: int) -> None:
+        """Record ``position`` (every event up to it acknowledged or parked): at once, or, while ``run``
+        goes, by its recording thread, so that the loop never waits behind the store's writers for
+        the write lock (on SQLite a busy writer can hold it up for a hundred milliseconds)."""
+        self._settled = position if self._settled is None else max(self._settled, position)
+        if self._recording is None:
+            self._write(position)
+            return
+        with self._pending_lock:
+            self._pending = position if self._pending is None else max(self._pending, position)
+        self._recording.set()
+
+    def _write(self, position: int) -> None:
         with self.db.transaction() as cur:
             cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ? AND position < ?", (position, self.name, position))
+
+    def _write_pending(self) -> None:
+        """Write the last position settled and not yet written (the recording thread, and before
+        the topic check); a reset of the position (the topic check) waits for a write under way."""
+        with self._reset_lock:
+            with self._pending_lock:
+                position, self._pending = self._pending, None
+            if position is not None:
+                self._write(position)
+
+    def _record_while(self, stop: threading.Event) -> None:
+        """Write the position settled last, at most every RECORD_EVERY: each write takes the store's
+        write lock from the writers (more acknowledged events are re-sent after a crash: at most
+        that much more)."""
+        while True:
+            self._recording.wait(0.5)
+            self._recording.clear()
+            try:
+                self._write_pending()
+            except Exception as exc:  # noqa: BLE001 - the store may be busy or closing: written at the next turn
+                log.warning("relay: could not record the position yet (%s)", exc)
+            if stop.is_set() and self._pending is None:
+                return
+            stop.wait(self.RECORD_EVERY)
 
     # ---- parked events ---------------------------------------------------------------------
 
     def _parked(self) -> tuple[set[int], dict[str, int]]:
         """The parked positions, and each case's first parked version."""
-        with self.db.transaction() as cur:
+        with self.db.read() as cur:
             rows = cur.execute("SELECT position, case_id, version FROM caselog_relay_parked WHERE topic = ?",
                                (self.topic,)).fetchall()
         first: dict[str, int] = {}
@@ -181,44 +255,88 @@ class Relay:
         except Exception as exc:  # noqa: BLE001 - NotDecryptable, zlib or JSON errors: the store, not the event
             raise StoreUnreadable(f"position {n.id}: {type(exc).__name__}: {exc}") from None
         try:
-            record = from_stored(n.id, n.originator_id, n.originator_version, n.topic, state)
-            key, value, headers = kafka_fields(to_message(record, self.deployment, self.disclosure))
+            key, value, headers = stored_message_fields(n.id, n.originator_id, n.originator_version, n.topic, state,
+                                                        self.deployment, self.disclosure)
         except Exception as exc:  # noqa: BLE001 - whatever a stored event holds, it must not stop the relay
             return None, f"cannot be encoded as a CloudEvent: {type(exc).__name__}: {exc}"
         try:
-            return self.producer().send(self.topic, key=key, value=value, headers=headers), None
+            return self.producer().send(self.topic, key=key, value=value, headers=headers,
+                                        partition=self._partition_of(key)), None
         except Exception as exc:
             if not refused(exc):
                 raise
             return None, f"refused by the producer: {type(exc).__name__}: {exc}"
 
     def publish_once(self, timeout: float = 15.0) -> int:
-        """Publish the next batch after the recorded position, parking what cannot be published;
-        record the position once every event up to it was acknowledged or parked."""
-        start = self.position() + 1
-        rows = self.recorder.select_notifications(start, self.batch)
-        if not rows:
-            return 0
+        """Send the next batch after what was sent, parking what cannot be published, then settle
+        the batches sent before it: record the position once every event up to it was acknowledged
+        or parked. While the relay is behind (a full batch read), one batch stays in flight while the
+        next is read, encoded and sent (``window``); a read that reaches the end of the log settles
+        every batch in flight. Returns how many stored events were read (fewer than ``batch``: the
+        relay has caught up, and settled everything it sent)."""
+        try:
+            start = (self._inflight[-1].last if self._inflight else
+                     self._settled if self._settled is not None else self.position()) + 1
+            rows = self.recorder.select_notifications(start, self.batch)
+            if rows:
+                self._inflight.append(self._send_batch(start, rows))
+            behind = len(rows) >= self.batch  # else this read reached the end of the log: nothing to overlap
+            while len(self._inflight) > (self.window if behind else 0):
+                self._settle(self._inflight[0], timeout, flush=not behind)
+                self._inflight.popleft()
+        except BaseException:
+            self._inflight.clear()  # what was not settled is sent again from the recorded position
+            raise
+        return len(rows)
+
+    def _partition_of(self, key: bytes) -> int | None:
+        """The partition kafka-python's default partitioner picks for ``key`` (murmur2 of the key over
+        the topic's sorted partitions), remembered per case: a case's events are most of a batch."""
+        partition = self._partitions.get(key)
+        if partition is None and self._all_partitions:
+            from kafka.partitioner.default import murmur2
+
+            partition = self._all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(self._all_partitions)]
+            if len(self._partitions) >= 100_000:
+                self._partitions.clear()
+            self._partitions[key] = partition
+        return partition
+
+    def _send_batch(self, start: int, rows: list) -> "_Batch":
+        known = self.producer().partitions_for(self.topic)  # read per batch: partitions may be added
+        partitions = sorted(known) if known else []
+        if partitions != self._all_partitions:
+            self._all_partitions, self._partitions = partitions, {}
         parked_positions, first_parked = self._parked()
         sent: list[tuple[Any, Any]] = []
         for n in rows:
             if n.id in parked_positions:
                 continue
-            case_id, version, _ = _identity(n)
-            if version > first_parked.get(case_id, version):
-                self._park(n, f"held behind the case's parked version {first_parked[case_id]}"
-                              " (a case is published in order)")
-                continue
+            if first_parked:
+                case_id, version, _ = _identity(n)
+                if version > first_parked.get(case_id, version):
+                    self._park(n, f"held behind the case's parked version {first_parked[case_id]}"
+                                  " (a case is published in order)")
+                    continue
             future, reason = self._send(n)
             if future is None:
                 self._park(n, reason)
+                case_id, version, _ = _identity(n)
                 first_parked[case_id] = min(version, first_parked.get(case_id, version))
             else:
                 sent.append((n, future))
-        if sent:
+        return _Batch(start, rows[-1].id, rows, sent)
+
+    def _settle(self, batch: "_Batch", timeout: float, flush: bool) -> None:
+        """Wait for a batch's acknowledgements (parking what the broker refused) and record the
+        position up to the first event that failed; raise that failure (an outage). ``flush``: send
+        what lingers in the producer now (nothing is sent after it: no reason to wait for more)."""
+        if flush and any(not f.is_done for _, f in batch.sent):
             self.producer().flush(timeout=timeout)
         failed: dict[int, Exception] = {}
-        for n, future in sent:
+        for n, future in batch.sent:
+            if future.succeeded():
+                continue
             try:
                 future.get(timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - sorted below: a refusal is parked, the rest is an outage
@@ -226,13 +344,23 @@ class Relay:
                     self._park(n, f"refused by the broker: {type(exc).__name__}: {exc}")
                 else:
                     failed[n.id] = exc
-        done = rows[-1].id if not failed else max((n.id for n in rows if n.id < min(failed)), default=start - 1)
+        start, rows = batch.start, batch.rows
+        done = batch.last if not failed else max((n.id for n in rows if n.id < min(failed)), default=start - 1)
         if done >= start:
             self._record(done)
-        self.published += sum(1 for n, _ in sent if n.id <= done and n.id not in failed)
+        self.published += sum(1 for n, _ in batch.sent if n.id <= done and n.id not in failed)
         if failed:
             raise failed[min(failed)]
-        return len(rows)
+
+    def settle(self, timeout: float = 15.0) -> None:
+        """Settle every batch in flight (its acknowledgements waited for, the position recorded)."""
+        try:
+            while self._inflight:
+                self._settle(self._inflight[0], timeout, flush=True)
+                self._inflight.popleft()
+        except BaseException:
+            self._inflight.clear()
+            raise
 
     def retry_parked(self, timeout: float = 15.0) -> tuple[int, int]:
         """Publish the parked events again, in store order, one at a time; each acknowledged one
@@ -276,6 +404,8 @@ class Relay:
         """Compare the topic with what the relay recorded as acknowledged: when it holds fewer
         messages (recreated empty, or it lost data), start again from position 0. Re-published
         events keep their ids, so a subscriber's dedupe still sees each one once."""
+        self.settle()  # compare with every acknowledgement recorded, and none recorded after a reset
+        self._write_pending()
         position = self.position()
         if position == 0:
             return False
@@ -294,11 +424,24 @@ class Relay:
         log.warning(line)
         if report is not None:
             report(line)
-        with self.db.transaction() as cur:
-            cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,))
+        with self._reset_lock:  # no position settled before the reset is written after it
+            with self._pending_lock:
+                self._pending = None
+            self._settled = None
+            with self.db.transaction() as cur:
+                cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,))
         return True
 
     # ---- the loop ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something was committed: publish now rather than at the next poll."""
+        self._wake.set()
+
+    def wake_on(self, subscribe: Callable[[Callable[[], None]], Callable[[], None]]) -> None:
+        """Wake on each write committed in this process (``subscribe``: ``CaseLog.on_saved``); the
+        relay polls anyway, for writers in other processes."""
+        self._unsubscribe.append(subscribe(self.wake))
 
     def _listen(self, stop: threading.Event) -> None:
         """PostgreSQL only: wake the loop on NOTIFY (the loop polls anyway)."""
@@ -330,7 +473,22 @@ class Relay:
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
             threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
-        backoff, topic_ready, checked = 0.5, False, None
+        self._recording = threading.Event()
+        recorder = threading.Thread(target=self._record_while, args=(stop,), daemon=True, name="relay-record")
+        recorder.start()
+        try:
+            self._loop(stop, report, heartbeat)
+        finally:
+            self._recording.set()
+            recorder.join(timeout=30)
+            self._recording = None
+            try:
+                self._write_pending()  # what the thread could not write
+            except Exception as exc:  # noqa: BLE001 - the store is closing: those events are sent again
+                log.warning("relay: could not record the last position (%s)", exc)
+
+    def _loop(self, stop: threading.Event, report: Callable[[str], None] | None, heartbeat: Heartbeat | None) -> None:
+        backoff, topic_ready, checked, idle = 0.5, False, None, self.MIN_POLL
         while not stop.is_set():
             if heartbeat is not None:
                 heartbeat.beat()
@@ -341,13 +499,18 @@ class Relay:
                 if checked is None or time.monotonic() - checked >= self.check_seconds:
                     self.check_topic(report)
                     checked = time.monotonic()
-                sent = self.publish_once()
+                read = self.publish_once()
                 backoff = 0.5
                 self.last_error = None
-                if sent:
+                if read >= self.batch:
                     continue
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+                # caught up: poll again soon, then less often the longer nothing comes (up to
+                # poll_seconds); a write committed in this process, or a NOTIFY, wakes it at once,
+                # and the writes of the next few milliseconds go in the same batch
+                idle = self.MIN_POLL if read else min(idle * 2, self.poll_seconds)
+                if self._wake.wait(idle):
+                    self._wake.clear()
+                    stop.wait(self.GATHER)
             except Exception as exc:  # noqa: BLE001 - the broker may be down: back off and retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._reset_producer()
@@ -361,6 +524,7 @@ class Relay:
                 backoff = min(backoff * 2, 10.0)
 
     def _reset_producer(self) -> None:
+        self._inflight.clear()  # unsettled: sent again from the recorded position
         if self._producer is not None:
             try:
                 self._producer.close(timeout=1)
@@ -369,4 +533,7 @@ class Relay:
             self._producer = None
 
     def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
         self._reset_producer()

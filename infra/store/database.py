@@ -202,6 +202,24 @@ class Database:
             conn.execute("COMMIT")
 
     @contextmanager
+    def read(self) -> Iterator[Cursor]:
+        """A transaction that only reads: on SQLite a deferred one, which takes no write lock (so a
+        reader polling often, the relay, does not hold up the writers); on PostgreSQL ``transaction``."""
+        if self.dialect == "postgres":
+            with self.transaction() as cur:
+                yield cur
+            return
+        conn = self._sqlite()
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield Cursor(cur, "sqlite")
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+            cur.close()
+
+    @contextmanager
     def bulk(self) -> Iterator[None]:
         """Around a rebuild on SQLite: checkpoint the WAL every ~400 MB instead of every ~40 MB
         (a page dirtied by many batches is copied into the database file once, not each time:
