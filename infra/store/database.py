@@ -186,25 +186,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
-        """A transaction that only reads: on SQLite a snapshot that neither waits for nor blocks the
-        writer (WAL); the write lock ``transaction()`` takes is for transactions that write."""
-        if self.dialect == "postgres":
-            with self.transaction() as cur:
-                yield cur
-            return
-        conn = self._sqlite()
-        cur = conn.cursor()
-        cur.execute("BEGIN")
-        try:
-            yield Cursor(cur, "sqlite")
-        finally:
-            cur.close()
-            conn.execute("COMMIT")
-
-    @contextmanager
-    def read(self) -> Iterator[Cursor]:
-        """A transaction that only reads: on SQLite a deferred one, which takes no write lock (so a
-        reader polling often, the relay, does not hold up the writers); on PostgreSQL ``transaction``."""
+        """A transaction that only reads: on SQLite a deferred one, a snapshot (WAL) that takes no write
+        lock, so it neither waits for the writer nor holds up the writers (the write path's reads, a
+        relay polling often); on PostgreSQL ``transaction``."""
         if self.dialect == "postgres":
             with self.transaction() as cur:
                 yield cur
