@@ -45,7 +45,7 @@ class ProjectionRunner:
         the Kafka workers' runner has no store (``recorder`` None)."""
         self.db = db
         self.recorder = recorder
-        self.decode = decode
+        self.decode = decode or (lambda state: state)
         self.projections = list(projections)
         self.batch = batch
         self.writer = None  # the group-commit writer, once attached (infra/bootstrap.py)
@@ -125,8 +125,7 @@ class ProjectionRunner:
         else:
             rows = notifications(after, self.batch)
         if rows:
-            decode = self.decode or (lambda state: state)
-            events = [from_stored(r[0], r[1], r[2], r[3], decode(r[4])) for r in rows]
+            events = [from_stored(r[0], r[1], r[2], r[3], self.decode(r[4])) for r in rows]
             (self._fold if len(events) >= STAGED_FROM else self._apply)(cur, chosen, events, positions)
         return min(positions.values())
 
@@ -239,8 +238,7 @@ class ProjectionRunner:
                 rows = self.recorder.select_notifications(start, self.batch)
                 if not rows:
                     return done
-                decode = self.decode or (lambda state: state)
-                events = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, decode(n.state))
+                events = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, self.decode(n.state))
                           for n in rows]
                 (self.apply_staged if len(events) >= STAGED_FROM else self.apply_all)(chosen, events)
                 done += len(events)
@@ -254,7 +252,7 @@ class ProjectionRunner:
         """The store's events from ``start`` on, decoded, in batches: read with SQL of our own rather
         than the recorder's ``select_notifications`` (no Notification nor UUID object per row: ~10%
         of a rebuild), each decoded state handed over to its record (``owned``)."""
-        decode = self.decode or (lambda state: state)
+        decode = self.decode
         table, position = events_table(self.db, self.recorder)
         case = "originator_id::text" if self.db.dialect == "postgres" else "originator_id"
         sql = (f"SELECT {position}, {case}, originator_version, topic, state FROM {table}"
