@@ -32,7 +32,9 @@ log = logging.getLogger("caselog.writer")
 MAX_BATCH = 64  # units per transaction
 INSERT_NUMBER = ("INSERT INTO caselog_case_numbers (n, case_id) VALUES (?, ?)"
                  " ON CONFLICT (case_id) DO UPDATE SET n = excluded.n")
-INSERT_KEY = "INSERT INTO caselog_idempotency (key, digest, case_id) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"
+# A key already recorded fails its unit (IntegrityError: nothing of it is recorded); the command then
+# looks again and finds the key taken: its earlier answer, or a refusal of the reused key.
+INSERT_KEY = "INSERT INTO caselog_idempotency (key, digest, case_id) VALUES (?, ?, ?)"
 
 
 @dataclass(eq=False)

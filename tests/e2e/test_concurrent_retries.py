@@ -106,3 +106,21 @@ def test_with_if_match_the_losers_of_a_race_see_the_version_conflict(api):
     assert sorted(statuses(answers)) == [200] + [409] * (RACERS - 1)
     assert all(a.json()["type"].endswith("/version-conflict") for a in answers if a.status_code == 409)
     assert event_types(api.system.app, cid).count("ClinicalUploaded") == 1
+
+
+def test_one_key_sent_at_once_with_commands_on_different_cases_is_recorded_once_and_refused_for_the_rest(api):
+    """A key names one request: the same key on commands to several cases at once is kept for the
+    first recorded; the others are refused as a reused key and record nothing (they used to be
+    recorded, their key rows silently dropped, so a retry of one was refused after the fact)."""
+    cases = [new_case(api)["case_id"] for _ in range(RACERS)]
+    before = api.system.app.max_position()
+    answers = together(lambda i: api.post(f"/cases/{cases[i]}/clinical", {"notes": "the sleep study"},
+                                          **{"Idempotency-Key": "one-request"}))
+    assert sorted(statuses(answers)) == [200] + [409] * (RACERS - 1), [a.text for a in answers]
+    assert all(a.json()["type"].endswith("/idempotency-key-reused") for a in answers if a.status_code == 409), [a.json() for a in answers]
+    uploaded = [cid for cid in cases if "ClinicalUploaded" in event_types(api.system.app, cid)]
+    winner = cases[statuses(answers).index(200)]
+    assert uploaded == [winner]
+    assert api.system.app.max_position() - before == 1
+    again = api.post(f"/cases/{winner}/clinical", {"notes": "the sleep study"}, **{"Idempotency-Key": "one-request"})
+    assert again.status_code == 200 and again.json() == answers[cases.index(winner)].json()
