@@ -16,8 +16,9 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-def known_query_only(request: Request) -> None:
-    """An app-wide dependency: refuse the query parameters the matched operation does not declare."""
+async def known_query_only(request: Request) -> None:
+    """An app-wide dependency: refuse the query parameters the matched operation does not declare. On the
+    event loop (no I/O): a plain ``def`` dependency is handed to the thread pool, on every request of every route."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params or "dashboard" in (getattr(route, "tags", None) or ()):
