@@ -43,7 +43,7 @@ from infra.kafka.disclosure import Disclosure
 from infra.kafka.message import stored_message_fields
 from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
-from infra.store.database import Database, events_table
+from infra.store.database import Database, events_table, log_rows
 from infra.store.runner import ensure_tracking
 
 log = logging.getLogger("caselog.relay")
@@ -277,7 +277,7 @@ class Relay:
         try:
             start = (self._inflight[-1].last if self._inflight else
                      self._settled if self._settled is not None else self.position()) + 1
-            rows = self.recorder.select_notifications(start, self.batch)
+            rows = log_rows(self.db, self.recorder, start, self.batch)
             if rows:
                 self._inflight.append(self._send_batch(start, rows))
             behind = len(rows) >= self.batch  # else this read reached the end of the log: nothing to overlap
@@ -371,7 +371,7 @@ class Relay:
         for row in self.parked_events():
             if row["case_id"] in blocked:
                 continue
-            found = self.recorder.select_notifications(row["position"], 1)
+            found = log_rows(self.db, self.recorder, row["position"], 1)
             if not found or found[0].id != row["position"]:
                 blocked.add(row["case_id"])
                 continue

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -56,6 +56,29 @@ def events_table(db: "Database", recorder: Any) -> tuple[str, str]:
     if db.dialect == "postgres":
         return f'"{recorder.datastore.schema}"."{recorder.events_table_name}"', "notification_id"
     return recorder.events_table_name, "rowid"
+
+
+class LogRow(NamedTuple):
+    """A stored event as ``log_rows`` reads it: a Notification's fields without its objects."""
+
+    id: int  # the position
+    originator_id: str  # the case id: canonical text on PostgreSQL, 32 hex digits on SQLite
+    originator_version: int
+    topic: str
+    state: bytes  # as stored (encrypted when the store encrypts)
+
+
+def log_rows(db: "Database", recorder: Any, start: int, limit: int) -> list[LogRow]:
+    """Up to ``limit`` stored events from position ``start`` on, in order, read with SQL of our own in a
+    snapshot read (it neither waits for nor blocks the writer) rather than the recorder's
+    ``select_notifications``, which builds a Notification and a UUID object for every row: a tenth
+    of a rebuild, and of what the relay does per event besides sending it."""
+    table, position = events_table(db, recorder)
+    case = "originator_id::text" if db.dialect == "postgres" else "originator_id"
+    with db.read() as cur:
+        rows = cur.execute(f"SELECT {position}, {case}, originator_version, topic, state FROM {table}"
+                           f" WHERE {position} >= ? ORDER BY {position} LIMIT ?", (start, limit)).fetchall()
+    return [LogRow._make(r) for r in rows]
 
 
 def secure_sqlite(path: Path) -> None:

@@ -10,7 +10,7 @@ import threading
 from itertools import compress
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from infra.store.database import Cursor, Database, events_table
+from infra.store.database import Cursor, Database, log_rows
 from projections.base import Projection
 from projections.records import EventRecord, from_stored
 from projections.rows import Staged
@@ -249,19 +249,10 @@ class ProjectionRunner:
                 start = rows[-1].id + 1
 
     def _stored_batches(self, start: int) -> Iterator[list[EventRecord]]:
-        """The store's events from ``start`` on, decoded, in batches: read with SQL of our own rather
-        than the recorder's ``select_notifications`` (no Notification nor UUID object per row: ~10%
-        of a rebuild), each decoded state handed over to its record (``owned``)."""
+        """The store's events from ``start`` on, decoded, in batches (``log_rows``: no Notification nor
+        UUID object per row), each decoded state handed over to its record (``owned``)."""
         decode = self.decode
-        table, position = events_table(self.db, self.recorder)
-        case = "originator_id::text" if self.db.dialect == "postgres" else "originator_id"
-        sql = (f"SELECT {position}, {case}, originator_version, topic, state FROM {table}"
-               f" WHERE {position} >= ? ORDER BY {position} LIMIT ?")
-        while True:
-            with self.db.read() as cur:
-                rows = cur.execute(sql, (start, self.batch)).fetchall()
-            if not rows:
-                return
+        while rows := log_rows(self.db, self.recorder, start, self.batch):
             yield [from_stored(n[0], n[1], n[2], n[3], decode(n[4]), owned=True) for n in rows]
             if len(rows) < self.batch:
                 return
