@@ -234,19 +234,12 @@ class ProjectionRunner:
         with self._lock:
             start = min(self.position(p.name) for p in chosen) + 1 if chosen else 1
             done = 0
-            while True:
-                rows = self.recorder.select_notifications(start, self.batch)
-                if not rows:
-                    return done
-                events = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, self.decode(n.state))
-                          for n in rows]
+            for events in self._stored_batches(start):
                 (self.apply_staged if len(events) >= STAGED_FROM else self.apply_all)(chosen, events)
                 done += len(events)
                 if progress:
                     progress(done)
-                if len(rows) < self.batch:
-                    return done
-                start = rows[-1].id + 1
+            return done
 
     def _stored_batches(self, start: int) -> Iterator[list[EventRecord]]:
         """The store's events from ``start`` on, decoded, in batches (``log_rows``: no Notification nor
