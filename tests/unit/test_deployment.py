@@ -223,3 +223,14 @@ def test_the_image_installs_pinned_versions_of_every_dependency():
         assert name in pins, f"{req.name} is not pinned in constraints.txt (make constraints)"
         assert req.specifier.contains(pins[name], prereleases=True), \
             f"{req.name}=={pins[name]} is outside {req.specifier}"
+
+
+def test_the_kafka_client_checksums_record_batches_in_c():
+    """Without the crc32c package (kafka-python's ``crc32c`` extra) kafka-python computes each record
+    batch's CRC-32C in Python: two thirds of the relay's CPU per event (bench/RESULTS.md, Kafka relay)."""
+    from kafka.record import util
+
+    assert util.crc32c_c is not None, "pip install 'kafka-python[crc32c]'"
+    assert util._crc32c is util.crc32c_c
+    assert any(line.startswith("crc32c==") for line in (ROOT / "constraints.txt").read_text().splitlines()), \
+        "the image pins crc32c too (make constraints)"
