@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable
 
 MODES = ("minimum", "full")
@@ -110,6 +111,14 @@ def rule_for(type_name: str, name: str) -> Rule | None:
     return OVERRIDES[key] if key in OVERRIDES else FIELDS.get(name, WITHHELD)
 
 
+@lru_cache(maxsize=256)
+def published_fields(type_name: str) -> dict[str, Rule]:
+    """The fields an event of ``type_name`` publishes in minimum mode, each with its rule (``rule_for``
+    of every name the tables know, the withheld left out): looked up once per type, not per field."""
+    names = set(FIELDS) | {name for t, name in OVERRIDES if t == type_name}
+    return {name: rule for name in names if (rule := rule_for(type_name, name)) is not None}
+
+
 @dataclass(frozen=True)
 class Disclosure:
     """What the relay publishes of each event: ``mode`` minimum or full; ``key`` keys the member pseudonym."""
@@ -130,10 +139,12 @@ class Disclosure:
         """The ``data`` of an event of ``type_name`` as published."""
         if self.mode == "full":
             return data
-        out = {}
+        rules, out = published_fields(type_name), {}
         for name, value in data.items():
-            rule = rule_for(type_name, name)
-            if rule is not None:
+            rule = rules.get(name)
+            if rule is KEEP:
+                out[name] = value
+            elif rule is not None:
                 out[name] = rule.value(value, self.pseudonym)
         return out
 
