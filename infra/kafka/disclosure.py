@@ -159,9 +159,9 @@ def pseudonym_key(configured: str | None, secret: str) -> bytes:
 
 def minimum_schema(type_name: str, full: dict[str, Any]) -> dict[str, Any]:
     """The JSON Schema of an event's ``data`` as minimum mode publishes it, from the full one."""
-    props, kept = {}, []
+    props, kept, rules = {}, [], published_fields(type_name)
     for name, schema in full["properties"].items():
-        rule = rule_for(type_name, name)
+        rule = rules.get(name)
         if rule is not None:
             props[name] = rule.schema(schema)
             kept.append(name)

@@ -104,6 +104,7 @@ class Relay:
     MIN_POLL = 0.01  # seconds: the first poll after catching up
     GATHER = 0.005  # seconds: after a wake, for the writes that follow it to come in the same batch
     RECORD_EVERY = 0.1  # seconds: the recording thread writes the position at most this often
+    BATCH_BYTES = 256 * 1024  # a producer record batch per partition (kafka-python's default: 16 KB)
 
     def __init__(self, recorder: Any, db: Database, *, bootstrap: str, topic: str, partitions: int, deployment: str,
                  decode: Callable[[Any], dict], disclosure: Disclosure, security: Security | None = None,
@@ -232,8 +233,6 @@ class Relay:
     def ensure_topic(self) -> None:
         ensure_topic(self.bootstrap, self.topic, self.partitions, self.replication, self.max_message_bytes,
                      security=self.security)
-
-    BATCH_BYTES = 256 * 1024  # a record batch per partition (kafka-python's default: 16 KB)
 
     def producer_options(self) -> dict[str, Any]:
         """The producer's settings. ``batch_size``: at kafka-python's 16 KB (~14 events) a partition's
