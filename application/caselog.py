@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import orjson
@@ -32,7 +32,7 @@ from domain.case import Case
 from domain.chain import ChainWalker, decode_state
 from domain.context import Context
 from domain.errors import (CaseNotFound, DomainError, EventTooLarge, FieldError, IdempotencyConflict, InvalidInput,
-                           VersionConflict)
+                           RuleViolation, VersionConflict)
 from domain.events import CaseEvent
 from domain.intake import intake
 from domain.views import case_view
@@ -455,6 +455,28 @@ class CaseLog(Application):
         fire = DEADLINES[kind]
         return self._change(f"deadline:{kind}", case_id, {"instant": instant, "p2p_id": p2p_id}, SCHEDULER, None, None,
                             lambda c, ctx: fire(c, ctx, instant, p2p_id))
+
+    def fire_deadlines(self, due: Sequence[tuple[str, Any, datetime, str | None]]) -> int:
+        """Fire due deadlines (kind, case id, due instant, P2P id or None) of distinct cases in one
+        transaction, their events in the order given (a scheduler's backlog: one commit for the
+        lot, not one each). A deadline its case refuses (already fired, or made moot) is left out.
+        Returns how many fired. Raises VersionConflict, recording nothing, when another writer
+        changed one of the cases meanwhile: then fire them one by one (``fire_deadline`` decides
+        again on each case as it now stands)."""
+        if len({str(case_id) for _, case_id, _, _ in due}) != len(due):
+            raise ValueError("fire_deadlines takes one deadline per case (a case's next one goes in the next call)")
+        ctx = Context(self.clock.now(), SCHEDULER, None)
+        fired: list[Case] = []
+        for kind, case_id, instant, p2p_id in due:
+            case = self.load(case_id)
+            try:
+                DEADLINES[kind](case, ctx, instant, p2p_id)
+            except RuleViolation:
+                continue  # left out of the save: whatever the refusal did to this object is dropped with it
+            fired.append(case)
+        if fired:
+            self._save(*fired)
+        return len(fired)
 
     # ---- reads ----------------------------------------------------------------------------
 

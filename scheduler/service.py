@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterator
 
 from domain.errors import RuleViolation, VersionConflict
 from infra.settings import private
@@ -27,6 +27,23 @@ from scheduler.deadlines import due
 log = logging.getLogger("caselog.scheduler")
 UTC = timezone.utc
 ADVISORY_LOCK_KEY = 0x43A5E106  # "caselog scheduler"
+FIRE_TOGETHER = 100  # due deadlines of distinct cases fired in one transaction
+
+
+def runs(rows: list[tuple], most: int) -> Iterator[list[tuple]]:
+    """Due rows (fire_at, case_id, ...) cut, in due order, into runs of at most ``most`` rows of
+    distinct cases: a case's next deadline starts the next run (it is decided on the case as its
+    earlier one left it), so the events keep due order in the store."""
+    run: list[tuple] = []
+    cases: set[str] = set()
+    for row in rows:
+        if row[1] in cases or len(run) == most:
+            yield run
+            run, cases = [], set()
+        run.append(row)
+        cases.add(row[1])
+    if run:
+        yield run
 
 
 class DeadlineScheduler:
@@ -56,14 +73,23 @@ class DeadlineScheduler:
                 if not rows:
                     self.fired += recorded
                     return recorded
-                for fire_at, case_id, kind, instant, p2p_id in rows:
-                    attempted.add((case_id, kind, instant, p2p_id))
+                for run in runs(rows, FIRE_TOGETHER):
+                    attempted.update(tuple(r[1:]) for r in run)
+                    deadlines = [(kind, case_id, datetime.fromisoformat(instant), p2p_id or None)
+                                 for _, case_id, kind, instant, p2p_id in run]
                     try:
-                        self.app.fire_deadline(kind, case_id, datetime.fromisoformat(instant), p2p_id or None)
-                        recorded += 1
-                    except (RuleViolation, VersionConflict) as exc:
-                        # already fired (by us before a crash, or by a racing scheduler) or made moot
-                        log.debug("deadline %s %s %s not fired: %s", kind, case_id, instant, exc)
+                        recorded += self.app.fire_deadlines(deadlines)
+                    except VersionConflict:  # a case changed meanwhile (a racing scheduler?): each alone
+                        recorded += sum(self._fire_alone(*deadline) for deadline in deadlines)
+
+    def _fire_alone(self, kind: str, case_id: str, instant: datetime, p2p_id: str | None) -> bool:
+        try:
+            self.app.fire_deadline(kind, case_id, instant, p2p_id)
+            return True
+        except (RuleViolation, VersionConflict) as exc:
+            # already fired (by us before a crash, or by a racing scheduler) or made moot
+            log.debug("deadline %s %s %s not fired: %s", kind, case_id, instant, exc)
+            return False
 
     # ---- timing (real clock) ---------------------------------------------------------------
 

@@ -12,8 +12,12 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from infra.bootstrap import bootstrap
 from infra.clock import ManualClock
+from scheduler.deadlines import due
+from scheduler.service import runs
 from tests.conftest import START
 from tests.support import DME, MD, MEDONC, PROVIDER, RADONC, WELLSENSE, at, deny, document, event_types, later, refused, request, submit
 
@@ -232,6 +236,51 @@ def test_two_schedulers_racing_fire_each_deadline_once(store, clock):
         assert len(counts) == 3 * len(ids) and set(counts.values()) == {1}
     finally:
         system.close()
+
+
+def test_a_backlog_fires_in_due_order_many_cases_to_a_transaction(system, app):
+    ids = arm_many(system, 120)  # 360 deadlines, three per case
+    with system.db.transaction() as cur:
+        in_due_order = [(c, k) for _, c, k, _, _ in due(cur, (START + timedelta(days=30)).isoformat(), limit=10_000)]
+    batches = system.runner.writer.batches
+    system.advance_clock(to=START + timedelta(days=30))
+    fired = [(c, kind_of[t]) for _, c, _, t, state in app.stored_events() if state["actor"]["kind"] == "scheduler"]
+    assert fired == in_due_order and len(fired) == 3 * len(ids)
+    assert system.runner.writer.batches - batches < len(fired) / 10  # not a commit per deadline
+    app.verify()
+
+
+kind_of = {"HoldLapsed": "hold_due", "DecisionDueSoon": "decision_warning", "DecisionOverdue": "decision_due"}
+
+
+def test_deadlines_fired_together_leave_out_those_their_case_refuses_and_record_nothing_when_all_are(system, app, clock):
+    fired_before, held = submit(app, DME)["case_id"], submit(app, DME)["case_id"]
+    due_at = {c: at(app.place_hold(c, ["notes"], actor=MD).view, "hold_due_at") for c in (fired_before, held)}
+    clock.set(max(due_at.values()))
+    app.fire_deadline("hold_due", fired_before, due_at[fired_before])
+    head = app.max_position()
+    assert app.fire_deadlines([("hold_due", c, due_at[c], None) for c in (fired_before, held)]) == 1
+    assert app.max_position() == head + 1 and event_types(app, held)[-1] == "HoldLapsed"
+    head = app.max_position()
+    assert app.fire_deadlines([("hold_due", c, due_at[c], None) for c in (fired_before, held)]) == 0
+    assert app.max_position() == head
+
+
+def test_deadlines_fired_together_are_of_distinct_cases(system, app, clock):
+    cid = submit(app, DME)["case_id"]
+    view = app.place_hold(cid, ["notes"], actor=MD).view
+    clock.set(at(view, "decision_due_at"))
+    head = app.max_position()
+    with pytest.raises(ValueError):
+        app.fire_deadlines([("hold_due", cid, at(view, "hold_due_at"), None),
+                            ("decision_due", cid, at(view, "decision_due_at"), None)])
+    assert app.max_position() == head
+
+
+def test_runs_keep_due_order_and_start_anew_at_a_case_already_in_the_run():
+    rows = [("t1", "a"), ("t1", "b"), ("t2", "a"), ("t3", "c"), ("t4", "d"), ("t5", "e")]
+    assert list(runs(rows, 3)) == [[("t1", "a"), ("t1", "b")], [("t2", "a"), ("t3", "c"), ("t4", "d")], [("t5", "e")]]
+    assert list(runs([], 3)) == []
 
 
 def test_a_standby_scheduler_takes_over_when_the_active_one_is_killed(store, clock):
