@@ -142,7 +142,7 @@ def test_writes_go_on_while_the_broker_is_frozen_and_the_relay_catches_up(kafka_
     try:
         write_for(3)
         broker_proc.send_signal(signal.SIGSTOP)
-        write_for(30)
+        write_for(15)  # past the producer's 10 s request timeout (its sends expire and are retried) and the 5 s lag report
         lag_while_frozen = relay.lag()
         broker_proc.send_signal(signal.SIGCONT)
         write_for(3)
