@@ -3,7 +3,8 @@ commands waiting meanwhile are recorded together by the next one.
 
 A command's unit is its events, the new case's number and its idempotency key; each unit of a
 batch runs in its own savepoint, so a unit that loses a race (its case changed: a version already
-taken) is undone alone and told so (IntegrityError), the others are kept. Then, in the same
+taken) is undone alone and told so (IntegrityError), the others are kept. A batch of one unit has
+no savepoint: its failure rolls back the transaction, which held nothing else. Then, in the same
 transaction, the projections this process keeps are applied up to the last event (read-your-writes:
 a command is answered after its events are in the read models), and the batch commits once: one
 fsync for all of them. A unit is answered only after that commit.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -35,6 +37,12 @@ INSERT_NUMBER = ("INSERT INTO caselog_case_numbers (n, case_id) VALUES (?, ?)"
 # A key already recorded fails its unit (IntegrityError: nothing of it is recorded); the command then
 # looks again and finds the key taken: its earlier answer, or a refusal of the reused key.
 INSERT_KEY = "INSERT INTO caselog_idempotency (key, digest, case_id) VALUES (?, ?, ?)"
+
+
+def as_recorded(exc: BaseException) -> BaseException:
+    """What a unit's caller is told of the store's error: a version already taken (or a key already
+    recorded) as eventsourcing's IntegrityError, whichever store raised it."""
+    return IntegrityError(str(exc)) if is_integrity_error(exc) and not isinstance(exc, IntegrityError) else exc
 
 
 @dataclass(eq=False)
@@ -175,13 +183,16 @@ class Writer:
     def _record(self, batch: list[Unit]) -> None:
         results: dict[int, list[int]] = {}
         failed: dict[int, BaseException] = {}
+        # A batch of one unit needs no savepoint of its own: if the unit fails, the whole transaction
+        # is rolled back and nothing else was in it (a savepoint costs PostgreSQL's pipeline round trips)
+        alone = len(batch) == 1
         try:
             with self.recorder.batch(self.db) as tx:
                 for i, unit in enumerate(batch):
                     if unit.flush:
                         continue
                     try:
-                        with tx.savepoint():
+                        with nullcontext() if alone else tx.savepoint():
                             results[i] = tx.insert(unit.events)
                             if unit.numbers:
                                 tx.cursor.executemany(INSERT_NUMBER, [(int(n) - CASE_NUMBER_BASE, c)
@@ -189,16 +200,16 @@ class Writer:
                             if unit.keys:
                                 tx.cursor.executemany(INSERT_KEY, list(unit.keys))
                     except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
-                        if not tx.open():  # the store dropped the whole transaction (a full disk, an I/O
-                            raise  # error): nothing of the batch is recorded, and nothing more may run
-                        failed[i] = IntegrityError(str(exc)) if is_integrity_error(exc) else exc
+                        if alone or not tx.open():  # the unit alone, or the store dropped the whole transaction
+                            raise  # (a full disk, an I/O error): nothing of the batch is recorded
+                        failed[i] = as_recorded(exc)
                 recent = [(position, e.originator_id, e.originator_version, e.topic, e.state)
                           for i, positions in results.items() if i not in failed
                           for position, e in zip(positions, batch[i].events)]
                 projection_error, reached = self._project(tx, recent)
         except BaseException as exc:  # the batch did not commit: nothing of it is recorded
             for unit in batch:
-                unit.error, unit.done = exc, True
+                unit.error, unit.done = as_recorded(exc), True
             if not isinstance(exc, Exception):
                 raise
             return

@@ -9,10 +9,10 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.case import Case
 from domain.context import Context
@@ -303,6 +303,19 @@ def test_a_command_whose_registry_rows_conflict_is_undone_alone(system):
     writer._record(units)
     assert [type(u.error).__name__ if u.error else "ok" for u in units] == ["ok", "IntegrityError", "ok"]
     assert [bool(system.app.recorder.select_events(u.events[0].originator_id)) for u in units] == [True, False, True]
+
+
+def test_a_command_alone_in_its_batch_that_takes_a_version_already_recorded_is_refused_and_records_nothing(system, app):
+    case = submit(app, WELLSENSE)
+    head = app.max_position()
+    taken = StoredEvent(originator_id=UUID(case["case_id"]), originator_version=case["version"], topic="t", state=b"{}")
+    with pytest.raises(IntegrityError):  # a batch of one has no savepoint: its transaction is rolled back
+        system.runner.writer.commit([stored(), taken], case_numbers=[("1000000950", "x")])
+    assert app.max_position() == head
+    with system.db.read() as cur:
+        assert cur.execute("SELECT COUNT(*) FROM caselog_case_numbers WHERE case_id = 'x'").fetchone()[0] == 0
+    assert app.place_hold(case["case_id"], ["notes"], actor=MD).view["status"] == "held"  # and the writer goes on
+    assert app.max_position() > head
 
 
 def test_a_write_is_answered_as_done_when_the_read_models_cannot_take_it(system, monkeypatch):
