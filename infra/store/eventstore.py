@@ -35,8 +35,10 @@ class Batch:
     transaction sees them (its own inserts included)."""
 
     def __init__(self, cursor: Cursor, insert: Callable[[Sequence[StoredEvent]], list[int]],
-                 savepoint: Callable[[], Any], notifications: Notifications, open_: Callable[[], bool]):
+                 savepoint: Callable[[], Any], notifications: Notifications, open_: Callable[[], bool],
+                 settle: Callable[[], None] = lambda: None):
         self.cursor = cursor
+        self.settle = settle  # wait for every statement's answer, raising the first error (PostgreSQL's pipeline)
         self.insert = insert
         self.savepoint = savepoint
         self.notifications = notifications
@@ -170,7 +172,7 @@ class PostgresRecorder(_Committed, PostgresApplicationRecorder):
                 return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
             yield Batch(PipelineCursor(conn, pipeline), insert, conn.transaction, notifications,
-                        lambda: conn.info.transaction_status != TransactionStatus.IDLE)
+                        lambda: conn.info.transaction_status != TransactionStatus.IDLE, pipeline.sync)
 
     def close_writer(self) -> None:
         pass

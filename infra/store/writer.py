@@ -1,18 +1,21 @@
 """Group commit: every command of this process is recorded by one transaction at a time, and the
 commands waiting meanwhile are recorded together by the next one.
 
-A command's unit is its events, the new case's number and its idempotency key; each unit of a
-batch runs in its own savepoint, so a unit that loses a race (its case changed: a version already
-taken) is undone alone and told so (IntegrityError), the others are kept. A batch of one unit has
-no savepoint: its failure rolls back the transaction, which held nothing else. Then, in the same
+A command's unit is its events, the new case's number and its idempotency key. Then, in the same
 transaction, the projections this process keeps are applied up to the last event (read-your-writes:
 a command is answered after its events are in the read models), and the batch commits once: one
 fsync for all of them. A unit is answered only after that commit.
 
+A batch first runs without savepoints (on PostgreSQL each costs round trips of the pipeline). If
+anything in it fails before the commit, that transaction is rolled back whole and the batch runs
+again carefully: each unit in its own savepoint, so a unit that loses a race (its case changed: a
+version already taken) is undone alone and told so (IntegrityError) and the others are kept; a batch
+of one unit has no savepoint even then (its failure rolls back a transaction that held nothing else).
+
 No thread of its own: the first caller to find no batch running leads (runs the next batch, the
 units queued so far), the others wait to be answered or to lead the batch after. A projection that
-fails is rolled back alone (to its savepoint) and the events are kept; the next catch-up tries again
-and raises, as before."""
+fails (in the careful run) is rolled back alone, to its savepoint, and the events are kept; the next
+catch-up tries again and raises, as before."""
 
 from __future__ import annotations
 
@@ -37,6 +40,10 @@ INSERT_NUMBER = ("INSERT INTO caselog_case_numbers (n, case_id) VALUES (?, ?)"
 # A key already recorded fails its unit (IntegrityError: nothing of it is recorded); the command then
 # looks again and finds the key taken: its earlier answer, or a refusal of the reused key.
 INSERT_KEY = "INSERT INTO caselog_idempotency (key, digest, case_id) VALUES (?, ?, ?)"
+
+
+class Undone(Exception):
+    """A batch's first attempt, without savepoints, failed before its commit: rolled back, nothing recorded."""
 
 
 def as_recorded(exc: BaseException) -> BaseException:
@@ -181,38 +188,17 @@ class Writer:
             after.wake.release()
 
     def _record(self, batch: list[Unit]) -> None:
-        results: dict[int, list[int]] = {}
-        failed: dict[int, BaseException] = {}
-        # A batch of one unit needs no savepoint of its own: if the unit fails, the whole transaction
-        # is rolled back and nothing else was in it (a savepoint costs PostgreSQL's pipeline round trips)
-        alone = len(batch) == 1
+        """Record the batch in one transaction, first without a savepoint anywhere (on PostgreSQL each
+        costs pipeline round trips): if any statement fails there, that transaction is rolled back
+        before its commit, and the batch runs again with each unit and the projections in savepoints
+        of their own, so that only what failed is left out."""
         try:
-            with self.recorder.batch(self.db) as tx:
-                for i, unit in enumerate(batch):
-                    if unit.flush:
-                        continue
-                    try:
-                        with nullcontext() if alone else tx.savepoint():
-                            results[i] = tx.insert(unit.events)
-                            if unit.numbers:
-                                tx.cursor.executemany(INSERT_NUMBER, [(int(n) - CASE_NUMBER_BASE, c)
-                                                                      for n, c in unit.numbers])
-                            if unit.keys:
-                                tx.cursor.executemany(INSERT_KEY, list(unit.keys))
-                    except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
-                        if alone or not tx.open():  # the unit alone, or the store dropped the whole transaction
-                            raise  # (a full disk, an I/O error): nothing of the batch is recorded
-                        failed[i] = as_recorded(exc)
-                recent = [(position, e.originator_id, e.originator_version, e.topic, e.state)
-                          for i, positions in results.items() if i not in failed
-                          for position, e in zip(positions, batch[i].events)]
-                projection_error, reached = self._project(tx, recent)
-        except BaseException as exc:  # the batch did not commit: nothing of it is recorded
-            for unit in batch:
-                unit.error, unit.done = as_recorded(exc), True
-            if not isinstance(exc, Exception):
-                raise
+            outcome = self._attempt(batch, careful=False)
+        except Undone:
+            outcome = self._attempt(batch, careful=True)
+        if outcome is None:
             return
+        results, failed, projection_error, reached = outcome
         self.batches += 1
         self.units += len(batch)
         if projection_error is None:
@@ -226,12 +212,61 @@ class Writer:
                 unit.positions = results.get(i, [])
             unit.done = True
 
-    def _project(self, tx: Any, recent: list[tuple]) -> tuple[BaseException | None, int]:
-        """Apply the projections in the batch's transaction, in a savepoint of their own: a failing
-        projection leaves the events recorded and the projections where they were. The error, if
-        any, and the position the projections reached."""
+    def _attempt(self, batch: list[Unit], *, careful: bool) -> tuple | None:
+        """One transaction for the batch. Not ``careful``: no savepoints, and whatever fails before the
+        commit raises Undone (nothing of it recorded). ``careful``: each unit in a savepoint (but a unit
+        alone: its failure rolls back a transaction that held nothing else), so a unit that fails is
+        told so and the others are kept, and the projections in one too. None when the batch did not
+        commit (each unit is told why); else what each unit is answered."""
+        results: dict[int, list[int]] = {}
+        failed: dict[int, BaseException] = {}
+        alone = len(batch) == 1
+        try:
+            with self.recorder.batch(self.db) as tx:
+                try:
+                    for i, unit in enumerate(batch):
+                        if unit.flush:
+                            continue
+                        try:
+                            with tx.savepoint() if careful and not alone else nullcontext():
+                                results[i] = tx.insert(unit.events)
+                                if unit.numbers:
+                                    tx.cursor.executemany(INSERT_NUMBER, [(int(n) - CASE_NUMBER_BASE, c)
+                                                                          for n, c in unit.numbers])
+                                if unit.keys:
+                                    tx.cursor.executemany(INSERT_KEY, list(unit.keys))
+                        except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
+                            if not careful or alone or not tx.open():  # (the store dropped the whole
+                                raise  # transaction, e.g. a full disk: nothing of the batch is recorded)
+                            failed[i] = as_recorded(exc)
+                    recent = [(position, e.originator_id, e.originator_version, e.topic, e.state)
+                              for i, positions in results.items() if i not in failed
+                              for position, e in zip(positions, batch[i].events)]
+                    projection_error, reached = self._project(tx, recent, careful=careful)
+                    if not careful:
+                        tx.settle()  # every statement answered: an error of one of them is raised here
+                except Exception as exc:
+                    if careful:
+                        raise
+                    raise Undone() from exc  # rolled back by the batch's exit: the careful attempt follows
+        except Undone:
+            raise
+        except BaseException as exc:  # the batch did not commit: nothing of it is recorded
+            for unit in batch:
+                unit.error, unit.done = as_recorded(exc), True
+            if not isinstance(exc, Exception):
+                raise
+            return None
+        return results, failed, projection_error, reached
+
+    def _project(self, tx: Any, recent: list[tuple], *, careful: bool = True) -> tuple[BaseException | None, int]:
+        """Apply the projections in the batch's transaction, in a savepoint of their own when ``careful``:
+        a failing projection leaves the events recorded and the projections where they were. The
+        error, if any, and the position the projections reached (not careful: a failure raises)."""
         if not self.projections:
             return None, 0
+        if not careful:
+            return None, self.runner.apply_pending(tx.cursor, tx.notifications, self.projections, recent)
         try:
             with tx.savepoint():
                 return None, self.runner.apply_pending(tx.cursor, tx.notifications, self.projections, recent)

@@ -252,15 +252,19 @@ def test_a_caller_interrupted_while_waiting_leaves_no_later_command_waiting():
 def test_a_transaction_the_store_drops_mid_batch_fails_every_command_of_it_and_records_none(tmp_path):
     """SQLite rolls a transaction back on its own on a full disk or an I/O error: the commands after
     that point must not be committed one by one (a savepoint outside a transaction commits) while
-    their callers are told the batch failed."""
+    their callers are told the batch failed. The disk stays full: the batch's first attempt (no
+    savepoints) and its careful one (a savepoint a command) both fail at their second command."""
     system = bootstrap(Settings(data_dir=tmp_path))
     try:
-        recorder, calls = system.app.recorder, []
+        recorder, attempts = system.app.recorder, []
         real = type(recorder).batch
 
         @contextmanager
         def batch(self, db):
             with real(self, db) as tx:
+                calls = []
+                attempts.append(calls)
+
                 def insert(events):
                     calls.append(events)
                     if len(calls) == 2:  # what SQLITE_FULL leaves: no transaction any more
@@ -273,6 +277,7 @@ def test_a_transaction_the_store_drops_mid_batch_fails_every_command_of_it_and_r
         units = [Unit([stored()]), Unit([stored()]), Unit([stored()])]
         Writer(system.db, recorder, system.runner, [])._record(units)
         assert all(u.error is not None and u.done for u in units)
+        assert [len(calls) for calls in attempts] == [2, 2]
         with system.db.read() as cur:
             kept = cur.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
         assert kept == 0
@@ -303,6 +308,30 @@ def test_a_command_whose_registry_rows_conflict_is_undone_alone(system):
     writer._record(units)
     assert [type(u.error).__name__ if u.error else "ok" for u in units] == ["ok", "IntegrityError", "ok"]
     assert [bool(system.app.recorder.select_events(u.events[0].originator_id)) for u in units] == [True, False, True]
+
+
+def test_a_batch_runs_without_savepoints_unless_one_of_its_commands_fails(tmp_path):
+    """Savepoints cost PostgreSQL's pipeline round trips: a batch takes them only on its second, careful
+    attempt, after its first failed somewhere and was rolled back whole (nothing of it is kept twice)."""
+    system = bootstrap(Settings(data_dir=tmp_path))
+    try:
+        writer, statements = Writer(system.db, system.app.recorder, system.runner, []), []  # (bare events: no read models)
+        writer.commit([stored()])  # the writer's connection, opened
+        system.app.recorder._writer_conn.set_trace_callback(statements.append)
+        fine = [Unit([stored()], numbers=[(str(1000000800 + i), f"c{i}")]) for i in range(3)]
+        writer._record(fine)
+        assert [u.error for u in fine] == [None] * 3 and all(u.positions for u in fine)
+        assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+        statements.clear()
+        head = system.app.max_position()
+        racing = [Unit([stored()], numbers=[("1000000900", "a")]), Unit([stored()], numbers=[("1000000900", "b")]),
+                  Unit([stored()], numbers=[("1000000901", "c")])]
+        writer._record(racing)
+        assert [type(u.error).__name__ if u.error else "ok" for u in racing] == ["ok", "IntegrityError", "ok"]
+        assert [s for s in statements if s.upper().startswith("SAVEPOINT")]  # the careful attempt
+        assert system.app.max_position() - head == 2 == len({p for u in racing for p in u.positions})
+    finally:
+        system.close()
 
 
 def test_a_command_alone_in_its_batch_that_takes_a_version_already_recorded_is_refused_and_records_nothing(system, app):
