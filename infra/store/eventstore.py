@@ -25,6 +25,9 @@ from psycopg.sql import SQL, Identifier
 from infra.store.database import Cursor, immediate
 
 REGISTRY_KEYWORDS = ("case_numbers", "idempotency")
+# a PostgreSQL transaction statements can still go on in: not gone (IDLE, UNKNOWN) nor failed (INERROR:
+# everything until its end is refused, and its COMMIT rolls back)
+USABLE = (TransactionStatus.INTRANS, TransactionStatus.ACTIVE)
 # (position, originator_id, originator_version, topic, state) of the events after a position
 Notifications = Callable[[int, int], list[tuple]]
 
@@ -42,7 +45,8 @@ class Batch:
         self.insert = insert
         self.savepoint = savepoint
         self.notifications = notifications
-        self.open = open_  # whether the transaction is still there (SQLite rolls back on its own on a full disk)
+        self.open = open_  # whether the transaction is still there and usable (SQLite rolls back on its own on a
+        # full disk; a PostgreSQL transaction with a failed statement refuses the rest)
 
 
 class PipelineCursor(Cursor):
@@ -172,7 +176,7 @@ class PostgresRecorder(_Committed, PostgresApplicationRecorder):
                 return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
             yield Batch(PipelineCursor(conn, pipeline), insert, conn.transaction, notifications,
-                        lambda: conn.info.transaction_status != TransactionStatus.IDLE, pipeline.sync)
+                        lambda: conn.info.transaction_status in USABLE, pipeline.sync)
 
     def close_writer(self) -> None:
         pass

@@ -235,6 +235,8 @@ class Writer:
                                                                           for n, c in unit.numbers])
                                 if unit.keys:
                                     tx.cursor.executemany(INSERT_KEY, list(unit.keys))
+                                if careful and alone:  # no savepoint's exit to bring its registry rows' errors
+                                    tx.settle()  # back (PostgreSQL's pipeline): they are raised here, as its own
                         except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
                             if not careful or alone or not tx.open():  # (the store dropped the whole
                                 raise  # transaction, e.g. a full disk: nothing of the batch is recorded)
@@ -271,7 +273,7 @@ class Writer:
             with tx.savepoint():
                 return None, self.runner.apply_pending(tx.cursor, tx.notifications, self.projections, recent)
         except Exception as exc:  # reported to whoever asks for the projections
-            if not tx.open():
-                raise  # the transaction itself is gone: the batch fails as a whole (see _record)
+            if not tx.open():  # the transaction itself is gone, or failed before the projections (an
+                raise  # earlier statement's error comes back late in a pipeline): the batch fails as a whole
             log.exception("applying the projections failed; the events are recorded, a catch-up retries")
             return exc, 0

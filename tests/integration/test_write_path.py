@@ -16,7 +16,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.case import Case
 from domain.context import Context
-from domain.errors import InvalidInput, VersionConflict
+from domain.errors import DomainError, InvalidInput, VersionConflict
 from infra.bootstrap import bootstrap
 from infra.demo.samples import PROVIDER_NPI
 from infra.kafka.message import published_size, size_within
@@ -25,7 +25,7 @@ from infra.store.database import immediate
 from infra.store.eventstore import Batch
 from infra.store.writer import Unit, Writer
 from projections.case_owners import owners_of
-from tests.support import DME, MD, PROVIDER, WELLSENSE, later, recorded, request, submit
+from tests.support import DME, MD, PROVIDER, WELLSENSE, event_types, later, recorded, request, submit
 
 
 def gate_first_batch(writer, queued: int, first: threading.Event | None = None):
@@ -345,6 +345,29 @@ def test_a_command_alone_in_its_batch_that_takes_a_version_already_recorded_is_r
         assert cur.execute("SELECT COUNT(*) FROM caselog_case_numbers WHERE case_id = 'x'").fetchone()[0] == 0
     assert app.place_hold(case["case_id"], ["notes"], actor=MD).view["status"] == "held"  # and the writer goes on
     assert app.max_position() > head
+
+
+def test_a_command_alone_in_its_batch_whose_key_or_number_is_taken_is_refused_and_records_nothing(system, app,
+                                                                                                  monkeypatch):
+    """In PostgreSQL's pipeline a registry row's conflict comes back late, with the next answer read: a
+    command alone in its batch whose idempotency key or case number is already taken is refused
+    (IntegrityError) with nothing recorded, never answered as recorded while its transaction rolls
+    back (found by a second reader: the projections' savepoint took the conflict for theirs)."""
+    writer = system.runner.writer
+    a, b = submit(app, WELLSENSE)["case_id"], submit(app, WELLSENSE)["case_id"]
+    app.place_hold(a, ["notes"], actor=MD, key="k1")
+    monkeypatch.setattr(app.registry, "find_key", lambda scoped: None)  # b's look ran before a's commit
+    head = app.max_position()
+    with pytest.raises(DomainError):  # the writer's IntegrityError, retried as a race and refused
+        app.place_hold(b, ["notes"], actor=MD, key="k1")
+    assert app.max_position() == head and event_types(app, b) == ["CaseSubmitted"]
+    writer.commit([stored()], case_numbers=[("1000000960", "x")])
+    head, taken = app.max_position(), stored()
+    with pytest.raises(IntegrityError):
+        writer.commit([taken], case_numbers=[("1000000960", "y")])
+    assert app.max_position() == head and not app.recorder.select_events(taken.originator_id)
+    monkeypatch.undo()
+    assert app.place_hold(b, ["notes"], actor=MD).view["status"] == "held"  # and the writer goes on
 
 
 def test_a_write_is_answered_as_done_when_the_read_models_cannot_take_it(system, monkeypatch):
