@@ -64,23 +64,31 @@ class DeadlineScheduler:
         """Fire every deadline due at the clock's now, in due order; returns how many events."""
         with self._fire_lock:
             attempted: set[tuple[str, str, str, str]] = set()
-            recorded = 0
+            fired, failed = self.fired, None
             while True:
                 self.runner.catch_up(["deadlines"])
                 now = self.clock.now()
                 with self.db.transaction() as cur:
                     rows = [r for r in due(cur, now.isoformat()) if tuple(r[1:]) not in attempted]
                 if not rows:
-                    self.fired += recorded
-                    return recorded
+                    if failed is not None:
+                        raise failed  # after every other due deadline fired; this one is tried again next time
+                    return self.fired - fired
                 for run in runs(rows, FIRE_TOGETHER):
                     attempted.update(tuple(r[1:]) for r in run)
                     deadlines = [(kind, case_id, datetime.fromisoformat(instant), p2p_id or None)
                                  for _, case_id, kind, instant, p2p_id in run]
                     try:
-                        recorded += self.app.fire_deadlines(deadlines)
-                    except VersionConflict:  # a case changed meanwhile (a racing scheduler?): each alone
-                        recorded += sum(self._fire_alone(*deadline) for deadline in deadlines)
+                        self.fired += self.app.fire_deadlines(deadlines)
+                    except Exception:  # noqa: BLE001 - a case changed meanwhile (a racing scheduler?), or one
+                        # the run cannot fire (its event refused, say): each alone, so that one case's error
+                        # stops no other case's deadline
+                        for deadline in deadlines:
+                            try:
+                                self.fired += self._fire_alone(*deadline)
+                            except Exception as exc:  # noqa: BLE001 - raised once the rest are fired
+                                log.error("deadline %s %s %s could not be fired: %r", *deadline[:3], exc)
+                                failed = failed or exc
 
     def _fire_alone(self, kind: str, case_id: str, instant: datetime, p2p_id: str | None) -> bool:
         try:

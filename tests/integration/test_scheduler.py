@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from domain.errors import VersionConflict
 from infra.bootstrap import bootstrap
 from infra.clock import ManualClock
 from scheduler.deadlines import due
@@ -275,6 +276,37 @@ def test_deadlines_fired_together_are_of_distinct_cases(system, app, clock):
         app.fire_deadlines([("hold_due", cid, at(view, "hold_due_at"), None),
                             ("decision_due", cid, at(view, "decision_due_at"), None)])
     assert app.max_position() == head
+
+
+def test_a_run_that_fails_is_fired_deadline_by_deadline_and_one_case_stops_no_other(system, app, clock, monkeypatch):
+    """A run is one save: when it fails (a case changed meanwhile: VersionConflict; or one case's event
+    cannot be recorded), the scheduler fires the run's deadlines one by one, so every other case's
+    deadline is recorded and the one case's error is raised after them, that deadline tried again on
+    the next firing (found by a second reader: nothing checked this fallback)."""
+    from application import deadlines
+    from domain.errors import EventTooLarge, FieldError
+
+    ids = [submit(app, DME)["case_id"] for _ in range(4)]
+    hold_due = max(at(app.place_hold(c, ["notes"], actor=MD).view, "hold_due_at") for c in ids)
+    clock.set(hold_due)
+    monkeypatch.setattr(app, "fire_deadlines", lambda run: (_ for _ in ()).throw(VersionConflict("a case changed")))
+    bad, real = ids[1], deadlines.DEADLINES["hold_due"]
+
+    def lapse(case, ctx, instant, p2p_id):
+        if str(case.id) == bad:
+            raise EventTooLarge(FieldError("body", "too large to publish"))
+        return real(case, ctx, instant, p2p_id)
+
+    monkeypatch.setitem(deadlines.DEADLINES, "hold_due", lapse)
+    head = app.max_position()
+    with pytest.raises(EventTooLarge):
+        system.scheduler.fire_due()
+    lapsed = [c for c in ids if "HoldLapsed" in event_types(app, c)]
+    assert lapsed == [c for c in ids if c != bad] and app.max_position() == head + 3
+    assert "hold_due" in armed(system, bad)
+    monkeypatch.undo()
+    assert system.scheduler.fire_due() == 1 and event_types(app, bad)[-1] == "HoldLapsed"
+    assert all(event_types(app, c).count("HoldLapsed") == 1 for c in ids)
 
 
 def test_runs_keep_due_order_and_start_anew_at_a_case_already_in_the_run():
