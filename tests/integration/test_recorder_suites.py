@@ -63,6 +63,7 @@ def _store(request, tmp_path):
     for thread in set(threading.enumerate()) - before:
         if not thread.daemon:
             thread.join(timeout=30)
+            assert not thread.is_alive(), f"{thread.name} still running 30 s after its test"
     for thing in reversed(case.opened):
         thing.close()
 
