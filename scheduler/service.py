@@ -105,11 +105,7 @@ class DeadlineScheduler:
         """Fire what became due while down, then keep APScheduler jobs for upcoming deadlines."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        try:
-            self.fire_due()
-        except Exception:  # noqa: BLE001 - one case's deadline that cannot be fired must not keep the
-            # scheduler from starting: the others were fired, and its next firing tries that one again
-            log.exception("a due deadline could not be fired")
+        self._wake()  # a deadline that cannot be fired is logged and must not keep the scheduler from starting
         self._timer = BackgroundScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
         self._timer.add_job(self.sync, "interval", seconds=self.sync_seconds, id="sync", next_run_time=datetime.now(UTC))
         self._timer.start()
