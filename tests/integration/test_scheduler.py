@@ -4,6 +4,7 @@ racing schedulers neither lose nor double one."""
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -160,13 +161,17 @@ def test_the_scheduler_fires_on_the_real_clock_within_a_second(tmp_path):
 
 
 def arm_many(system, cases: int) -> set[str]:
-    """Each held case arms three deadlines: hold due, decision warning, decision due."""
-    ids = set()
-    for i in range(cases):
+    """Each held case arms three deadlines: hold due, decision warning, decision due. Sixteen callers
+    at once, as a served system's clients would be, so that the writer commits them together."""
+
+    def arm(i: int) -> str:
         body = request(DME, date_of_service=later(START, 5), member_no=i, documents=[])
         cid = system.app.submit(body, actor=PROVIDER).view["case_id"]
         system.app.place_hold(cid, ["notes"], actor=MD)
-        ids.add(cid)
+        return cid
+
+    with concurrent.futures.ThreadPoolExecutor(16) as callers:
+        ids = set(callers.map(arm, range(cases)))
     system.runner.catch_up(["deadlines"])
     return ids
 
