@@ -4,6 +4,7 @@ media type, and the body against its schema, formats included)."""
 
 from __future__ import annotations
 
+import copy
 import io
 import re
 from dataclasses import dataclass
@@ -96,5 +97,29 @@ def make_api(system) -> Api:
     }
     app = create_app(system)
     client = TestClient(app)
-    client.event_hooks = {"request": [], "response": [DocumentedAnswers(app.openapi())]}
+    client.event_hooks = {"request": [], "response": [documented_answers(app)]}
     return Api(client, system, tokens)
+
+
+_documents: dict[tuple, DocumentedAnswers] = {}
+
+
+def _operations(routes, prefix: str = ""):
+    for r in routes:
+        included = getattr(r, "original_router", None)  # FastAPI's record of an include_router
+        if included is not None:
+            yield from _operations(included.routes, prefix + (getattr(r.include_context, "prefix", "") or ""))
+        else:
+            yield type(r).__name__, prefix + (getattr(r, "path", "") or ""), tuple(sorted(getattr(r, "methods", None) or ()))
+
+
+def documented_answers(app) -> DocumentedAnswers:
+    """The checker for this app's document, built once per set of operations: the document is a
+    function of the routes and their models (code, not data), and generating it costs ~0.3 s, more
+    than most tests that use it (tests/e2e/test_http_contracts.py checks the served document itself)."""
+    operations = tuple(_operations(app.routes))
+    if operations not in _documents:
+        _documents[operations] = DocumentedAnswers(app.openapi())
+    checker = copy.copy(_documents[operations])  # the document shared, this client's own record of checks
+    checker.checked = []
+    return checker
