@@ -132,6 +132,7 @@ class Relay:
         self._partitions: dict[bytes, int] = {}  # case key -> partition (the default partitioner's choice)
         self.poll_seconds = poll_seconds
         self.check_seconds = check_seconds
+        self.report_seconds = 5.0  # behind and without an acknowledgement this long: run's report says so
         self.producer_config = producer_config or {}
         self.name = f"{self.TRACKING}:{topic}"
         self._producer = None
@@ -479,7 +480,8 @@ class Relay:
         if self.db.dialect == "postgres":
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
-            threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
+            threading.Thread(target=self._watch, args=(stop, report, self.report_seconds), daemon=True,
+                             name="relay-lag").start()
         self._recording = threading.Event()
         recorder = threading.Thread(target=self._record_while, args=(stop,), daemon=True, name="relay-record")
         recorder.start()

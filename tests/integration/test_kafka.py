@@ -122,6 +122,8 @@ def test_writes_go_on_while_the_broker_is_frozen_and_the_relay_catches_up(kafka_
     _, broker_proc = broker
     system = bootstrap(kafka_store)
     relay = system.relay()
+    # Shorter than the shipped 10 s request timeout and 5 s report, so that a 7 s freeze outlasts both.
+    relay.producer_config, relay.report_seconds = {"request_timeout_ms": 3000}, 1.0
     stop, reports, refused = threading.Event(), [], []
     runner = threading.Thread(target=relay.run, args=(stop,), kwargs={"report": reports.append})
     runner.start()
@@ -140,12 +142,12 @@ def test_writes_go_on_while_the_broker_is_frozen_and_the_relay_catches_up(kafka_
             time.sleep(0.05)
 
     try:
-        write_for(3)
+        write_for(2)
         broker_proc.send_signal(signal.SIGSTOP)
-        write_for(15)  # past the producer's 10 s request timeout (its sends expire and are retried) and the 5 s lag report
+        write_for(7)  # past the producer's request timeout (its sends expire and are retried) and the lag report
         lag_while_frozen = relay.lag()
         broker_proc.send_signal(signal.SIGCONT)
-        write_for(3)
+        write_for(2)
         limit = time.monotonic() + 120
         while relay.lag() > 0 and time.monotonic() < limit:
             time.sleep(0.2)
