@@ -122,9 +122,13 @@ def test_unknown_action_and_bad_usage_exit_2(store):
 
 
 def test_every_command_explains_itself():
-    for cmd in ("submit", "act", "show", "history", "verify", "demo", "serve", "token", "replay", "scheduler", "relay", "worker", "alive", "bench", "tail", "schema", "audit-report"):
-        out = subprocess.run([sys.executable, "-m", "infra.cli", cmd, "--help"], capture_output=True, text=True)
-        assert out.returncode == 0 and "Usage" in out.stdout
+    commands = ("submit", "act", "show", "history", "verify", "demo", "serve", "token", "replay", "scheduler", "relay",
+                "worker", "alive", "bench", "tail", "schema", "audit-report")
+    asked = {cmd: subprocess.Popen([sys.executable, "-m", "infra.cli", cmd, "--help"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True) for cmd in commands}  # all at once: each is a process start
+    for cmd, proc in asked.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "Usage" in out, (cmd, err)
 
 
 def test_a_health_check_fails_without_a_heartbeat_and_refuses_an_unknown_component(store):
