@@ -462,10 +462,10 @@ class Relay:
         except Exception as exc:  # noqa: BLE001 - polling carries on without the subscription
             log.info("subscription ended (%s); polling only", exc)
 
-    def _watch(self, stop: threading.Event, report: Callable[[str], None], every: float = 5.0) -> None:
+    def _watch(self, stop: threading.Event, report: Callable[[str], None]) -> None:
         """Report the lag while the relay is behind and not moving (a frozen or lost broker
-        blocks a send without raising at once)."""
-        last = self.position()
+        blocks a send without raising at once), every ``report_seconds``."""
+        every, last = self.report_seconds, self.position()
         while not stop.wait(every):
             try:
                 now, lag = self.position(), self.lag()
@@ -480,8 +480,7 @@ class Relay:
         if self.db.dialect == "postgres":
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
-            threading.Thread(target=self._watch, args=(stop, report, self.report_seconds), daemon=True,
-                             name="relay-lag").start()
+            threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
         self._recording = threading.Event()
         recorder = threading.Thread(target=self._record_while, args=(stop,), daemon=True, name="relay-record")
         recorder.start()
