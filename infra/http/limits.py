@@ -25,26 +25,21 @@ class BodyCap:
     def __init__(self, app: Callable, *, uploads: set[str]):
         self.app, self.uploads = app, uploads
 
-    def cap_of(self, scope: dict) -> tuple[int, JSONResponse]:
-        """The cap of this request's body, and the 413 that refuses it."""
-        content_type = dict(scope["headers"]).get(b"content-type", b"")
-        if scope["path"] in self.uploads and content_type.startswith(b"multipart/"):
-            detail = f"documents are at most 25 MB ({MAX_DOCUMENT_BYTES} bytes)"
-            cap, refusal = MAX_UPLOAD_BODY, problem_response(413, "document-too-large", "Document too large", detail,
-                                                             [FieldError("file", detail)])
-        else:
-            cap, refusal = MAX_JSON_BODY, problem_response(413, "body-too-large", "Request body too large",
-                                                           f"JSON bodies are at most {MAX_JSON_BODY} bytes")
-        refusal.headers["connection"] = "close"  # the rest of the body is not read
-        return cap, refusal
+    def cap_of(self, path: str, headers: dict) -> tuple[int, Callable[[], JSONResponse]]:
+        """The cap of this request's body, and how to make the 413 that refuses it (made only when
+        needed: nearly every request is within its cap)."""
+        if path in self.uploads and headers.get(b"content-type", b"").startswith(b"multipart/"):
+            return MAX_UPLOAD_BODY, _document_too_large
+        return MAX_JSON_BODY, _body_too_large
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        cap, refusal = self.cap_of(scope)
-        length = dict(scope["headers"]).get(b"content-length", b"")
+        headers = dict(scope["headers"])
+        cap, refusal = self.cap_of(scope["path"], headers)
+        length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > cap:
-            return await refusal(scope, receive, send)
+            return await refusal()(scope, receive, send)
         received, started, refused = 0, False, False
 
         async def capped_receive() -> dict:
@@ -55,7 +50,7 @@ class BodyCap:
                 if received > cap:
                     if not started and not refused:
                         refused = True
-                        await refusal(scope, receive, send)
+                        await refusal()(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -71,3 +66,19 @@ class BodyCap:
         except Exception:
             if not refused:
                 raise
+
+
+def _document_too_large() -> JSONResponse:
+    detail = f"documents are at most 25 MB ({MAX_DOCUMENT_BYTES} bytes)"
+    return _closing(problem_response(413, "document-too-large", "Document too large", detail,
+                                     [FieldError("file", detail)]))
+
+
+def _body_too_large() -> JSONResponse:
+    return _closing(problem_response(413, "body-too-large", "Request body too large",
+                                     f"JSON bodies are at most {MAX_JSON_BODY} bytes"))
+
+
+def _closing(refusal: JSONResponse) -> JSONResponse:
+    refusal.headers["connection"] = "close"  # the rest of the body is not read
+    return refusal
