@@ -100,8 +100,8 @@ class DocumentStore:
     def misnamed(self, sha256: str, name: str) -> str | None:
         """What the stored document ``sha256`` holds when a reference names it as another kind, else None."""
         ext = extension_of(name)
-        if ext not in SIGNATURES or not self.exists(sha256):
-            return None  # an unknown extension or document is refused by its own rule
+        if ext not in SIGNATURES or ((sha256, ext) not in self._kinds and not self.exists(sha256)):
+            return None  # an unknown extension or document is refused by its own rule (one read before: it exists)
         if (holds := self._holds(sha256, ext)) is not None:
             return f"{name!r} is not {KINDS[ext]}: the uploaded document holds {holds}"
         return None

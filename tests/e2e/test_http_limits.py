@@ -321,6 +321,7 @@ def test_uploads_are_typed_by_their_content_not_their_name(served):
     scan = served.upload("scan.png", png()).json()
     body = request("cigna-commercial/dme", date_of_service=later(START, 14), documents=[{**scan, "name": "scan.pdf"}])
     before = served.position()
-    refusal = problem(httpx.post(f"{served.base}/cases", json=body, headers=served.auth()), 422, "invalid-input")
-    assert [e["field"] for e in refusal["errors"]] == ["documents[0].name"], refusal
+    for _ in range(2):  # the second time from what the first read of the document found
+        refusal = problem(httpx.post(f"{served.base}/cases", json=body, headers=served.auth()), 422, "invalid-input")
+        assert [e["field"] for e in refusal["errors"]] == ["documents[0].name"], refusal
     assert served.position() == before
