@@ -110,11 +110,14 @@ class DocumentStore:
         """``mismatch`` of a stored document, read once: its content never changes (its name is its
         hash), so neither does the answer (kept for the last few thousand asked)."""
         key = (sha256, ext)
-        if key not in self._kinds:
-            if len(self._kinds) >= 4096:
-                self._kinds.clear()
-            self._kinds[key] = mismatch(ext, self.read(sha256))
-        return self._kinds[key]
+        try:
+            return self._kinds[key]
+        except KeyError:
+            pass
+        if len(self._kinds) >= 4096:
+            self._kinds.clear()
+        answer = self._kinds[key] = mismatch(ext, self.read(sha256))
+        return answer  # (not read back: another thread may have cleared the dict meanwhile)
 
     def put(self, name: str, stream: BinaryIO, *, uploader: dict, at: str) -> dict:
         """Store the content and record the upload (the same user uploading it again renames it)."""
