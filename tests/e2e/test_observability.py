@@ -60,6 +60,16 @@ def test_the_json_formatter_keeps_only_the_named_context():
     assert "member_name" not in line and "body" not in line
 
 
+def test_a_log_line_is_written_whatever_text_or_number_it_carries():
+    """orjson writes the lines; what it refuses (a lone surrogate, an integer past 64 bits) is still one JSON line."""
+    for args, position in ((("\udc80",), 1), (("plain",), 2**70), (("Zoë",), 3)):
+        record = logging.LogRecord("caselog.relay", logging.INFO, __file__, 1, "caught up %s", args, None)
+        record.position = position
+        text = JsonFormatter().format(record)
+        line = json.loads(text)
+        assert "\n" not in text and line["position"] == position and line["msg"] == f"caught up {args[0]}"
+
+
 def test_metrics_come_from_prometheus_client_with_latency_per_route_and_the_systems_figures(api):
     case_id = submit(api)
     assert api.get(f"/cases/{case_id}").status_code == 200
