@@ -224,23 +224,26 @@ class Writer:
         try:
             with self.recorder.batch(self.db) as tx:
                 try:
-                    for i, unit in enumerate(batch):
-                        if unit.flush:
-                            continue
-                        try:
-                            with tx.savepoint() if careful and not alone else nullcontext():
-                                results[i] = tx.insert(unit.events)
-                                if unit.numbers:
-                                    tx.cursor.executemany(INSERT_NUMBER, [(int(n) - CASE_NUMBER_BASE, c)
-                                                                          for n, c in unit.numbers])
-                                if unit.keys:
-                                    tx.cursor.executemany(INSERT_KEY, list(unit.keys))
-                                if careful and alone:  # no savepoint's exit to bring its registry rows' errors
-                                    tx.settle()  # back (PostgreSQL's pipeline): they are raised here, as its own
-                        except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
-                            if not careful or alone or not tx.open():  # (the store dropped the whole
-                                raise  # transaction, e.g. a full disk: nothing of the batch is recorded)
-                            failed[i] = as_recorded(exc)
+                    if not careful:
+                        results = self._record_together(tx, batch)
+                    else:
+                        for i, unit in enumerate(batch):
+                            if unit.flush:
+                                continue
+                            try:
+                                with nullcontext() if alone else tx.savepoint():
+                                    results[i] = tx.insert(unit.events)
+                                    if unit.numbers:
+                                        tx.cursor.executemany(INSERT_NUMBER, [(int(n) - CASE_NUMBER_BASE, c)
+                                                                              for n, c in unit.numbers])
+                                    if unit.keys:
+                                        tx.cursor.executemany(INSERT_KEY, list(unit.keys))
+                                    if alone:  # no savepoint's exit to bring its registry rows' errors back
+                                        tx.settle()  # (PostgreSQL's pipeline): they are raised here, as its own
+                            except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
+                                if alone or not tx.open():  # (the store dropped the whole transaction, e.g. a
+                                    raise  # full disk: nothing of the batch is recorded)
+                                failed[i] = as_recorded(exc)
                     recent = [(position, e.originator_id, e.originator_version, e.topic, e.state)
                               for i, positions in results.items() if i not in failed
                               for position, e in zip(positions, batch[i].events)]
@@ -260,6 +263,24 @@ class Writer:
                 raise
             return None
         return results, failed, projection_error, reached
+
+    @staticmethod
+    def _record_together(tx: Any, batch: list[Unit]) -> dict[int, list[int]]:
+        """Every unit's rows at once, no savepoint: the events of all in one insert (on PostgreSQL its
+        positions are read back, a round trip: one for the batch instead of one per unit), then the
+        case numbers and the keys of all, one executemany each. Each unit's positions, by its place."""
+        units = [(i, unit) for i, unit in enumerate(batch) if not unit.flush]
+        positions = tx.insert([event for _, unit in units for event in unit.events])
+        results, at = {}, 0
+        for i, unit in units:
+            results[i], at = positions[at:at + len(unit.events)], at + len(unit.events)
+        numbers = [(int(n) - CASE_NUMBER_BASE, c) for _, unit in units for n, c in unit.numbers]
+        if numbers:
+            tx.cursor.executemany(INSERT_NUMBER, numbers)
+        keys = [key for _, unit in units for key in unit.keys]
+        if keys:
+            tx.cursor.executemany(INSERT_KEY, keys)
+        return results
 
     def _project(self, tx: Any, recent: list[tuple], *, careful: bool = True) -> tuple[BaseException | None, int]:
         """Apply the projections in the batch's transaction, in a savepoint of their own when ``careful``:

@@ -21,7 +21,7 @@ from infra.bootstrap import bootstrap
 from infra.demo.samples import PROVIDER_NPI
 from infra.kafka.message import published_size, size_within
 from infra.settings import Settings
-from infra.store.database import immediate
+from infra.store.database import events_table, immediate
 from infra.store.eventstore import Batch
 from infra.store.writer import Unit, Writer
 from projections.case_owners import owners_of
@@ -253,7 +253,8 @@ def test_a_transaction_the_store_drops_mid_batch_fails_every_command_of_it_and_r
     """SQLite rolls a transaction back on its own on a full disk or an I/O error: the commands after
     that point must not be committed one by one (a savepoint outside a transaction commits) while
     their callers are told the batch failed. The disk stays full: the batch's first attempt (no
-    savepoints) and its careful one (a savepoint a command) both fail at their second command."""
+    savepoints, every command's events in one insert) and its careful one (a savepoint and an insert
+    a command) both fail at their second command's events."""
     system = bootstrap(Settings(data_dir=tmp_path))
     try:
         recorder, attempts = system.app.recorder, []
@@ -267,7 +268,7 @@ def test_a_transaction_the_store_drops_mid_batch_fails_every_command_of_it_and_r
 
                 def insert(events):
                     calls.append(events)
-                    if len(calls) == 2:  # what SQLITE_FULL leaves: no transaction any more
+                    if sum(map(len, calls)) >= 2:  # what SQLITE_FULL leaves: no transaction any more
                         tx.cursor._raw.execute("ROLLBACK")
                         raise sqlite3.OperationalError("database or disk is full")
                     return tx.insert(events)
@@ -277,7 +278,7 @@ def test_a_transaction_the_store_drops_mid_batch_fails_every_command_of_it_and_r
         units = [Unit([stored()]), Unit([stored()]), Unit([stored()])]
         Writer(system.db, recorder, system.runner, [])._record(units)
         assert all(u.error is not None and u.done for u in units)
-        assert [len(calls) for calls in attempts] == [2, 2]
+        assert [[len(events) for events in calls] for calls in attempts] == [[3], [1, 1]]
         with system.db.read() as cur:
             kept = cur.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
         assert kept == 0
@@ -332,6 +333,24 @@ def test_a_batch_runs_without_savepoints_unless_one_of_its_commands_fails(tmp_pa
         assert system.app.max_position() - head == 2 == len({p for u in racing for p in u.positions})
     finally:
         system.close()
+
+
+def test_each_command_of_a_batch_is_answered_with_the_positions_of_its_own_events(system):
+    """A batch's first attempt inserts every command's events at once: each command still gets the
+    positions its own events were recorded at, in order, on either store."""
+    writer = Writer(system.db, system.app.recorder, system.runner, [])  # (bare events: no read models)
+    cases = [uuid4() for _ in range(4)]  # the events of one command are one case's
+    units = [Unit([StoredEvent(case, v, "t", b"{}") for v in range(1, n + 1)]) for case, n in zip(cases, (1, 3, 0, 2))]
+    head = system.app.max_position()
+    writer._record(units)
+    assert [u.error for u in units] == [None] * 4
+    assert [u.positions for u in units] == [[head + 1], [head + 2, head + 3, head + 4], [], [head + 5, head + 6]]
+    table, position = events_table(system.db, system.app.recorder)
+    with system.db.read() as cur:
+        rows = cur.execute(f"SELECT originator_id, originator_version, {position} FROM {table}").fetchall()
+    recorded_at = {(UUID(str(r[0])).hex, int(r[1])): int(r[2]) for r in rows}
+    for unit in units:
+        assert unit.positions == [recorded_at[(e.originator_id.hex, e.originator_version)] for e in unit.events]
 
 
 def test_a_command_alone_in_its_batch_that_takes_a_version_already_recorded_is_refused_and_records_nothing(system, app):
