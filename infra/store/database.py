@@ -243,8 +243,8 @@ class Database:
             finally:
                 try:
                     conn.autocommit = False
-                except psycopg.Error:  # a broken connection: the pool discards it (and transaction() BEGINs anyway)
-                    pass
+                except psycopg.Error:  # broken (the pool discards it) or not idle (the pool rolls it back): a
+                    pass  # connection left in autocommit is harmless, transaction() sends its own BEGIN
 
     @contextmanager
     def bulk(self) -> Iterator[None]:
