@@ -224,20 +224,14 @@ class Writer:
         try:
             with self.recorder.batch(self.db) as tx:
                 try:
+                    units = [(i, unit) for i, unit in enumerate(batch) if not unit.flush]
                     if not careful:
-                        results = self._record_together(tx, batch)
+                        results = self._insert(tx, units)
                     else:
-                        for i, unit in enumerate(batch):
-                            if unit.flush:
-                                continue
+                        for i, unit in units:
                             try:
                                 with nullcontext() if alone else tx.savepoint():
-                                    results[i] = tx.insert(unit.events)
-                                    if unit.numbers:
-                                        tx.cursor.executemany(INSERT_NUMBER, [(int(n) - CASE_NUMBER_BASE, c)
-                                                                              for n, c in unit.numbers])
-                                    if unit.keys:
-                                        tx.cursor.executemany(INSERT_KEY, list(unit.keys))
+                                    results.update(self._insert(tx, [(i, unit)]))
                                     if alone:  # no savepoint's exit to bring its registry rows' errors back
                                         tx.settle()  # (PostgreSQL's pipeline): they are raised here, as its own
                             except Exception as exc:  # noqa: BLE001 - this unit's rows are undone, the batch goes on
@@ -265,11 +259,10 @@ class Writer:
         return results, failed, projection_error, reached
 
     @staticmethod
-    def _record_together(tx: Any, batch: list[Unit]) -> dict[int, list[int]]:
-        """Every unit's rows at once, no savepoint: the events of all in one insert (on PostgreSQL its
-        positions are read back, a round trip: one for the batch instead of one per unit), then the
-        case numbers and the keys of all, one executemany each. Each unit's positions, by its place."""
-        units = [(i, unit) for i, unit in enumerate(batch) if not unit.flush]
+    def _insert(tx: Any, units: list[tuple[int, Unit]]) -> dict[int, list[int]]:
+        """These units' rows: their events in one insert (on PostgreSQL its positions are read back, a
+        round trip: a batch's first attempt makes one for all its units), then their case numbers and
+        their keys, one executemany each. Each unit's positions, by its place in the batch."""
         positions = tx.insert([event for _, unit in units for event in unit.events])
         results, at = {}, 0
         for i, unit in units:
