@@ -68,16 +68,20 @@ class LogRow(NamedTuple):
     state: bytes  # as stored (encrypted when the store encrypts)
 
 
-def log_rows(db: "Database", recorder: Any, start: int, limit: int) -> list[LogRow]:
+def log_rows(db: "Database", recorder: Any, start: int, limit: int, cur: "Cursor | None" = None) -> list[LogRow]:
     """Up to ``limit`` stored events from position ``start`` on, in order, read with SQL of our own in a
     snapshot read (it neither waits for nor blocks the writer) rather than the recorder's
     ``select_notifications``, which builds a Notification and a UUID object for every row: a tenth
-    of a rebuild, and of what the relay does per event besides sending it."""
+    of a rebuild, and of what the relay does per event besides sending it. ``cur``: read in that
+    transaction instead (a rebuild reads the log inside its own write transaction)."""
     table, position = events_table(db, recorder)
     case = "originator_id::text" if db.dialect == "postgres" else "originator_id"
-    with db.read() as cur:
-        rows = cur.execute(f"SELECT {position}, {case}, originator_version, topic, state FROM {table}"
-                           f" WHERE {position} >= ? ORDER BY {position} LIMIT ?", (start, limit)).fetchall()
+    sql = (f"SELECT {position}, {case}, originator_version, topic, state FROM {table}"
+           f" WHERE {position} >= ? ORDER BY {position} LIMIT ?")
+    if cur is not None:
+        return [LogRow._make(r) for r in cur.execute(sql, (start, limit)).fetchall()]
+    with db.read() as read:
+        rows = read.execute(sql, (start, limit)).fetchall()
     return [LogRow._make(r) for r in rows]
 
 

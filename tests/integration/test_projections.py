@@ -139,3 +139,47 @@ def test_a_read_model_changes_nothing_for_the_event_types_it_does_not_handle(sys
                 rows = Watched()
                 p.fold(rows, record)
                 assert rows.calls == [], (p.name, record["type"])
+
+
+def test_a_rebuild_cut_short_keeps_the_rows_of_what_it_tracked_and_catches_up_from_there(system, monkeypatch):
+    """A rebuild commits several batches at a time; whatever stops it, the rows it committed are
+    those of exactly the events its tracking reached, and a catch-up from there gives the rows a
+    whole rebuild gives."""
+    from bench.loader import load
+    from projections.records import from_stored
+
+    run_demo(system)
+    load(system, 30, seed=7)
+    system.runner.catch_up()
+    whole = snapshot(system)
+    records = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+               for n in system.app.recorder.select_notifications(1, 10**9)]
+    assert len(records) > 100
+    monkeypatch.setattr("infra.store.runner.BATCHES_PER_COMMIT", 3)
+    system.runner.batch = 7
+    board = next(p for p in system.runner.projections if p.name == "board")
+    stop = next(i for i in range(80, len(records)) if board.handles is None or records[i]["type"] in board.handles)
+    fold, stop_at, committed = board.fold, records[stop]["position"], stop // 21 * 21  # transactions of 3 batches of 7
+    assert committed >= 63
+
+    def failing(rows, event):
+        if event["position"] == stop_at:
+            raise RuntimeError("stopped")
+        fold(rows, event)
+
+    monkeypatch.setattr(board, "fold", failing)
+    try:
+        system.runner.rebuild()
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the rebuild did not stop")
+    reached = {p.name: system.runner.position(p.name) for p in system.runner.projections}
+    assert set(reached.values()) == {records[committed - 1]["position"]}
+    cut_short = snapshot(system)
+
+    monkeypatch.setattr(board, "fold", fold)
+    system.runner.rebuild(source=iter(records[:committed]))
+    assert snapshot(system) == cut_short
+    system.runner.catch_up()
+    assert snapshot(system) == whole
