@@ -252,14 +252,12 @@ class ProjectionRunner:
             return done
 
     def _stored_batches(self, start: int) -> Iterator[list[EventRecord]]:
-        """The store's events from ``start`` on, decoded, in batches (``log_rows``: no Notification nor
-        UUID object per row), each decoded state handed over to its record (``owned``)."""
-        decode = self.decode
-        while rows := log_rows(self.db, self.recorder, start, self.batch):
-            yield [from_stored(n[0], n[1], n[2], n[3], decode(n[4]), owned=True) for n in rows]
-            if len(rows) < self.batch:
+        """The store's events from ``start`` on, decoded, in batches, each in a snapshot read."""
+        read = self._stored_reader(start)
+        while events := read(None):
+            yield events
+            if len(events) < self.batch:
                 return
-            start = rows[-1][0] + 1
 
     def rebuild(self, names: Iterable[str] | None = None, progress: Callable[[int], None] | None = None,
                 source: Iterable[EventRecord] | None = None) -> int:
@@ -319,10 +317,11 @@ class ProjectionRunner:
                     p.create_indexes(cur)
         return done if source is None else applied
 
-    def _stored_reader(self) -> Callable[[Cursor | None], list[EventRecord]]:
-        """The store's next batch of events at each call, decoded, read in the transaction of the
-        cursor given (else in a snapshot read of its own)."""
-        decode, start = self.decode, 1
+    def _stored_reader(self, start: int = 1) -> Callable[[Cursor | None], list[EventRecord]]:
+        """The store's next batch of events from ``start`` on at each call, read in the transaction of
+        the cursor given, else in a snapshot read of its own (``log_rows``: no Notification nor UUID
+        object per row), each decoded state handed over to its record (``owned``)."""
+        decode = self.decode
 
         def read(cur: Cursor | None) -> list[EventRecord]:
             nonlocal start
