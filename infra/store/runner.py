@@ -290,17 +290,21 @@ class ProjectionRunner:
     def _rebuild(self, chosen: list[Projection], progress: Callable[[int], None] | None,
                  source: Iterable[EventRecord] | None, met: set[str]) -> int:
         """Batch after batch folded in memory (``_fold``), ``BATCHES_PER_COMMIT`` of the store's to a
-        transaction, each transaction holding its batches' rows and the tracking they reach. A batch
-        from ``source`` (a broker, which may stall) is read outside the transaction, one to each.
-        Returns the events read from the store, or the (event, projection) pairs applied from ``source``."""
+        transaction, each transaction holding its batches' rows and the tracking they reach; ``progress``
+        told the events committed after each. A batch from ``source`` (a broker, which may stall) is read
+        outside the transaction, one to each. Returns the events read from the store, or the (event,
+        projection) pairs applied from ``source``."""
         read = self._stored_reader() if source is None else self._chunks(iter(source))
         per_commit = BATCHES_PER_COMMIT if source is None else 1
         done = applied = 0
+        reached = {p.name: 0 for p in chosen}  # each projection's position as our last commit left it
         with self._lock, self.db.bulk():
             events = read(None)
             while events:
                 with self.db.transaction() as cur:
                     positions = self._positions(cur, chosen)
+                    if positions != reached:  # another writer applied events meanwhile (a server on the same
+                        met = None  # store): it wrote rows of cases not met here, so every case is read ahead
                     for held in range(per_commit):
                         if held:
                             events = read(cur)
@@ -308,8 +312,9 @@ class ProjectionRunner:
                                 break
                         applied += self._fold(cur, chosen, events, positions, met)
                         done += len(events)
-                        if progress:
-                            progress(done)
+                    reached = dict(positions)
+                if progress:  # what is committed
+                    progress(done)
                 if events:
                     events = read(None)
             with self.db.transaction() as cur:

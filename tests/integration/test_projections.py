@@ -158,7 +158,10 @@ def test_a_rebuild_cut_short_keeps_the_rows_of_what_it_tracked_and_catches_up_fr
     monkeypatch.setattr("infra.store.runner.BATCHES_PER_COMMIT", 3)
     system.runner.batch = 7
     board = next(p for p in system.runner.projections if p.name == "board")
-    stop = next(i for i in range(80, len(records)) if board.handles is None or records[i]["type"] in board.handles)
+    # an event the board folds, past the first batch of a transaction (so that batches read inside
+    # the transaction are rolled back with it)
+    stop = next(i for i in range(80, len(records))
+                if (board.handles is None or records[i]["type"] in board.handles) and i % 21 >= 7)
     fold, stop_at, committed = board.fold, records[stop]["position"], stop // 21 * 21  # transactions of 3 batches of 7
     assert committed >= 63
 
@@ -179,7 +182,41 @@ def test_a_rebuild_cut_short_keeps_the_rows_of_what_it_tracked_and_catches_up_fr
     cut_short = snapshot(system)
 
     monkeypatch.setattr(board, "fold", fold)
+    system.runner.catch_up()
+    assert snapshot(system) == whole
     system.runner.rebuild(source=iter(records[:committed]))
     assert snapshot(system) == cut_short
+
+
+def test_a_rebuild_beside_another_writer_of_the_same_projections_gives_each_event_once(system, monkeypatch):
+    """A server on the same store keeps the projections while a replay rebuilds them: between two of
+    the replay's transactions it applies the next events itself (cases submitted there among them,
+    with later events). The replay skips what it finds applied, reads those cases' rows as any
+    other, and ends with the rows of every event once."""
+    from bench.loader import load
+    from projections.records import from_stored
+
+    run_demo(system)
+    load(system, 30, seed=7)
     system.runner.catch_up()
+    whole = snapshot(system)
+    records = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+               for n in system.app.recorder.select_notifications(1, 10**9)]
+    monkeypatch.setattr("infra.store.runner.BATCHES_PER_COMMIT", 2)
+    system.runner.batch = 7
+    # the server's share starts after the replay's first transaction (14 events) and ends with a
+    # submission whose case has a later event in the replay's same batch of 7 (the replay meets the
+    # case there first: nothing of it was folded by the replay before)
+    end = next(i for i, r in enumerate(records) if i >= 14 and r["type"] == "CaseSubmitted" and any(
+        later["case_id"] == r["case_id"] for later in records[i + 1:(i // 7 + 1) * 7])) + 1
+    served = []
+
+    def the_server_applies_the_next_events(done: int) -> None:
+        if not served:
+            assert done == 14  # called once the transaction is committed, outside it
+            served.extend(records[done:end])
+            system.runner.apply_all(system.runner.projections, served)
+
+    assert system.runner.rebuild(progress=the_server_applies_the_next_events) == len(records)
+    assert served
     assert snapshot(system) == whole
