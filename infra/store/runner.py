@@ -288,10 +288,10 @@ class ProjectionRunner:
             gc.unfreeze()
 
     def _rebuild(self, chosen: list[Projection], progress: Callable[[int], None] | None,
-                 source: Iterable[EventRecord] | None, met: set[str]) -> int:
+                 source: Iterable[EventRecord] | None, met: set[str] | None) -> int:
         """Batch after batch folded in memory (``_fold``), ``BATCHES_PER_COMMIT`` of the store's to a
         transaction, each transaction holding its batches' rows and the tracking they reach; ``progress``
-        told the events committed after each. A batch from ``source`` (a broker, which may stall) is read
+        is told the events committed after each. A batch from ``source`` (a broker, which may stall) is read
         outside the transaction, one to each. Returns the events read from the store, or the (event,
         projection) pairs applied from ``source``."""
         read = self._stored_reader() if source is None else self._chunks(iter(source))

@@ -141,19 +141,24 @@ def test_a_read_model_changes_nothing_for_the_event_types_it_does_not_handle(sys
                 assert rows.calls == [], (p.name, record["type"])
 
 
-def test_a_rebuild_cut_short_keeps_the_rows_of_what_it_tracked_and_catches_up_from_there(system, monkeypatch):
-    """A rebuild commits several batches at a time; whatever stops it, the rows it committed are
-    those of exactly the events its tracking reached, and a catch-up from there gives the rows a
-    whole rebuild gives."""
+def projected_with_records(system, seed: int) -> tuple[dict[str, list[tuple]], list]:
+    """The demo and 30 loaded cases recorded and projected: the rows, and every stored event as a record."""
     from bench.loader import load
     from projections.records import from_stored
 
     run_demo(system)
-    load(system, 30, seed=7)
+    load(system, 30, seed=seed)
     system.runner.catch_up()
-    whole = snapshot(system)
     records = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
                for n in system.app.recorder.select_notifications(1, 10**9)]
+    return snapshot(system), records
+
+
+def test_a_rebuild_cut_short_keeps_the_rows_of_what_it_tracked_and_catches_up_from_there(system, monkeypatch):
+    """A rebuild commits several batches at a time; whatever stops it, the rows it committed are
+    those of exactly the events its tracking reached, and a catch-up from there gives the rows a
+    whole rebuild gives."""
+    whole, records = projected_with_records(system, seed=7)
     assert len(records) > 100
     monkeypatch.setattr("infra.store.runner.BATCHES_PER_COMMIT", 3)
     system.runner.batch = 7
@@ -193,15 +198,7 @@ def test_a_rebuild_beside_another_writer_of_the_same_projections_gives_each_even
     the replay's transactions it applies the next events itself (cases submitted there among them,
     with later events). The replay skips what it finds applied, reads those cases' rows as any
     other, and ends with the rows of every event once."""
-    from bench.loader import load
-    from projections.records import from_stored
-
-    run_demo(system)
-    load(system, 30, seed=7)
-    system.runner.catch_up()
-    whole = snapshot(system)
-    records = [from_stored(n.id, n.originator_id, n.originator_version, n.topic, n.state)
-               for n in system.app.recorder.select_notifications(1, 10**9)]
+    whole, records = projected_with_records(system, seed=7)
     monkeypatch.setattr("infra.store.runner.BATCHES_PER_COMMIT", 2)
     system.runner.batch = 7
     # the server's share starts after the replay's first transaction (14 events) and ends with a
