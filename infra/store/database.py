@@ -79,9 +79,10 @@ def log_rows(db: "Database", recorder: Any, start: int, limit: int, cur: "Cursor
     sql = (f"SELECT {position}, {case}, originator_version, topic, state FROM {table}"
            f" WHERE {position} >= ? ORDER BY {position} LIMIT ?")
     if cur is not None:
-        return [LogRow._make(r) for r in cur.execute(sql, (start, limit)).fetchall()]
-    with db.read() as read:
-        rows = read.execute(sql, (start, limit)).fetchall()
+        rows = cur.execute(sql, (start, limit)).fetchall()
+    else:
+        with db.read() as read:
+            rows = read.execute(sql, (start, limit)).fetchall()
     return [LogRow._make(r) for r in rows]
 
 

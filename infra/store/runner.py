@@ -139,22 +139,20 @@ class ProjectionRunner:
             (self._fold if len(events) >= STAGED_FROM[self.db.dialect] else self._apply)(cur, chosen, events, positions)
         return min(positions.values())
 
-    def apply_staged(self, projections: Sequence[Projection], events: Sequence[EventRecord],
-                     met: set[str] | None = None) -> int:
+    def apply_staged(self, projections: Sequence[Projection], events: Sequence[EventRecord]) -> int:
         """What ``apply_all`` does, each projection's share of the batch folded in memory over the
         rows its cases already have (read ahead in a few statements) and every changed row written
-        once at the end (``projections.rows.Staged``); rows and tracking in one transaction still.
-        ``met`` (a rebuild, over tables it emptied): the cases earlier batches held, the only ones
-        that can have rows yet; this batch's cases are added to it."""
+        once at the end (``projections.rows.Staged``); rows and tracking in one transaction still."""
         if not events:
             return 0
         with self.db.transaction() as cur:
-            return self._fold(cur, projections, events, self._positions(cur, projections), met)
+            return self._fold(cur, projections, events, self._positions(cur, projections))
 
     def _fold(self, cur: Cursor, projections: Sequence[Projection], events: Sequence[EventRecord],
               positions: dict[str, int], met: set[str] | None = None) -> int:
         """``apply_staged`` inside a transaction already open (``positions`` is updated, as ``_apply``
-        does)."""
+        does). ``met`` (a rebuild, over tables it emptied): the cases earlier batches held, the only
+        ones that can have rows yet; this batch's cases are added to it."""
         cases = {e["case_id"]: None for e in events}
         if met is not None and len(met) < MET_CAP:  # the cases met before: no other can have rows yet
             ahead = [c for c in cases if c in met]
@@ -312,7 +310,7 @@ class ProjectionRunner:
                                 break
                         applied += self._fold(cur, chosen, events, positions, met)
                         done += len(events)
-                    reached = dict(positions)
+                    reached = positions  # (_fold moved it; the next transaction reads a dict of its own)
                 if progress:  # what is committed
                     progress(done)
                 if events:
