@@ -157,7 +157,8 @@ def replay(
     if read < stored:  # re-deliveries hid missing events from the check above
         raise Failure(f"the topic held {read} distinct events of the {stored} in the store; the read models are"
                       " incomplete: run caselog replay (from the store)")
-    print(f"rebuilt {', '.join(names)} from {done} events ({source})")
+    events = read if source == "kafka" else done  # from Kafka, rebuild counts (event, projection) pairs
+    print(f"rebuilt {', '.join(names)} from {events} events ({source})")
 
 
 def _check_topic_holds_the_store(system: System) -> int:

@@ -262,7 +262,7 @@ def test_replay_from_a_topic_holding_fewer_events_than_the_store_exits_1_and_rep
         drain(relay)
         again = caselog(s, "replay", "--source", "kafka")
         assert again.returncode == 0, again.stderr
-        assert "from" in again.stdout
+        assert f"from {system.app.max_position()} events (kafka)" in again.stdout, again.stdout
     finally:
         relay.close()
         system.close()
