@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
+from domain.chain import ENVELOPE_FIELDS, stored_data
+
 MODES = ("minimum", "full")
 PSEUDONYM = {"type": "string", "pattern": "^[0-9a-f]{64}$",
              "description": "HMAC-SHA256 of the member id under the deployment's pseudonym key (hex)"}
@@ -114,8 +116,10 @@ def rule_for(type_name: str, name: str) -> Rule | None:
 @lru_cache(maxsize=256)
 def published_fields(type_name: str) -> dict[str, Rule]:
     """The fields an event of ``type_name`` publishes in minimum mode, each with its rule (``rule_for``
-    of every name the tables know, the withheld left out): looked up once per type, not per field."""
-    names = set(FIELDS) | {name for t, name in OVERRIDES if t == type_name}
+    of every name the tables know, the withheld left out): looked up once per type, not per field.
+    Never a name of the stored envelope (``domain.chain.ENVELOPE_FIELDS``, ``class_version``), so
+    a stored state can be read as the event's data (``Disclosure.stored``)."""
+    names = (set(FIELDS) | {name for t, name in OVERRIDES if t == type_name}) - {*ENVELOPE_FIELDS, "class_version"}
     return {name: rule for name in names if (rule := rule_for(type_name, name)) is not None}
 
 
@@ -139,6 +143,17 @@ class Disclosure:
         """The ``data`` of an event of ``type_name`` as published."""
         if self.mode == "full":
             return data
+        return self._minimum(type_name, data)
+
+    def stored(self, type_name: str, state: dict[str, Any]) -> dict[str, Any]:
+        """``data(type_name, stored_data(state))`` of a stored event's decoded state, without the copy
+        of its data in between (the relay's per-event path): minimum mode never publishes a name of
+        the envelope."""
+        if self.mode == "full":
+            return stored_data(state)
+        return self._minimum(type_name, state)
+
+    def _minimum(self, type_name: str, data: dict[str, Any]) -> dict[str, Any]:
         rules, out = published_fields(type_name), {}
         for name, value in data.items():
             rule = rules.get(name)

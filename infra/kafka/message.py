@@ -19,7 +19,6 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from infra.kafka.disclosure import Disclosure
-from domain.chain import stored_data
 from projections.records import EventRecord, from_stored
 
 EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://caselog/events")
@@ -38,17 +37,17 @@ def event_id(case_id: str, version: int) -> str:
     return str(uuid5(EVENT_ID_NAMESPACE, f"{case_id}:{version}"))
 
 
-_ID_PREFIX = EVENT_ID_NAMESPACE.bytes
+_ID_PREFIX = hashlib.sha1(EVENT_ID_NAMESPACE.bytes)  # the name-based UUID's hash, fed the namespace
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # a hex digit with RFC 4122's variant bits
 
 
 def _event_id(case_id: str, version: int) -> str:
     """``event_id`` without the UUID object (the relay computes one per event): RFC 4122's name-based
-    SHA-1 UUID, its version and variant bits set, in the canonical text form."""
-    h = bytearray(hashlib.sha1(_ID_PREFIX + f"{case_id}:{version}".encode()).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    SHA-1 UUID in the canonical text form, its version digit (5) and variant bits set in the text."""
+    h = _ID_PREFIX.copy()
+    h.update(f"{case_id}:{version}".encode())
+    x = h.hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 @lru_cache(maxsize=1024)
@@ -119,7 +118,8 @@ def message_fields(record: EventRecord, deployment: str, disclosure: Disclosure)
     fixed shapes). Raises where ``to_message`` does on what a stored event holds (a timestamp that is
     not ISO 8601 or has no zone, data orjson cannot write)."""
     return _fields(record["position"], record["case_id"], record["version"], record["type"], record["occurred_at"],
-                   record["actor"], record["data"], record["hash"], record.get("class_version", 1), deployment, disclosure)
+                   record["actor"], disclosure.data(record["type"], record["data"]), record["hash"],
+                   record.get("class_version", 1), deployment, disclosure.mode)
 
 
 def stored_message_fields(position: int, originator_id: Any, version: int, topic: str, state: dict,
@@ -130,30 +130,46 @@ def stored_message_fields(position: int, originator_id: Any, version: int, topic
     if len(cid) == 32:  # SQLite keeps UUIDs as hex
         cid = f"{cid[:8]}-{cid[8:12]}-{cid[12:16]}-{cid[16:20]}-{cid[20:]}"
     occurred = state["timestamp"]
-    return _fields(position, cid, version, topic.rsplit(":", 1)[-1],
+    type_name = topic.rsplit(":", 1)[-1]
+    return _fields(position, cid, version, type_name,
                    occurred if isinstance(occurred, str) else occurred.isoformat(), state.get("actor") or {},
-                   stored_data(state), state.get("hash", ""), int(state.get("class_version", 1)), deployment, disclosure)
+                   disclosure.stored(type_name, state), state.get("hash", ""), int(state.get("class_version", 1)),
+                   deployment, disclosure.mode)
+
+
+# An instant as Python writes a UTC one (``isoformat``), which its CloudEvent ``time`` repeats with Z:
+# six fractional digits only when they are not all zero (isoformat leaves those out).
+_UTC_ISOFORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?\+00:00")
+
+
+def cloud_time(occurred_at: str) -> str:
+    """The CloudEvent ``time`` of a stored instant, as ``to_message`` writes it (RFC 3339, UTC as Z);
+    raises where it does (not ISO 8601, no time zone)."""
+    when = datetime.fromisoformat(occurred_at)  # validates, also what the pattern lets through
+    if _UTC_ISOFORMAT.fullmatch(occurred_at):  # (nearly every event: re-writing it would give it back)
+        return occurred_at[:-6] + "Z"
+    if when.tzinfo is None:  # what the CloudEvent's validation refuses
+        raise ValueError(f"time {occurred_at!r} must be timezone aware")
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def _fields(position: int, case_id: str, version: int, type_name: str, occurred_at: str, actor: dict, data: dict,
-            hash_: str, class_version: int, deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list]:
-    when = datetime.fromisoformat(occurred_at)
-    if when.tzinfo is None:  # what the CloudEvent's validation refuses
-        raise ValueError(f"time {occurred_at!r} must be timezone aware")
+            hash_: str, class_version: int, deployment: str, mode: str) -> tuple[bytes, bytes, list]:
+    """The message of an event whose ``data`` is as published (disclosed in ``mode``)."""
     value = orjson.dumps({
         "specversion": "1.0",
         "id": _event_id(case_id, version),
         "source": f"caselog/{deployment}",
         "type": event_type(type_name, class_version),
         "subject": case_id,
-        "time": when.isoformat().replace("+00:00", "Z"),
+        "time": cloud_time(occurred_at),
         "datacontenttype": "application/json",
         "dataschema": dataschema(type_name, class_version),
         "caseversion": version,
         "position": position,
-        "phi": disclosure.mode,
+        "phi": mode,
         "data": {"case_id": case_id, "version": version, "type": type_name, "occurred_at": occurred_at, "actor": actor,
-                 "data": disclosure.data(type_name, data), "hash": hash_},
+                 "data": data, "hash": hash_},
     })
     return case_id.encode(), value, list(STRUCTURED)
 

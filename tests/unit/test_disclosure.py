@@ -56,3 +56,24 @@ def test_the_minimum_schema_is_what_the_minimum_record_holds():
     validator = jsonschema_rs.validator_for(schema["properties"]["member"])
     assert validator.is_valid({"pseudonym": "0" * 64})
     assert not validator.is_valid({"pseudonym": "0" * 64, "last_name": "Hopperfield"})
+
+
+def test_a_stored_state_publishes_as_its_data_would_and_never_its_envelope(monkeypatch):
+    """The relay discloses straight from the stored state (``Disclosure.stored``): the same as disclosing
+    its data, even were a name of the envelope ever classified as a field to keep."""
+    from domain.chain import ENVELOPE_FIELDS, stored_data
+    from infra.kafka import disclosure
+
+    monkeypatch.setitem(disclosure.FIELDS, "actor", disclosure.KEEP)  # a mistaken row of the table
+    disclosure.published_fields.cache_clear()
+    state = {"timestamp": "2026-03-10T14:00:00+00:00", "originator_id": "c1", "originator_version": 2,
+             "actor": {"kind": "reviewer", "id": "dr-okafor"}, "command": {"name": "hold"}, "prev_hash": "0" * 64,
+             "hash": "1" * 64, "class_version": 2, "due_at": "2026-03-12T14:00:00+00:00", "notes": "call the member"}
+    try:
+        for mode in (Disclosure("minimum", b"k" * 32), Disclosure("full")):
+            published = mode.stored("CaseHeld", state)
+            assert published == mode.data("CaseHeld", stored_data(state)), mode.mode
+            assert not set(published) & {*ENVELOPE_FIELDS, "class_version"}, mode.mode
+        assert Disclosure("minimum", b"k" * 32).stored("CaseHeld", state) == {"due_at": "2026-03-12T14:00:00+00:00"}
+    finally:
+        disclosure.published_fields.cache_clear()

@@ -47,6 +47,9 @@ def test_every_stored_event_of_the_demo_encodes_as_the_cloudevents_binding_does(
 @pytest.mark.parametrize("changes", [
     {}, {"class_version": 2}, {"type": "P2PScheduled"}, {"occurred_at": "2026-03-10T14:00:00.123456+00:00"},
     {"occurred_at": "2026-03-10T09:00:00-05:00"}, {"occurred_at": "2026-03-10T14:00:00Z"}, {"actor": {}},
+    {"occurred_at": "2026-03-10T14:00:00.000000+00:00"}, {"occurred_at": "2026-03-10T14:00:00.120+00:00"},
+    {"occurred_at": "2026-03-10 14:00:00+00:00"}, {"occurred_at": "2026-W11-2T14:00:00+00:00"},
+    {"occurred_at": "2026-03-10T14:00:00.000001+00:00"}, {"occurred_at": "2026-03-10T14:00+00:00"},
     {"data": {}}, {"data": {"notes": "é \u2028 \"quoted\"", "n": 1.5, "big": 2**60, "none": None}},
 ])
 @pytest.mark.parametrize("disclosure", DISCLOSURES, ids=lambda d: d.mode)
@@ -56,6 +59,8 @@ def test_edge_records_encode_alike(changes, disclosure):
 
 
 @pytest.mark.parametrize("changes", [{"occurred_at": "2026-03-10T14:00:00"}, {"occurred_at": "yesterday"},
+                                     {"occurred_at": "2026-02-30T14:00:00+00:00"},
+                                     {"occurred_at": "2026-03-10T25:00:00+00:00"},
                                      {"data": {"deep": orjson.loads("[" * 300 + "]" * 300)}}])
 def test_what_the_binding_cannot_encode_the_encoder_refuses_too(changes):
     r = record(**changes)
