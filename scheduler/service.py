@@ -8,6 +8,12 @@ application; the aggregate refuses a second firing, so a double wake-up or two r
 schedulers record nothing twice. On start, whatever became due while we were down fires
 at once, in due order. With the manual clock there is no timer: advancing the clock calls
 ``fire_due``.
+
+A deadline that cannot be fired (its event refused, the store failing) is not tried at every
+wake-up: it waits RETRY_FIRST after its first failure, twice as long after each one after it, at
+most RETRY_MOST, while every other deadline fires (its timer job is set for its retry, so a
+deadline failing for good costs a log line per retry, not a hot loop). Kept in memory: a restart
+tries it at once.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import fcntl
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
@@ -28,6 +35,24 @@ log = logging.getLogger("caselog.scheduler")
 UTC = timezone.utc
 ADVISORY_LOCK_KEY = 0x43A5E106  # "caselog scheduler"
 FIRE_TOGETHER = 100  # due deadlines of distinct cases fired in one transaction
+DUE_PAGE = 1000  # due deadlines read at a time, besides those already tried or waiting for a retry
+RETRY_FIRST = timedelta(seconds=1)  # a deadline that failed is tried again after this, then twice as long
+RETRY_MOST = timedelta(minutes=5)  # each time, up to this
+
+Deadline = tuple[str, str, str, str]  # case_id, kind, instant, p2p_id as the deadlines table holds them
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A deadline whose firing failed ``failures`` times in a row: not tried again before ``at``."""
+
+    failures: int
+    at: datetime
+
+    def after(self, now: datetime) -> "Retry":
+        """The retry after one more failure at ``now``."""
+        doublings = min(self.failures, 20)  # (RETRY_FIRST * 2**20 is past RETRY_MOST; no overflow however many)
+        return Retry(self.failures + 1, now + min(RETRY_MOST, RETRY_FIRST * 2 ** doublings))
 
 
 def runs(rows: list[tuple], most: int) -> Iterator[list[tuple]]:
@@ -57,6 +82,16 @@ class DeadlineScheduler:
         self.fired = 0
         self._fire_lock = threading.Lock()
         self._timer = None
+        self._retries: dict[Deadline, Retry] = {}
+
+    @property
+    def failing(self) -> int:
+        """Deadlines whose last firing failed, waiting for their retry."""
+        return len(self._retries)
+
+    def _waiting(self, deadline: Deadline, now: datetime) -> bool:
+        retry = self._retries.get(deadline)
+        return retry is not None and retry.at > now
 
     # ---- firing ----------------------------------------------------------------------------
 
@@ -68,14 +103,20 @@ class DeadlineScheduler:
             while True:
                 self.runner.catch_up(["deadlines"])
                 now = self.clock.now()
+                skipped = len(attempted) + len(self._retries)  # at most this many rows of a page are not tried
                 with self.db.transaction() as cur:
-                    rows = [r for r in due(cur, now.isoformat()) if tuple(r[1:]) not in attempted]
+                    page = due(cur, now.isoformat(), limit=DUE_PAGE + skipped)
+                if len(page) < DUE_PAGE + skipped:  # every due deadline: forget the retries of those gone
+                    for key in self._retries.keys() - {tuple(r[1:]) for r in page}:
+                        del self._retries[key]
+                rows = [r for r in page if (key := tuple(r[1:])) not in attempted and not self._waiting(key, now)]
                 if not rows:
                     if failed is not None:
-                        raise failed  # after every other due deadline fired; this one is tried again next time
+                        raise failed  # after every other due deadline fired; this one is retried later (Retry)
                     return self.fired - fired
                 for run in runs(rows, FIRE_TOGETHER):
-                    attempted.update(tuple(r[1:]) for r in run)
+                    keys = [tuple(r[1:]) for r in run]
+                    attempted.update(keys)
                     deadlines = [(kind, case_id, datetime.fromisoformat(instant), p2p_id or None)
                                  for _, case_id, kind, instant, p2p_id in run]
                     try:
@@ -83,12 +124,20 @@ class DeadlineScheduler:
                     except Exception:  # noqa: BLE001 - a case changed meanwhile (a racing scheduler?), or one
                         # the run cannot fire (its event refused, say): each alone, so that one case's error
                         # stops no other case's deadline
-                        for deadline in deadlines:
+                        for key, deadline in zip(keys, deadlines):
                             try:
                                 self.fired += self._fire_alone(*deadline)
                             except Exception as exc:  # noqa: BLE001 - raised once the rest are fired
-                                log.error("deadline %s %s %s could not be fired: %r", *deadline[:3], exc)
+                                retry = self._retries.get(key, Retry(0, now)).after(now)
+                                self._retries[key] = retry
+                                log.error("deadline %s %s %s could not be fired (%d in a row; next try at %s): %r",
+                                          *deadline[:3], retry.failures, retry.at.isoformat(), exc)
                                 failed = failed or exc
+                            else:
+                                self._retries.pop(key, None)
+                    else:
+                        for key in keys:
+                            self._retries.pop(key, None)
 
     def _fire_alone(self, kind: str, case_id: str, instant: datetime, p2p_id: str | None) -> bool:
         try:
@@ -119,7 +168,9 @@ class DeadlineScheduler:
         for fire_at, case_id, kind, instant, p2p_id in rows:
             job_id = f"case:{case_id}:{kind}:{instant}" + (f":{p2p_id}" if p2p_id else "")
             if self._timer.get_job(job_id) is None:
-                self._timer.add_job(self._wake, "date", run_date=datetime.fromisoformat(fire_at), id=job_id,
+                retry = self._retries.get((case_id, kind, instant, p2p_id))
+                run_date = max(datetime.fromisoformat(fire_at), retry.at) if retry else datetime.fromisoformat(fire_at)
+                self._timer.add_job(self._wake, "date", run_date=run_date, id=job_id,
                                     misfire_grace_time=None, coalesce=True, replace_existing=True)
 
     def _wake(self) -> None:

@@ -86,6 +86,8 @@ class SystemFigures:
         yield GaugeMetricFamily("caselog_deadlines_due", "Deadlines due and not yet fired.", value=due)
         yield CounterMetricFamily("caselog_deadlines_fired", "Deadline events recorded by this process.",
                                   value=system.scheduler.fired)
+        yield GaugeMetricFamily("caselog_deadlines_failing", "Deadlines whose last firing in this process failed, "
+                                "waiting to be tried again (the log says why).", value=system.scheduler.failing)
         if settings.projections == "workers":
             workers = GaugeMetricFamily("caselog_worker_position", "Store position applied by the Kafka workers, "
                                         "per projection and partition.", labels=["projection", "partition"])

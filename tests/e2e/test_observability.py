@@ -84,6 +84,7 @@ def test_metrics_come_from_prometheus_client_with_latency_per_route_and_the_syst
     assert metric(text, "caselog_events_total") >= 1 and metric(text, "caselog_store_up") == 1
     assert metric(text, "caselog_projection_lag", projection="worklist") == 0
     assert metric(text, "caselog_deadlines_due") == 0 and metric(text, "caselog_deadlines_fired_total") == 0
+    assert metric(text, "caselog_deadlines_failing") == 0
     assert api.post("/admin/clock", {"advance": "P30D"}, who="admin").status_code == 200  # past the decision due
     text = api.client.get("/metrics").text
     assert metric(text, "caselog_cases_overdue") == 1 and metric(text, "caselog_deadlines_fired_total") >= 1

@@ -310,8 +310,127 @@ def test_a_run_that_fails_is_fired_deadline_by_deadline_and_one_case_stops_no_ot
     assert lapsed == [c for c in ids if c != bad] and app.max_position() == head + 3
     assert "hold_due" in armed(system, bad)
     monkeypatch.undo()
+    assert system.scheduler.fire_due() == 0, "tried again only after its retry wait"
+    clock.advance(timedelta(seconds=1))
     assert system.scheduler.fire_due() == 1 and event_types(app, bad)[-1] == "HoldLapsed"
-    assert all(event_types(app, c).count("HoldLapsed") == 1 for c in ids)
+    assert all(event_types(app, c).count("HoldLapsed") == 1 for c in ids) and system.scheduler.failing == 0
+
+
+def failing_hold(monkeypatch, *case_ids: str) -> list:
+    """Makes the hold deadline of ``case_ids`` fail (its event refused) at every try; returns the instants
+    it was tried at (once each: a failing run is tried again at once, deadline by deadline)."""
+    from application import deadlines
+    from domain.errors import EventTooLarge, FieldError
+
+    tries, real = [], deadlines.DEADLINES["hold_due"]
+
+    def lapse(case, ctx, instant, p2p_id):
+        if str(case.id) in case_ids:
+            if not tries or ctx.now - tries[-1] > timedelta(milliseconds=100):
+                tries.append(ctx.now)
+            raise EventTooLarge(FieldError("body", "too large to publish"))
+        return real(case, ctx, instant, p2p_id)
+
+    monkeypatch.setitem(deadlines.DEADLINES, "hold_due", lapse)
+    return tries
+
+
+def test_a_deadline_that_keeps_failing_waits_twice_as_long_after_each_failure_while_the_others_fire(
+        system, app, clock, monkeypatch):
+    """Not tried at every wake-up (twice a second, for every failing deadline, on the real clock): 1 s
+    after its first failure, then 2, 4, 8 ... at most 5 minutes; a later deadline of another case fires
+    on time all along, and once the cause is gone the deadline fires at its next try."""
+    from scheduler.service import RETRY_MOST
+
+    bad, good = (submit(app, DME)["case_id"] for _ in range(2))
+    due = at(app.place_hold(bad, ["notes"], actor=MD).view, "hold_due_at")
+    tries = failing_hold(monkeypatch, bad)
+    clock.set(due)
+    with pytest.raises(Exception, match="too large"):
+        system.scheduler.fire_due()
+    assert len(tries) == 1 and system.scheduler.failing == 1
+    for wait in (1, 2, 4, 8):
+        clock.advance(timedelta(seconds=wait) - timedelta(milliseconds=1))
+        assert system.scheduler.fire_due() == 0 and len(tries) == 1 + (1, 2, 4, 8).index(wait), "tried too soon"
+        clock.advance(timedelta(milliseconds=1))
+        with pytest.raises(Exception, match="too large"):
+            system.scheduler.fire_due()
+    assert [b - a for a, b in zip(tries, tries[1:])] == [timedelta(seconds=w) for w in (1, 2, 4, 8)]
+    later_due = at(app.place_hold(good, ["notes"], actor=MD).view, "hold_due_at")
+    clock.set(later_due)  # the bad one is tried again meanwhile, or not: either way the good one fires
+    try:
+        system.scheduler.fire_due()
+    except Exception:  # noqa: BLE001 - the bad one's failure, raised after the good one fired
+        pass
+    assert event_types(app, good)[-1] == "HoldLapsed" and "HoldLapsed" not in event_types(app, bad)
+    for _ in range(12):  # the waits stop growing at RETRY_MOST
+        clock.advance(RETRY_MOST)
+        with pytest.raises(Exception, match="too large"):
+            system.scheduler.fire_due()
+    assert tries[-1] - tries[-2] == RETRY_MOST
+    monkeypatch.undo()
+    assert system.scheduler.fire_due() == 0
+    clock.advance(RETRY_MOST)
+    assert system.scheduler.fire_due() == 1 and event_types(app, bad)[-1] == "HoldLapsed"
+    assert system.scheduler.failing == 0
+
+
+def test_a_failing_deadline_made_moot_is_no_longer_counted_as_failing(system, app, clock, monkeypatch):
+    from scheduler.service import Retry, RETRY_MOST
+
+    cid = submit(app, DME)["case_id"]
+    due = at(app.place_hold(cid, ["notes"], actor=MD).view, "hold_due_at")
+    failing_hold(monkeypatch, cid)
+    clock.set(due)
+    with pytest.raises(Exception, match="too large"):
+        system.scheduler.fire_due()
+    assert system.scheduler.failing == 1
+    app.upload_clinical(cid, [], "Polysomnography attached", actor=PROVIDER)  # ends the hold: no hold deadline
+    assert system.scheduler.fire_due() == 0 and system.scheduler.failing == 0
+    assert Retry(10**6, due).after(due).at == due + RETRY_MOST, "however many failures, the wait stays bounded"
+
+
+def test_failing_deadlines_filling_a_page_of_due_ones_keep_no_later_deadline_from_firing(system, app, clock, monkeypatch):
+    from scheduler import service
+
+    monkeypatch.setattr(service, "DUE_PAGE", 2)  # as 1,000 failing deadlines would, due before the rest
+    *bad, good = (submit(app, DME)["case_id"] for _ in range(4))
+    for cid in bad:
+        app.place_hold(cid, ["notes"], actor=MD)
+    failing_hold(monkeypatch, *bad)
+    clock.advance(timedelta(minutes=1))
+    due = at(app.place_hold(good, ["notes"], actor=MD).view, "hold_due_at")
+    clock.set(due)
+    with pytest.raises(Exception, match="too large"):
+        system.scheduler.fire_due()
+    assert event_types(app, good)[-1] == "HoldLapsed" and system.scheduler.failing == 3
+
+
+def test_on_the_real_clock_a_failing_deadline_is_woken_for_its_retries_only(tmp_path, monkeypatch):
+    """The timer job of a failing deadline is set for its retry: without that, the sync every half second
+    sets one for now, and every failing deadline wakes the scheduler twice a second."""
+    from infra.settings import Settings
+
+    system = bootstrap(Settings(data_dir=tmp_path))
+    try:
+        body = request(DME, date_of_service=later(datetime.now(UTC), 5))
+        cid = system.app.submit(body, actor=PROVIDER).view["case_id"]
+        system.app.place_hold(cid, ["notes"], (datetime.now(UTC) + timedelta(seconds=1)).isoformat(), actor=MD)
+        tries = failing_hold(monkeypatch, cid)
+        wakes = []
+        wake = system.scheduler._wake
+        monkeypatch.setattr(system.scheduler, "_wake", lambda: (wakes.append(time.monotonic()), wake()))
+        system.scheduler.start()
+        deadline = time.monotonic() + 10
+        while not tries and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tries, "the hold deadline was never tried"
+        first, woken = time.monotonic(), len(wakes)
+        time.sleep(3.5)  # tries at +1 s and +3 s; without the retry wait ~7 wake-ups, each a try
+        assert len(tries) == 3, [t.isoformat() for t in tries]
+        assert len(wakes) - woken <= 3, [round(w - first, 2) for w in wakes]
+    finally:
+        system.close()
 
 
 def test_runs_keep_due_order_and_start_anew_at_a_case_already_in_the_run():
