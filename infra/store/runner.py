@@ -6,6 +6,7 @@ position is re-read inside the transaction (FOR UPDATE on PostgreSQL)."""
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from itertools import compress, islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -14,6 +15,8 @@ from infra.store.database import Cursor, Database, log_rows
 from projections.base import Projection
 from projections.records import EventRecord, from_stored
 from projections.rows import Staged
+
+log = logging.getLogger("caselog.projections")
 
 MET_CAP = 500_000  # cases a rebuild remembers having met (see rebuild)
 # A batch at least this long is folded in memory (Staged: each table's rows of its cases read ahead, every
@@ -297,28 +300,38 @@ class ProjectionRunner:
         done = applied = 0
         reached = {p.name: 0 for p in chosen}  # each projection's position as our last commit left it
         with self._lock, self.db.bulk():
-            events = read(None)
-            while events:
-                with self.db.transaction() as cur:
-                    positions = self._positions(cur, chosen)
-                    if positions != reached:  # another writer applied events meanwhile (a server on the same
-                        met = None  # store): it wrote rows of cases not met here, so every case is read ahead
-                    for held in range(per_commit):
-                        if held:
-                            events = read(cur)
-                            if not events:
-                                break
-                        applied += self._fold(cur, chosen, events, positions, met)
-                        done += len(events)
-                    reached = positions  # (_fold moved it; the next transaction reads a dict of its own)
-                if progress:  # what is committed
-                    progress(done)
-                if events:
-                    events = read(None)
-            with self.db.transaction() as cur:
-                for p in chosen:
-                    p.create_indexes(cur)
+            try:
+                events = read(None)
+                while events:
+                    with self.db.transaction() as cur:
+                        positions = self._positions(cur, chosen)
+                        if positions != reached:  # another writer applied events meanwhile (a server on the
+                            met = None  # same store): it wrote rows of cases not met here: read every case ahead
+                        for held in range(per_commit):
+                            if held:
+                                events = read(cur)
+                                if not events:
+                                    break
+                            applied += self._fold(cur, chosen, events, positions, met)
+                            done += len(events)
+                        reached = positions  # (_fold moved it; the next transaction reads a dict of its own)
+                    if progress:  # what is committed
+                        progress(done)
+                    if events:
+                        events = read(None)
+            except BaseException:  # cut short (an error, Ctrl-C): a server beside us reading these tables
+                try:  # keeps their indexes, over the rows committed so far
+                    self._create_indexes(chosen)
+                except Exception:  # noqa: BLE001 - the store failing too: the first error is the one to see
+                    log.exception("a rebuild cut short could not build its indexes: the next start builds them")
+                raise
+            self._create_indexes(chosen)
         return done if source is None else applied
+
+    def _create_indexes(self, chosen: list[Projection]) -> None:
+        with self.db.transaction() as cur:
+            for p in chosen:
+                p.create_indexes(cur)
 
     def _stored_reader(self, start: int = 1) -> Callable[[Cursor | None], list[EventRecord]]:
         """The store's next batch of events from ``start`` on at each call, read in the transaction of

@@ -141,6 +141,18 @@ def test_a_read_model_changes_nothing_for_the_event_types_it_does_not_handle(sys
                 assert rows.calls == [], (p.name, record["type"])
 
 
+def indexes(system) -> set[str]:
+    """The read models' secondary indexes in the store."""
+    names = {statement.split(" IF NOT EXISTS ")[1].split()[0] for p in system.runner.projections
+             for statement in p.schema if statement.startswith("CREATE INDEX")}
+    with system.db.transaction() as cur:
+        if system.db.dialect == "postgres":
+            present = {r[0] for r in cur.execute("SELECT indexname FROM pg_indexes").fetchall()}
+        else:
+            present = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+    return names & present
+
+
 def projected_with_records(system, seed: int) -> tuple[dict[str, list[tuple]], list]:
     """The demo and 30 loaded cases recorded and projected: the rows, and every stored event as a record."""
     from bench.loader import load
@@ -162,6 +174,8 @@ def test_a_rebuild_cut_short_keeps_the_rows_of_what_it_tracked_and_catches_up_fr
     assert len(records) > 100
     monkeypatch.setattr("infra.store.runner.BATCHES_PER_COMMIT", 3)
     system.runner.batch = 7
+    every_index = indexes(system)
+    assert len(every_index) > 20
     board = next(p for p in system.runner.projections if p.name == "board")
     # an event the board folds, past the first batch of a transaction (so that batches read inside
     # the transaction are rolled back with it)
@@ -184,6 +198,7 @@ def test_a_rebuild_cut_short_keeps_the_rows_of_what_it_tracked_and_catches_up_fr
         raise AssertionError("the rebuild did not stop")
     reached = {p.name: system.runner.position(p.name) for p in system.runner.projections}
     assert set(reached.values()) == {records[committed - 1]["position"]}
+    assert indexes(system) == every_index, "a server beside the rebuild would scan whole tables"
     cut_short = snapshot(system)
 
     monkeypatch.setattr(board, "fold", fold)
