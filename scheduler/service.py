@@ -36,6 +36,7 @@ UTC = timezone.utc
 ADVISORY_LOCK_KEY = 0x43A5E106  # "caselog scheduler"
 FIRE_TOGETHER = 100  # due deadlines of distinct cases fired in one transaction
 DUE_PAGE = 1000  # due deadlines read at a time, besides those already tried or waiting for a retry
+SYNC_WINDOW = 10_000  # upcoming deadlines given a timer job at each sync, besides those waiting for a retry
 RETRY_FIRST = timedelta(seconds=1)  # a deadline that failed is tried again after this, then twice as long
 RETRY_MOST = timedelta(minutes=5)  # each time, up to this
 
@@ -128,7 +129,8 @@ class DeadlineScheduler:
                             try:
                                 self.fired += self._fire_alone(*deadline)
                             except Exception as exc:  # noqa: BLE001 - raised once the rest are fired
-                                retry = self._retries.get(key, Retry(0, now)).after(now)
+                                failed_at = self.clock.now()  # (the wait counts from the failure, not the page read)
+                                retry = self._retries.get(key, Retry(0, failed_at)).after(failed_at)
                                 self._retries[key] = retry
                                 log.error("deadline %s %s %s could not be fired (%d in a row; next try at %s): %r",
                                           *deadline[:3], retry.failures, retry.at.isoformat(), exc)
@@ -163,8 +165,8 @@ class DeadlineScheduler:
         """Catch up the deadline projection and add a date job per deadline in the horizon."""
         self.runner.catch_up(["deadlines"])
         until = (self.clock.now() + self.horizon).isoformat()
-        with self.db.transaction() as cur:
-            rows = due(cur, until, limit=10_000)
+        with self.db.transaction() as cur:  # (past those waiting for a retry, which may all come first)
+            rows = due(cur, until, limit=SYNC_WINDOW + len(self._retries))
         for fire_at, case_id, kind, instant, p2p_id in rows:
             job_id = f"case:{case_id}:{kind}:{instant}" + (f":{p2p_id}" if p2p_id else "")
             if self._timer.get_job(job_id) is None:

@@ -138,8 +138,9 @@ def stored_message_fields(position: int, originator_id: Any, version: int, topic
 
 
 # An instant as Python writes a UTC one (``isoformat``), which its CloudEvent ``time`` repeats with Z:
-# six fractional digits only when they are not all zero (isoformat leaves those out).
-_UTC_ISOFORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?\+00:00")
+# six fractional digits only when they are not all zero (isoformat leaves those out); hours to 23 (Python
+# 3.14 reads 24:00 as the next day's midnight, which it writes as such).
+_UTC_ISOFORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?\+00:00")
 
 
 def cloud_time(occurred_at: str) -> str:

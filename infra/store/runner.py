@@ -321,6 +321,7 @@ class ProjectionRunner:
                         events = read(None)
             except BaseException:  # cut short (an error, Ctrl-C): a server beside us reading these tables
                 try:  # keeps their indexes, over the rows committed so far
+                    log.warning("the rebuild was cut short: building its tables' indexes before it stops")
                     self._create_indexes(chosen)
                 except Exception:  # noqa: BLE001 - the store failing too: the first error is the one to see
                     log.exception("a rebuild cut short could not build its indexes: the next start builds them")

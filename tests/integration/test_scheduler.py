@@ -406,6 +406,33 @@ def test_failing_deadlines_filling_a_page_of_due_ones_keep_no_later_deadline_fro
     assert event_types(app, good)[-1] == "HoldLapsed" and system.scheduler.failing == 3
 
 
+def test_failing_deadlines_first_in_the_timer_window_keep_no_later_deadline_from_its_timer(system, app, clock, monkeypatch):
+    """The sync gives the next SYNC_WINDOW deadlines a timer job; those waiting for a retry, however many
+    come first, do not take the place of a later one (which would then fire only at some retry)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from scheduler import service
+
+    monkeypatch.setattr(service, "SYNC_WINDOW", 1)
+    monkeypatch.setattr(service, "DUE_PAGE", 1)
+    *bad, good = (submit(app, DME)["case_id"] for _ in range(3))
+    for cid in bad:
+        app.place_hold(cid, ["notes"], actor=MD)
+    failing_hold(monkeypatch, *bad)
+    clock.advance(timedelta(minutes=1))
+    good_due = armed(system, app.place_hold(good, ["notes"], actor=MD).view["case_id"])["hold_due"]
+    clock.set(datetime.fromisoformat(good_due) - timedelta(seconds=1))
+    with pytest.raises(Exception, match="too large"):
+        system.scheduler.fire_due()
+    assert system.scheduler.failing == 2
+    system.scheduler._timer = BackgroundScheduler(timezone=UTC)  # not started: the jobs it is given are kept
+    try:
+        system.scheduler.sync()
+        assert system.scheduler._timer.get_job(f"case:{good}:hold_due:{good_due}") is not None
+    finally:
+        system.scheduler._timer = None
+
+
 def test_on_the_real_clock_a_failing_deadline_is_woken_for_its_retries_only(tmp_path, monkeypatch):
     """The timer job of a failing deadline is set for its retry: without that, the sync every half second
     sets one for now, and every failing deadline wakes the scheduler twice a second."""

@@ -68,3 +68,17 @@ def test_what_the_binding_cannot_encode_the_encoder_refuses_too(changes):
         to_message(r, "default", DISCLOSURES[0])
     with pytest.raises(Exception):
         message_fields(r, "default", DISCLOSURES[0])
+
+
+@pytest.mark.parametrize("occurred_at", ["2026-03-10T24:00:00+00:00", "2026-03-10T23:59:59.999999+00:00",
+                                         "2026-03-10T14:00:60+00:00", "0001-01-01T00:00:00+00:00"])
+def test_an_instant_at_the_edge_of_the_day_encodes_as_the_binding_does_or_is_refused_by_both(occurred_at):
+    """Whatever this Python's fromisoformat makes of it (3.14 reads 24:00 as the next midnight)."""
+    r = record(occurred_at=occurred_at)
+    try:
+        expected = kafka_fields(to_message(r, "default", DISCLOSURES[0]))
+    except Exception:  # noqa: BLE001 - refused by the binding: the encoder refuses it too
+        with pytest.raises(Exception):
+            message_fields(r, "default", DISCLOSURES[0])
+    else:
+        assert message_fields(r, "default", DISCLOSURES[0]) == expected
