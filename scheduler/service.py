@@ -170,8 +170,9 @@ class DeadlineScheduler:
         for fire_at, case_id, kind, instant, p2p_id in rows:
             job_id = f"case:{case_id}:{kind}:{instant}" + (f":{p2p_id}" if p2p_id else "")
             if self._timer.get_job(job_id) is None:
-                retry = self._retries.get((case_id, kind, instant, p2p_id))
-                run_date = max(datetime.fromisoformat(fire_at), retry.at) if retry else datetime.fromisoformat(fire_at)
+                run_date = datetime.fromisoformat(fire_at)
+                if (retry := self._retries.get((case_id, kind, instant, p2p_id))) is not None:
+                    run_date = max(run_date, retry.at)  # not before its retry
                 self._timer.add_job(self._wake, "date", run_date=run_date, id=job_id,
                                     misfire_grace_time=None, coalesce=True, replace_existing=True)
 

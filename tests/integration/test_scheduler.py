@@ -283,39 +283,6 @@ def test_deadlines_fired_together_are_of_distinct_cases(system, app, clock):
     assert app.max_position() == head
 
 
-def test_a_run_that_fails_is_fired_deadline_by_deadline_and_one_case_stops_no_other(system, app, clock, monkeypatch):
-    """A run is one save: when it fails (a case changed meanwhile: VersionConflict; or one case's event
-    cannot be recorded), the scheduler fires the run's deadlines one by one, so every other case's
-    deadline is recorded and the one case's error is raised after them, that deadline tried again on
-    the next firing (found by a second reader: nothing checked this fallback)."""
-    from application import deadlines
-    from domain.errors import EventTooLarge, FieldError
-
-    ids = [submit(app, DME)["case_id"] for _ in range(4)]
-    hold_due = max(at(app.place_hold(c, ["notes"], actor=MD).view, "hold_due_at") for c in ids)
-    clock.set(hold_due)
-    monkeypatch.setattr(app, "fire_deadlines", lambda run: (_ for _ in ()).throw(VersionConflict("a case changed")))
-    bad, real = ids[1], deadlines.DEADLINES["hold_due"]
-
-    def lapse(case, ctx, instant, p2p_id):
-        if str(case.id) == bad:
-            raise EventTooLarge(FieldError("body", "too large to publish"))
-        return real(case, ctx, instant, p2p_id)
-
-    monkeypatch.setitem(deadlines.DEADLINES, "hold_due", lapse)
-    head = app.max_position()
-    with pytest.raises(EventTooLarge):
-        system.scheduler.fire_due()
-    lapsed = [c for c in ids if "HoldLapsed" in event_types(app, c)]
-    assert lapsed == [c for c in ids if c != bad] and app.max_position() == head + 3
-    assert "hold_due" in armed(system, bad)
-    monkeypatch.undo()
-    assert system.scheduler.fire_due() == 0, "tried again only after its retry wait"
-    clock.advance(timedelta(seconds=1))
-    assert system.scheduler.fire_due() == 1 and event_types(app, bad)[-1] == "HoldLapsed"
-    assert all(event_types(app, c).count("HoldLapsed") == 1 for c in ids) and system.scheduler.failing == 0
-
-
 def failing_hold(monkeypatch, *case_ids: str) -> list:
     """Makes the hold deadline of ``case_ids`` fail (its event refused) at every try; returns the instants
     it was tried at (once each: a failing run is tried again at once, deadline by deadline)."""
@@ -333,6 +300,32 @@ def failing_hold(monkeypatch, *case_ids: str) -> list:
 
     monkeypatch.setitem(deadlines.DEADLINES, "hold_due", lapse)
     return tries
+
+
+def test_a_run_that_fails_is_fired_deadline_by_deadline_and_one_case_stops_no_other(system, app, clock, monkeypatch):
+    """A run is one save: when it fails (a case changed meanwhile: VersionConflict; or one case's event
+    cannot be recorded), the scheduler fires the run's deadlines one by one, so every other case's
+    deadline is recorded and the one case's error is raised after them, that deadline tried again at
+    the first firing after its retry wait (found by a second reader: nothing checked this fallback)."""
+    from domain.errors import EventTooLarge
+
+    ids = [submit(app, DME)["case_id"] for _ in range(4)]
+    hold_due = max(at(app.place_hold(c, ["notes"], actor=MD).view, "hold_due_at") for c in ids)
+    clock.set(hold_due)
+    monkeypatch.setattr(app, "fire_deadlines", lambda run: (_ for _ in ()).throw(VersionConflict("a case changed")))
+    bad = ids[1]
+    failing_hold(monkeypatch, bad)
+    head = app.max_position()
+    with pytest.raises(EventTooLarge):
+        system.scheduler.fire_due()
+    lapsed = [c for c in ids if "HoldLapsed" in event_types(app, c)]
+    assert lapsed == [c for c in ids if c != bad] and app.max_position() == head + 3
+    assert "hold_due" in armed(system, bad)
+    monkeypatch.undo()
+    assert system.scheduler.fire_due() == 0, "tried again only after its retry wait"
+    clock.advance(timedelta(seconds=1))
+    assert system.scheduler.fire_due() == 1 and event_types(app, bad)[-1] == "HoldLapsed"
+    assert all(event_types(app, c).count("HoldLapsed") == 1 for c in ids) and system.scheduler.failing == 0
 
 
 def test_a_deadline_that_keeps_failing_waits_twice_as_long_after_each_failure_while_the_others_fire(
