@@ -5,7 +5,9 @@
 1. Throughput: the relay publishing a loaded store, against a bare kafka-python producer
    (the relay's producer settings: idempotent, acks=all, 256 KB batches) sending the same payloads
    to the same broker, each to its own 6-partition topic, ``--runs`` times alternating; medians.
-   Also the bare producer with 1 MB batches, its best on this broker.
+   Also the bare producer with 1 MB batches, its best on this broker, and the relay as ``--shards``
+   processes (``caselog relay --shard I/N``: each publishes its share of the partitions; a relay's
+   process is bound by one core), timed from the moment every shard is ready to publish.
 2. End-to-end lag (commit to visible on the topic) at a steady 1,000 events/s: the relay
    runs in a thread, a writer commits events at that rate, consumers note when each
    event's CloudEvent arrives; p50/p99 of arrival minus commit. Also the relay's own part:
@@ -65,7 +67,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5,
                         help="throughput runs (relay and bare producer, alternating); 0: the lag only")
+    parser.add_argument("--shards", type=int, default=2,
+                        help="relay processes of the sharded runs (caselog relay --shard I/N); 1: none")
     parser.add_argument("--consume", help=argparse.SUPPRESS)  # a consumer process of the lag bench
+    parser.add_argument("--shard-of", help=argparse.SUPPRESS)  # a shard process of the sharded runs: I/N
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--fetch-wait-ms", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -73,6 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.consume:
         return consume(args.consume, args.bootstrap, args.fetch_wait_ms, args.out, args.stop)
+    if args.shard_of:
+        return shard_process(args.shard_of, args.topic, args.bootstrap)
     bootstrap_servers, broker = start_broker()
     results: dict = {}
     try:
@@ -87,11 +95,33 @@ def main() -> None:
     (OUT / "relay.json").write_text(json.dumps(results, indent=2))
 
 
+def throughput_store(bootstrap_servers: str, topic: str = "bench.relay"):
+    settings = Settings(data_dir=OUT / "relay-throughput", kafka_bootstrap=bootstrap_servers, topic=topic,
+                        topic_partitions=6)
+    return bootstrap(settings, clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
+
+
+def shard_process(shard: str, topic: str, bootstrap_servers: str) -> None:
+    """One shard of a sharded run: the relay ``caselog relay --shard`` makes, publishing ``topic``;
+    says ``ready`` once its producer knows the topic, publishes on a line on stdin, says ``done``."""
+    from infra.kafka.relay import Shard
+
+    system = throughput_store(bootstrap_servers, topic)
+    relay = system.relay(Shard.parse(shard))
+    relay.ensure_topic()
+    relay.producer().partitions_for(topic)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    while relay.lag() > 0:
+        relay.publish_once()
+    print(f"done {relay.published}", flush=True)
+    relay.close()
+    system.close()
+
+
 def throughput(args, bootstrap_servers: str, results: dict) -> None:
-    data = OUT / "relay-throughput"
-    shutil.rmtree(data, ignore_errors=True)
-    settings = Settings(data_dir=data, kafka_bootstrap=bootstrap_servers, topic="bench.relay", topic_partitions=6)
-    system = bootstrap(settings, clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
+    shutil.rmtree(OUT / "relay-throughput", ignore_errors=True)
+    system = throughput_store(bootstrap_servers)
     load(system, args.events // 5)
     events = system.app.max_position()
     stored = system.app.recorder.select_notifications(1, events)
@@ -127,6 +157,24 @@ def throughput(args, bootstrap_servers: str, results: dict) -> None:
         bare.close()
         return seconds
 
+    def sharded_run(topic: str) -> float:
+        """The relay as ``args.shards`` processes, from when each is ready until the last is done."""
+        procs = [subprocess.Popen([sys.executable, "-m", "bench.relay", "--shard-of", f"{i}/{args.shards}", "--topic",
+                                   topic, "--bootstrap", bootstrap_servers], cwd=ROOT, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True) for i in range(args.shards)]
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready", "a shard process did not start"
+        t = time.perf_counter()
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        published = [proc.stdout.readline().strip() for proc in procs]
+        seconds = time.perf_counter() - t
+        for proc in procs:
+            proc.wait(timeout=60)
+        assert sum(int(line.split()[1]) for line in published) == events, published
+        return seconds
+
     def relay_run(topic: str) -> float:
         relay = relay_to(topic)
         relay.ensure_topic()
@@ -139,20 +187,27 @@ def throughput(args, bootstrap_servers: str, results: dict) -> None:
 
     # A second baseline: the bare producer with 1 MB batches, its best (the relay's 256 KB batches
     # already spare it the sender wake-up per event; the bare producer, sending faster, fills them).
-    runs, tuned = [], []
+    runs, tuned, sharded = [], [], []
     for i in range(args.runs):  # alternating which goes first: the machine's load moves
         if i % 2:
             r, b = relay_run(f"bench.relay.{i}"), bare_run(f"bench.bare.{i}")
             t = bare_run(f"bench.bare1m.{i}", batch_size=1 << 20)
+            s = sharded_run(f"bench.shards.{i}") if args.shards > 1 else None
         else:
+            s = sharded_run(f"bench.shards.{i}") if args.shards > 1 else None
             t = bare_run(f"bench.bare1m.{i}", batch_size=1 << 20)
             b, r = bare_run(f"bench.bare.{i}"), relay_run(f"bench.relay.{i}")
         runs.append((b, r))
         tuned.append(t)
-        print(json.dumps({"run": i, "bare_producer_events_per_second": round(events / b),
-                          "relay_events_per_second": round(events / r), "ratio": round(b / r, 3),
-                          "bare_producer_1mb_batches_events_per_second": round(events / t),
-                          "ratio_vs_1mb_batches": round(t / r, 3), "load_average": os.getloadavg()[0]}), flush=True)
+        line = {"run": i, "bare_producer_events_per_second": round(events / b),
+                "relay_events_per_second": round(events / r), "ratio": round(b / r, 3),
+                "bare_producer_1mb_batches_events_per_second": round(events / t),
+                "ratio_vs_1mb_batches": round(t / r, 3), "load_average": os.getloadavg()[0]}
+        if s is not None:
+            sharded.append(s)
+            line |= {f"relay_{args.shards}_shards_events_per_second": round(events / s),
+                     f"ratio_{args.shards}_shards_vs_1mb_batches": round(t / s, 3)}
+        print(json.dumps(line), flush=True)
     system.close()
     bare_seconds = statistics.median(b for b, _ in runs)
     relay_seconds = statistics.median(r for _, r in runs)
@@ -165,6 +220,15 @@ def throughput(args, bootstrap_servers: str, results: dict) -> None:
         "bare_producer_1mb_batches_events_per_second": round(events / statistics.median(tuned)),
         "ratio_relay_vs_bare_1mb_batches": round(statistics.median(tuned) / relay_seconds, 3),
     }
+    if sharded:
+        results["throughput"] |= {
+            "shards": args.shards,
+            f"relay_{args.shards}_shards_events_per_second": round(events / statistics.median(sharded)),
+            f"ratio_relay_{args.shards}_shards_vs_bare": round(bare_seconds / statistics.median(sharded), 3),
+            f"ratio_relay_{args.shards}_shards_vs_bare_1mb_batches": round(statistics.median(tuned) / statistics.median(sharded), 3),
+            f"median_ratio_of_paired_runs_{args.shards}_shards_vs_1mb_batches": round(
+                statistics.median(t / s for t, s in zip(tuned, sharded)), 3),
+        }
     results["throughput"]["load_average"] = os.getloadavg()
     print(json.dumps(results["throughput"]), flush=True)
 

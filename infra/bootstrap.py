@@ -168,15 +168,16 @@ class System:
         self.app.close()
         self.db.close()
 
-    def relay(self):
-        """The Kafka relay for this store (CASELOG_KAFKA_BOOTSTRAP must be set)."""
-        from infra.kafka.relay import Relay
+    def relay(self, shard=None):
+        """The Kafka relay for this store (CASELOG_KAFKA_BOOTSTRAP must be set); ``shard`` (a
+        ``infra.kafka.relay.Shard``): the partitions it publishes, by default all of them."""
+        from infra.kafka.relay import Relay, Shard
 
         relay = Relay(self.app.recorder, self.db, bootstrap=self.settings.kafka_bootstrap, topic=self.settings.topic,
                       partitions=self.settings.topic_partitions, replication=self.settings.topic_replication,
                       max_message_bytes=self.settings.topic_max_message_bytes, deployment=self.settings.deployment,
                       decode=self.app.stored_state, disclosure=disclosure(self.settings),
-                      security=kafka_security(self.settings))
+                      security=kafka_security(self.settings), shard=shard or Shard())
         relay.wake_on(self.app.on_saved)  # the API's relay (infra/background.py) publishes a write at once
         return relay
 

@@ -102,18 +102,30 @@ def scheduler(
 def relay(
     retry_parked: bool = typer.Option(False, "--retry-parked",
                                       help="publish the parked events again (after a fix), then exit"),
+    shard: str = typer.Option(None, "--shard", metavar="I/N",
+                              help="publish only the partitions p with p mod N = I, as shard I of N relay processes "
+                                   "(each process one shard, the same N for all; default: every partition)"),
 ) -> None:
     """Publish every stored event to Kafka (CASELOG_KAFKA_BOOTSTRAP, topic CASELOG_TOPIC) as
     CloudEvents, recording the position only after the broker acknowledged. An event the broker
     refuses or that cannot be encoded is parked (caselog_relay_parked) and the relay goes on.
     Runs until stopped; with --retry-parked, publishes the parked events and exits (1 when some
-    are still refused)."""
+    are still refused). A relay process is bound by one core: with --shard, N processes share the
+    topic's partitions, each recording its own position; a shard started with another N than the
+    running layout's takes over from the lowest position recorded (nothing is lost; what the
+    slowest had not recorded is published again)."""
     import signal
     import threading
 
+    from infra.kafka.relay import Shard
+
+    chosen = _shard(shard)
+    if chosen.count > 1 and retry_parked:
+        raise InvalidInput(FieldError("--shard", "--retry-parked publishes every parked event whatever its shard: "
+                                                 "run it without --shard"))
     kafka_settings()
     system = open_system()
-    relay_ = system.relay()
+    relay_ = system.relay(chosen)
     if retry_parked:
         try:
             try:
@@ -134,13 +146,18 @@ def relay(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logs.configure(system.settings.log_level)
-    log.info(f"relay: publishing to {system.settings.topic} on {system.settings.kafka_bootstrap} from position "
+    relay_.take_layout()  # (a shard of a new layout starts from the lowest position recorded)
+    of = "" if chosen.count == 1 else f" (shard {chosen}: partitions p with p mod {chosen.count} = {chosen.index})"
+    log.info(f"relay: publishing to {system.settings.topic}{of} on {system.settings.kafka_bootstrap} from position "
              f"{relay_.position()}")
+    if chosen.count > system.settings.topic_partitions:
+        log.warning(f"relay: {chosen.count} shards for {system.settings.topic_partitions} partitions "
+                    "(CASELOG_TOPIC_PARTITIONS): some shards have no partition to publish")
     try:
         from infra.heartbeat import Heartbeat, heartbeat_path
 
         relay_.run(stop, report=logging.getLogger("caselog.relay").warning,
-                   heartbeat=Heartbeat(heartbeat_path(system.settings.data_dir, "relay")))
+                   heartbeat=Heartbeat(heartbeat_path(system.settings.data_dir, chosen.component)))
     except KeyboardInterrupt:
         pass
     finally:
@@ -186,6 +203,7 @@ def worker(
 def alive(
     component: str = typer.Argument(..., help="relay, scheduler or worker"),
     within: float = typer.Option(60.0, "--within", help="seconds: older heartbeats count as dead"),
+    shard: str = typer.Option(None, "--shard", metavar="I/N", help="the relay shard (caselog relay --shard I/N)"),
 ) -> None:
     """Health check of a long-running process on this host (its data dir): exit 0 when it
     touched its heartbeat file within --within seconds, 1 otherwise. For container health checks."""
@@ -193,7 +211,23 @@ def alive(
 
     if component not in COMPONENTS:
         raise InvalidInput(FieldError("component", f"one of {', '.join(COMPONENTS)}"))
+    if shard is not None and component != "relay":
+        raise InvalidInput(FieldError("--shard", "only a relay has shards"))
+    if shard is not None:
+        component = _shard(shard).component
     age = age_seconds(heartbeat_path(Settings.from_env().data_dir, component))
     if age is None or age > within:
         raise Failure(f"{component}: " + ("no heartbeat yet" if age is None else f"last heartbeat {age:.0f}s ago"))
     print(f"{component}: alive ({age:.0f}s ago)")
+
+
+def _shard(text: str | None):
+    """The relay shard ``--shard`` names (every partition when it is not given)."""
+    from infra.kafka.relay import Shard
+
+    if text is None:
+        return Shard()
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise InvalidInput(FieldError("--shard", str(exc))) from None

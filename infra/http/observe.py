@@ -95,11 +95,11 @@ class SystemFigures:
                 workers.add_metric([name, str(partition)], position)
             yield workers
         if settings.kafka_bootstrap:
-            from infra.kafka.relay import Relay, parked_count
+            from infra.kafka.relay import parked_count, relay_position
 
-            relay_position = runner.position(f"{Relay.TRACKING}:{settings.topic}")
-            yield GaugeMetricFamily("caselog_relay_lag", "Events not yet acknowledged by Kafka.",
-                                    value=head - relay_position)
+            yield GaugeMetricFamily("caselog_relay_lag", "Events not yet acknowledged by Kafka (behind the slowest "
+                                    "relay shard, when several share the topic).",
+                                    value=head - relay_position(system.db, settings.topic))
             yield GaugeMetricFamily("caselog_relay_parked", "Events the relay parked: refused by the broker, or "
                                     "not encodable.", value=parked_count(system.db, settings.topic))
 

@@ -122,13 +122,19 @@ def message_fields(record: EventRecord, deployment: str, disclosure: Disclosure)
                    record.get("class_version", 1), deployment, disclosure.mode)
 
 
+def case_id_text(originator_id: Any) -> str:
+    """A stored event's case id as its message's key and subject write it (canonical UUID text)."""
+    cid = str(originator_id)
+    if len(cid) == 32:  # SQLite keeps UUIDs as hex
+        cid = f"{cid[:8]}-{cid[8:12]}-{cid[12:16]}-{cid[16:20]}-{cid[20:]}"
+    return cid
+
+
 def stored_message_fields(position: int, originator_id: Any, version: int, topic: str, state: dict,
                           deployment: str, disclosure: Disclosure) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """``message_fields(from_stored(...))`` of a stored event's decoded state, without the record in
     between: the relay's per-event path."""
-    cid = str(originator_id)
-    if len(cid) == 32:  # SQLite keeps UUIDs as hex
-        cid = f"{cid[:8]}-{cid[8:12]}-{cid[12:16]}-{cid[16:20]}-{cid[20:]}"
+    cid = case_id_text(originator_id)
     occurred = state["timestamp"]
     type_name = topic.rsplit(":", 1)[-1]
     return _fields(position, cid, version, type_name,

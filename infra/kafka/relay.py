@@ -24,6 +24,14 @@ the case already sent (in the same batch, or the one in flight after it) are on 
 ``caselog relay --retry-parked`` publishes
 them after the fix. The relay also checks that the topic still holds what it acknowledged: a
 topic recreated empty (or one that lost data) is re-published from the start.
+
+One relay publishes every partition; N relay processes can share the work (``caselog relay --shard
+I/N``): shard I publishes the partitions p with p mod N = I (a case's events, in one partition, stay
+with one process, in order), keeping its own position. Every shard of a layout starts where the
+lowest position recorded for the topic stood (the layout before, one relay or another N), and the
+rows of that earlier layout are then dropped: changing N re-publishes at most what the slowest relay
+had not yet recorded, and loses nothing. A relay's process is bound by one core (the GIL): two
+shards on two cores publish about 1.4 times as fast as one (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -40,11 +48,11 @@ from uuid import UUID
 from infra.heartbeat import Heartbeat
 from infra.kafka.clients import Security, producer
 from infra.kafka.disclosure import Disclosure
-from infra.kafka.message import stored_message_fields
+from infra.kafka.message import case_id_text, stored_message_fields
 from infra.kafka.topic import ensure_topic, high_water_marks
 from infra.settings import KAFKA_MAX_MESSAGE_BYTES
 from infra.store.database import Database, events_table, log_rows
-from infra.store.runner import ensure_tracking
+from infra.store.runner import TRACKING
 
 log = logging.getLogger("caselog.relay")
 PARKED = (
@@ -83,6 +91,57 @@ def parked_count(db: Database, topic: str) -> int:
         return int(cur.execute("SELECT count(*) FROM caselog_relay_parked WHERE topic = ?", (topic,)).fetchone()[0])
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Which partitions a relay publishes: those p with p mod ``count`` = ``index``."""
+
+    index: int = 0
+    count: int = 1
+    MOST = 64  # shards: more than any topic's partitions a relay would share
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``I/N`` (0 <= I < N <= MOST); ValueError saying what is wrong."""
+        index, sep, count = text.partition("/")
+        if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+            raise ValueError(f"{text!r} is not I/N (this relay's shard I of N, e.g. 0/2)")
+        shard = cls(int(index), int(count))
+        if not 1 <= shard.count <= cls.MOST or shard.index >= shard.count:
+            raise ValueError(f"{text!r}: N from 1 to {cls.MOST} and I from 0 to N-1")
+        return shard
+
+    def owns(self, partition: int) -> bool:
+        return partition % self.count == self.index
+
+    def tracking_name(self, topic: str) -> str:
+        """Its position's row: ``relay:<topic>`` for the one relay of a topic (as before shards),
+        ``relay:<topic>#I/N`` for a shard."""
+        base = f"{Relay.TRACKING}:{topic}"
+        return base if self.count == 1 else f"{base}#{self.index}/{self.count}"
+
+    @property
+    def component(self) -> str:
+        """Its heartbeat's name (``caselog alive relay --shard I/N``)."""
+        return "relay" if self.count == 1 else f"relay-{self.index}of{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def _topic_positions(cur: Any, topic: str) -> dict[str, int]:
+    """Every relay position recorded for ``topic``, of whatever layout: row name -> position."""
+    base = f"{Relay.TRACKING}:{topic}"
+    rows = cur.execute("SELECT projection, position FROM caselog_tracking").fetchall()
+    return {name: int(position) for name, position in rows if name == base or name.startswith(base + "#")}
+
+
+def relay_position(db: Database, topic: str) -> int:
+    """The position up to which every event of ``topic`` was acknowledged (or parked): the lowest of
+    its relays' (one, or each shard's); 0 before any relay ran."""
+    with db.read() as cur:  # (the projections' runner made the table)
+        return min(_topic_positions(cur, topic).values(), default=0)
+
+
 def _identity(n: Any) -> tuple[str, int, str]:
     """(case id, version, event type) of a stored notification, whatever its state holds."""
     return str(UUID(str(n.originator_id))), n.originator_version, n.topic.rsplit(":", 1)[-1]
@@ -110,10 +169,10 @@ class Relay:
                  decode: Callable[[Any], dict], disclosure: Disclosure, security: Security | None = None,
                  replication: int = 1, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES, batch: int = 1000,
                  poll_seconds: float = 0.1, check_seconds: float = 60.0, producer_config: dict | None = None,
-                 window: int = 1):
+                 window: int = 1, shard: Shard = Shard()):
         """``decode``: a stored row's state as written (``CaseLog.stored_state``: the store may encrypt);
         ``disclosure``: what each message discloses (CASELOG_KAFKA_PHI); ``security``: every client's
-        Kafka security (``infra.kafka.clients.security``)."""
+        Kafka security (``infra.kafka.clients.security``); ``shard``: the partitions it publishes."""
         self.recorder = recorder
         self.db = db
         self.decode = decode
@@ -134,7 +193,10 @@ class Relay:
         self.check_seconds = check_seconds
         self.report_seconds = 5.0  # behind and without an acknowledgement this long: run's report says so
         self.producer_config = producer_config or {}
-        self.name = f"{self.TRACKING}:{topic}"
+        self.shard = shard
+        self.name = shard.tracking_name(topic)
+        self._layout_taken = False  # its position's row made (``take_layout``)
+        self._counted = (0, 0)  # (position, events up to it in this shard's partitions): ``check_topic``
         self._producer = None
         self._wake = threading.Event()
         self._unsubscribe: list[Callable[[], None]] = []
@@ -147,10 +209,32 @@ class Relay:
         self.parked = 0
         self.last_error: str | None = None
         with db.schema() as cur:
-            ensure_tracking(cur, self.name)
+            cur.execute(TRACKING)
             cur.execute(PARKED)
 
     # ---- position and lag ------------------------------------------------------------------
+
+    def take_layout(self) -> None:
+        """Make the position rows of this relay's layout (every shard of it), each at the lowest
+        position recorded for the topic, and drop those of another layout: at the relay's first
+        publish, not when it is made (``--retry-parked`` keeps the layout running)."""
+        if self._layout_taken:
+            return
+        mine = [Shard(i, self.shard.count).tracking_name(self.topic) for i in range(self.shard.count)]
+        with self.db.transaction() as cur:
+            recorded = _topic_positions(cur, self.topic)
+            start = min(recorded.values(), default=0)
+            for name in mine:
+                if name not in recorded:
+                    cur.execute("INSERT INTO caselog_tracking (projection, position) VALUES (?, ?)"
+                                " ON CONFLICT (projection) DO NOTHING", (name, start))
+            dropped = sorted(set(recorded) - set(mine))
+            for name in dropped:
+                cur.execute("DELETE FROM caselog_tracking WHERE projection = ?", (name,))
+        if dropped:
+            log.warning("relay: %d shard(s) take over from %s, every shard from position %d",
+                        self.shard.count, ", ".join(dropped), start)
+        self._layout_taken = True
 
     def position(self) -> int:
         with self.db.read() as cur:  # polled often: on SQLite, without the write lock
@@ -282,6 +366,7 @@ class Relay:
         next is read, encoded and sent (``window``); a read that reaches the end of the log settles
         every batch in flight. Returns how many stored events were read (fewer than ``batch``: the
         relay has caught up, and settled everything it sent)."""
+        self.take_layout()
         try:
             start = (self._inflight[-1].last if self._inflight else
                      self._settled if self._settled is not None else self.position()) + 1
@@ -310,14 +395,27 @@ class Relay:
             self._partitions[key] = partition
         return partition
 
-    def _send_batch(self, start: int, rows: list) -> "_Batch":
-        known = self.producer().partitions_for(self.topic)  # read per batch: partitions may be added
+    def _read_partitions(self) -> None:
+        """The topic's partitions as the producer knows them (read per batch: partitions may be added)."""
+        known = self.producer().partitions_for(self.topic)
         partitions = sorted(known) if known else []
         if partitions != self._all_partitions:
             self._all_partitions, self._partitions = partitions, {}
+            self._counted = (0, 0)  # a shard's cases are counted again over the partitions it now has
+        if self.shard.count > 1 and not partitions:  # which events are this shard's cannot be told
+            raise RuntimeError(f"the partitions of topic {self.topic} are not known yet")
+
+    def _owns(self, originator_id: Any) -> bool:
+        """Whether this relay publishes the case (its partition is this shard's)."""
+        return self.shard.count == 1 or self.shard.owns(self._partition_of(case_id_text(originator_id).encode()))
+
+    def _send_batch(self, start: int, rows: list) -> "_Batch":
+        self._read_partitions()
         parked_positions, first_parked = self._parked()
         sent: list[tuple[Any, Any]] = []
         for n in rows:
+            if not self._owns(n.originator_id):
+                continue
             if n.id in parked_positions:
                 continue
             if first_parked:
@@ -412,22 +510,21 @@ class Relay:
         """Compare the topic with what the relay recorded as acknowledged: when it holds fewer
         messages (recreated empty, or it lost data), start again from position 0. Re-published
         events keep their ids, so a subscriber's dedupe still sees each one once."""
+        self.take_layout()
         self.settle()  # compare with every acknowledgement recorded, and none recorded after a reset
         self._write_pending()
         position = self.position()
         if position == 0:
             return False
-        with self.db.transaction() as cur:
-            parked = int(cur.execute("SELECT count(*) FROM caselog_relay_parked WHERE topic = ? AND position <= ?",
-                                     (self.topic, position)).fetchone()[0])
-        acknowledged = stored_event_count(self.db, self.recorder, position) - parked
+        acknowledged = self._acknowledged(position)
         marks = high_water_marks(self.bootstrap, self.topic, security=self.security)
         if marks is None:  # deleted: create it again now rather than wait for the producer to give up
             self.ensure_topic()
-        held = sum(end for _, end in (marks or {}).values())
+        held = sum(end for partition, (_, end) in (marks or {}).items() if self.shard.owns(partition))
         if held >= acknowledged:
             return False
-        line = (f"relay: topic {self.topic} holds {held} messages but {acknowledged} events up to position {position}"
+        of = "" if self.shard.count == 1 else f" (the partitions of shard {self.shard})"
+        line = (f"relay: topic {self.topic} holds {held} messages{of} but {acknowledged} events up to position {position}"
                 " were acknowledged: the topic lost data; republishing every event from position 0")
         log.warning(line)
         if report is not None:
@@ -439,6 +536,28 @@ class Relay:
             with self.db.transaction() as cur:
                 cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,))
         return True
+
+    def _acknowledged(self, position: int) -> int:
+        """How many events up to ``position`` this relay had acknowledged: the stored events of its
+        partitions, less those parked. A shard counts its own by case, reading only the positions
+        after those it counted before (the first check after a start reads the whole log once)."""
+        with self.db.read() as cur:
+            parked = cur.execute("SELECT case_id FROM caselog_relay_parked WHERE topic = ? AND position <= ?",
+                                 (self.topic, position)).fetchall()
+        if self.shard.count == 1:
+            return stored_event_count(self.db, self.recorder, position) - len(parked)
+        self._read_partitions()
+        upto, count = self._counted if self._counted[0] <= position else (0, 0)
+        table, column = events_table(self.db, self.recorder)
+        while upto < position:
+            end = min(upto + 50_000, position)
+            with self.db.read() as cur:
+                ids = cur.execute(f"SELECT originator_id FROM {table} WHERE {column} > ? AND {column} <= ?",
+                                  (upto, end)).fetchall()
+            count += sum(1 for (originator_id,) in ids if self._owns(originator_id))
+            upto = end
+        self._counted = (position, count)
+        return count - sum(1 for (case_id,) in parked if self._owns(case_id))
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -454,7 +573,7 @@ class Relay:
     def _listen(self, stop: threading.Event) -> None:
         """PostgreSQL only: wake the loop on NOTIFY (the loop polls anyway)."""
         try:
-            with self.recorder.subscribe(gt=self.position()) as subscription:
+            with self.recorder.subscribe(gt=self.recorder.max_notification_id() or 0) as subscription:  # new writes
                 for _ in subscription:
                     self._wake.set()
                     if stop.is_set():
