@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -88,6 +89,8 @@ def main() -> None:
         if args.runs:
             throughput(args, bootstrap_servers, results)
         lag(args, bootstrap_servers, results)
+        if args.shards > 1:
+            lag(args, bootstrap_servers, results, shards=args.shards)
     finally:
         broker.kill()
         broker.wait()
@@ -256,14 +259,26 @@ def consume(topic: str, bootstrap_servers: str, fetch_wait_ms: int, out: Path, s
     out.write_text(json.dumps(seen))
 
 
-def lag(args, bootstrap_servers: str, results: dict) -> None:
-    """End-to-end lag at a steady rate."""
+def lag(args, bootstrap_servers: str, results: dict, shards: int = 1) -> None:
+    """End-to-end lag at a steady rate: the relay in a thread of the writer's process (as ``caselog
+    serve`` runs it, woken by each commit), or ``shards`` > 1 ``caselog relay --shard`` processes
+    (which poll the store)."""
+    from infra.kafka.relay import relay_position
+
     data = OUT / "relay-lag"
     shutil.rmtree(data, ignore_errors=True)
-    settings = Settings(data_dir=data, kafka_bootstrap=bootstrap_servers, topic="bench.lag", topic_partitions=6)
+    topic = "bench.lag" if shards == 1 else f"bench.lag.{shards}"
+    settings = Settings(data_dir=data, kafka_bootstrap=bootstrap_servers, topic=topic, topic_partitions=6)
     system = bootstrap(settings, clock=SystemClock())
     relay = system.relay()
     relay.ensure_topic()
+    if shards > 1:
+        relay.close()  # its settings only: the shards publish
+        env = {**os.environ, "CASELOG_DATA_DIR": str(data), "CASELOG_KAFKA_BOOTSTRAP": bootstrap_servers,
+               "CASELOG_TOPIC": topic, "CASELOG_TOPIC_PARTITIONS": "6", "CASELOG_LOG_LEVEL": "warning"}
+        env.pop("CASELOG_DATABASE_URL", None)
+        relays = [subprocess.Popen([sys.executable, "-m", "infra.cli", "relay", "--shard", f"{i}/{shards}"], env=env,
+                                   cwd=ROOT) for i in range(shards)]
     stop = threading.Event()
     committed: dict[str, float] = {}
     committed_at: dict[int, float] = {}  # position -> commit time
@@ -273,17 +288,26 @@ def lag(args, bootstrap_servers: str, results: dict) -> None:
     # asks every 50 ms. tansu answers a fetch when its wait ends, not when data comes (Kafka does).
     waits = {"default": None, "fetch_wait_50ms": 50}
     stop_file = data / "consumers.stop"
-    consumers = {name: subprocess.Popen([sys.executable, "-m", "bench.relay", "--consume", "bench.lag",
+    consumers = {name: subprocess.Popen([sys.executable, "-m", "bench.relay", "--consume", topic,
                                          "--bootstrap", bootstrap_servers, "--fetch-wait-ms", str(wait or 0),
                                          "--out", str(data / f"arrived-{name}.json"), "--stop", str(stop_file)],
                                         cwd=ROOT)
                  for name, wait in waits.items()}
     time.sleep(3)  # the consumers connect and seek before the first write
+    if shards > 1:  # and the shards are in their loop
+        from infra.heartbeat import heartbeat_path
+        from infra.kafka.relay import Shard
+
+        beats = [heartbeat_path(data, Shard(i, shards).component) for i in range(shards)]
+        limit = time.monotonic() + 60
+        while not all(beat.exists() for beat in beats):
+            assert time.monotonic() < limit and all(proc.poll() is None for proc in relays), "a shard did not start"
+            time.sleep(0.1)
 
     def watch_position() -> None:
         last = 0
         while not stop.is_set():
-            now_position = relay.position()
+            now_position = relay_position(system.db, topic)
             if now_position > last:
                 at = time.perf_counter()
                 for p in range(last + 1, now_position + 1):
@@ -291,8 +315,9 @@ def lag(args, bootstrap_servers: str, results: dict) -> None:
                 last = now_position
             time.sleep(0.005)
 
-    runner = threading.Thread(target=relay.run, args=(stop,))
-    runner.start()
+    runner = threading.Thread(target=relay.run, args=(stop,)) if shards == 1 else None
+    if runner is not None:
+        runner.start()
     watcher = threading.Thread(target=watch_position)
     watcher.start()
     from infra.kafka.message import event_id
@@ -318,10 +343,15 @@ def lag(args, bootstrap_servers: str, results: dict) -> None:
         n += 1
     achieved = len(committed) / (time.perf_counter() - t0)
     deadline = time.perf_counter() + 30
-    while relay.lag() > 0 and time.perf_counter() < deadline:
+    while relay_position(system.db, topic) < system.app.max_position() and time.perf_counter() < deadline:
         time.sleep(0.1)
     stop.set()
-    runner.join(timeout=30)
+    if runner is not None:
+        runner.join(timeout=30)
+    else:
+        for proc in relays:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
     watcher.join(timeout=5)
     stop_file.touch()  # each consumer reads what is left, then writes what it saw and when
     arrived = {}
@@ -337,14 +367,15 @@ def lag(args, bootstrap_servers: str, results: dict) -> None:
                 "p99_ms": round(lags[int(len(lags) * 0.99) - 1] * 1000, 1), "max_ms": round(lags[-1] * 1000, 1),
                 "mean_ms": round(statistics.fmean(lags) * 1000, 1)}
 
-    results["end_to_end_lag"] = {
+    results["end_to_end_lag" if shards == 1 else f"end_to_end_lag_{shards}_shards"] = {
+        "relay": "in the writer's process" if shards == 1 else f"{shards} caselog relay --shard processes",
         "target_events_per_second": args.rate, "achieved_events_per_second": round(achieved), "events": len(committed),
         **{f"visible_{name}": figures([seen[k] - committed[k] for k in committed if k in seen])
            for name, seen in arrived.items()},
         "recorded_by_relay": figures([recorded_at[p] - committed_at[p] for p in committed_at if p in recorded_at]),
         "load_average": os.getloadavg(),
     }
-    print(json.dumps(results["end_to_end_lag"]), flush=True)
+    print(json.dumps(results["end_to_end_lag" if shards == 1 else f"end_to_end_lag_{shards}_shards"]), flush=True)
 
 
 if __name__ == "__main__":
