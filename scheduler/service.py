@@ -84,6 +84,12 @@ class DeadlineScheduler:
         self._fire_lock = threading.Lock()
         self._timer = None
         self._retries: dict[Deadline, Retry] = {}
+        # APScheduler 3's shutdown(wait=True) holds its job stores' lock while it waits for running
+        # jobs, and the sync job takes that lock (get_job, add_job): a sync running at a stop would wait
+        # for the stop and the stop for it. The stop waits for a sync to finish first, and no sync
+        # starts after it.
+        self._sync_lock = threading.Lock()
+        self._stopping = False
 
     @property
     def failing(self) -> int:
@@ -163,18 +169,21 @@ class DeadlineScheduler:
 
     def sync(self) -> None:
         """Catch up the deadline projection and add a date job per deadline in the horizon."""
-        self.runner.catch_up(["deadlines"])
-        until = (self.clock.now() + self.horizon).isoformat()
-        with self.db.transaction() as cur:  # (past those waiting for a retry, which may all come first)
-            rows = due(cur, until, limit=SYNC_WINDOW + len(self._retries))
-        for fire_at, case_id, kind, instant, p2p_id in rows:
-            job_id = f"case:{case_id}:{kind}:{instant}" + (f":{p2p_id}" if p2p_id else "")
-            if self._timer.get_job(job_id) is None:
-                run_date = datetime.fromisoformat(fire_at)
-                if (retry := self._retries.get((case_id, kind, instant, p2p_id))) is not None:
-                    run_date = max(run_date, retry.at)  # not before its retry
-                self._timer.add_job(self._wake, "date", run_date=run_date, id=job_id,
-                                    misfire_grace_time=None, coalesce=True, replace_existing=True)
+        with self._sync_lock:
+            if self._stopping:
+                return
+            self.runner.catch_up(["deadlines"])
+            until = (self.clock.now() + self.horizon).isoformat()
+            with self.db.transaction() as cur:  # (past those waiting for a retry, which may all come first)
+                rows = due(cur, until, limit=SYNC_WINDOW + len(self._retries))
+            for fire_at, case_id, kind, instant, p2p_id in rows:
+                job_id = f"case:{case_id}:{kind}:{instant}" + (f":{p2p_id}" if p2p_id else "")
+                if self._timer.get_job(job_id) is None:
+                    run_date = datetime.fromisoformat(fire_at)
+                    if (retry := self._retries.get((case_id, kind, instant, p2p_id))) is not None:
+                        run_date = max(run_date, retry.at)  # not before its retry
+                    self._timer.add_job(self._wake, "date", run_date=run_date, id=job_id,
+                                        misfire_grace_time=None, coalesce=True, replace_existing=True)
 
     def _wake(self) -> None:
         try:
@@ -183,9 +192,15 @@ class DeadlineScheduler:
             log.exception("firing deadlines failed; the next wake-up retries")
 
     def stop(self) -> None:
+        """Stop the timer once the jobs running have finished (a wake-up fires what it took)."""
         if self._timer is not None:
-            self._timer.shutdown(wait=True)
-            self._timer = None
+            with self._sync_lock:  # a sync running finishes first; none runs after
+                self._stopping = True
+            try:
+                self._timer.shutdown(wait=True)
+            finally:
+                self._timer = None
+                self._stopping = False
 
 
 class Leadership:

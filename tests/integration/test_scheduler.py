@@ -453,6 +453,41 @@ def test_on_the_real_clock_a_failing_deadline_is_woken_for_its_retries_only(tmp_
         system.close()
 
 
+def test_a_stop_while_the_sync_runs_waits_for_it_and_returns(tmp_path, monkeypatch):
+    """APScheduler 3's shutdown holds its job stores' lock while it waits for the running jobs; the sync
+    job takes that lock to look up a deadline's job. A stop that came while a sync was reading the
+    deadlines waited for that sync, and the sync for the stop: ``caselog serve`` hung at its exit."""
+    from infra.settings import Settings
+
+    system = bootstrap(Settings(data_dir=tmp_path))
+    try:
+        body = request(DME, date_of_service=later(datetime.now(UTC), 5))
+        cid = system.app.submit(body, actor=PROVIDER).view["case_id"]
+        system.app.place_hold(cid, ["notes"], (datetime.now(UTC) + timedelta(minutes=5)).isoformat(), actor=MD)
+        reading, release = threading.Event(), threading.Event()
+        catch_up = system.runner.catch_up
+
+        def slow_catch_up(*args, **kwargs):  # the sync, once started, is held here until the stop has begun
+            if threading.current_thread().name.startswith("ThreadPoolExecutor") and not release.is_set():
+                reading.set()
+                release.wait(5)
+            return catch_up(*args, **kwargs)
+
+        monkeypatch.setattr(system.runner, "catch_up", slow_catch_up)
+        system.scheduler.start()
+        assert reading.wait(5), "the sync job never ran"
+        stopper = threading.Thread(target=system.scheduler.stop, daemon=True)
+        stopper.start()
+        time.sleep(0.2)  # the stop is waiting now; then the sync goes on to look up the hold's job
+        release.set()
+        stopper.join(10)
+        assert not stopper.is_alive(), "the stop and the running sync waited for each other"
+        assert system.scheduler._timer is None
+    finally:
+        release.set()
+        system.close()
+
+
 def test_runs_keep_due_order_and_start_anew_at_a_case_already_in_the_run():
     rows = [("t1", "a"), ("t1", "b"), ("t2", "a"), ("t3", "c"), ("t4", "d"), ("t5", "e")]
     assert list(runs(rows, 3)) == [[("t1", "a"), ("t1", "b")], [("t2", "a"), ("t3", "c"), ("t4", "d")], [("t5", "e")]]
