@@ -44,13 +44,19 @@ def start_background(system: System, api: FastAPI) -> None:
 
     relay = system.relay() if system.settings.kafka_bootstrap else None
 
+    def run_relay() -> None:
+        from infra.kafka.relay import RelayStopped
+
+        try:
+            relay.run(stop, report=logging.getLogger("caselog.relay").warning)
+        except RelayStopped:  # (logged by the relay) a `caselog relay --shard` layout took the topic over:
+            pass  # the API goes on; those relays publish
+
     def _start() -> None:
         system.catch_up()
         threading.Thread(target=poll, name="projections", daemon=True).start()
         if relay is not None:
-            report = logging.getLogger("caselog.relay").warning
-            threading.Thread(target=relay.run, args=(stop,), kwargs={"report": report}, name="relay",
-                             daemon=True).start()
+            threading.Thread(target=run_relay, name="relay", daemon=True).start()
         if not getattr(system.clock, "manual", False):
             threading.Thread(target=lead, name="scheduler-leadership", daemon=True).start()
 

@@ -104,26 +104,32 @@ def relay(
                                       help="publish the parked events again (after a fix), then exit"),
     shard: str = typer.Option(None, "--shard", metavar="I/N",
                               help="publish only the partitions p with p mod N = I, as shard I of N relay processes "
-                                   "(each process one shard, the same N for all; default: every partition)"),
+                                   "(each process one shard, the same N for all, N dividing the topic's partitions; "
+                                   "default: every partition)"),
 ) -> None:
     """Publish every stored event to Kafka (CASELOG_KAFKA_BOOTSTRAP, topic CASELOG_TOPIC) as
     CloudEvents, recording the position only after the broker acknowledged. An event the broker
     refuses or that cannot be encoded is parked (caselog_relay_parked) and the relay goes on.
     Runs until stopped; with --retry-parked, publishes the parked events and exits (1 when some
     are still refused). A relay process is bound by one core: with --shard, N processes share the
-    topic's partitions, each recording its own position; a shard started with another N than the
-    running layout's takes over from the lowest position recorded (nothing is lost; what the
-    slowest had not recorded is published again)."""
+    topic's partitions (N must divide their number), each recording its own position; a shard
+    started with another N than the running layout's takes over from the lowest position recorded
+    (nothing is lost; what the slowest had not recorded is published again) and the relays of the
+    old layout stop (exit 1)."""
     import signal
     import threading
 
-    from infra.kafka.relay import Shard
+    from infra.kafka.relay import RelayStopped
 
     chosen = _shard(shard)
     if chosen.count > 1 and retry_parked:
         raise InvalidInput(FieldError("--shard", "--retry-parked publishes every parked event whatever its shard: "
                                                  "run it without --shard"))
-    kafka_settings()
+    settings = kafka_settings()
+    if not chosen.fits(settings.topic_partitions):
+        raise InvalidInput(FieldError("--shard", f"{chosen.count} shards cannot share the topic's "
+                                                 f"{settings.topic_partitions} partitions (CASELOG_TOPIC_PARTITIONS): "
+                                                 "N must divide their number"))
     system = open_system()
     relay_ = system.relay(chosen)
     if retry_parked:
@@ -150,9 +156,6 @@ def relay(
     of = "" if chosen.count == 1 else f" (shard {chosen}: partitions p with p mod {chosen.count} = {chosen.index})"
     log.info(f"relay: publishing to {system.settings.topic}{of} on {system.settings.kafka_bootstrap} from position "
              f"{relay_.position()}")
-    if chosen.count > system.settings.topic_partitions:
-        log.warning(f"relay: {chosen.count} shards for {system.settings.topic_partitions} partitions "
-                    "(CASELOG_TOPIC_PARTITIONS): some shards have no partition to publish")
     try:
         from infra.heartbeat import Heartbeat, heartbeat_path
 
@@ -160,6 +163,8 @@ def relay(
                    heartbeat=Heartbeat(heartbeat_path(system.settings.data_dir, chosen.component)))
     except KeyboardInterrupt:
         pass
+    except RelayStopped as exc:  # another layout took over, or the topic's partitions do not fit: nothing is lost
+        raise Failure(str(exc)) from None
     finally:
         relay_.close()
         system.close()

@@ -27,16 +27,21 @@ topic recreated empty (or one that lost data) is re-published from the start.
 
 One relay publishes every partition; N relay processes can share the work (``caselog relay --shard
 I/N``): shard I publishes the partitions p with p mod N = I (a case's events, in one partition, stay
-with one process, in order), keeping its own position. Every shard of a layout starts where the
+with one process, in order), keeping its own position. N divides the topic's partitions, so that a
+case's shard is its key's hash mod N whatever their number (partitions added keep every case with
+its shard; a number N does not divide stops the shards, which would otherwise lose the events of
+the cases that moved from a slower shard to a faster one). Every shard of a layout starts where the
 lowest position recorded for the topic stood (the layout before, one relay or another N), and the
 rows of that earlier layout are then dropped: changing N re-publishes at most what the slowest relay
-had not yet recorded, and loses nothing. A relay's process is bound by one core (the GIL): two
-shards on two cores publish about 1.4 times as fast as one (bench/RESULTS.md).
+had not yet recorded, and loses nothing; a relay of the earlier layout still running finds its row
+gone and stops (``RelayStopped``). A relay's process is bound by one core (the GIL): two
+shards on two cores published 1.4 to 1.8 times as fast as one (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -60,10 +65,20 @@ PARKED = (
     " case_id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,"
     " parked_at TEXT NOT NULL, PRIMARY KEY (topic, position))"
 )
+# How many stored events up to ``position`` are of a shard's cases (``Relay._acknowledged``): a fact of the
+# store alone (the shard of a case is its key's hash mod N), kept so that a start does not count the log again.
+COUNTED = ("CREATE TABLE IF NOT EXISTS caselog_relay_counted (shard TEXT PRIMARY KEY, position BIGINT NOT NULL,"
+           " events BIGINT NOT NULL)")
 
 
 class StoreUnreadable(RuntimeError):
     """A stored event no configured key decrypts: the relay stops there (and retries) rather than park it."""
+
+
+class RelayStopped(RuntimeError):
+    """The relay cannot go on as configured, and retrying cannot help: a relay of another layout took
+    the topic over (this one's position row is gone), or the topic's partitions are a number its
+    shards do not divide. Raised out of ``run``; nothing is lost (the position stays recorded)."""
 
 
 def refused(exc: BaseException) -> bool:
@@ -102,16 +117,21 @@ class Shard:
     @classmethod
     def parse(cls, text: str) -> "Shard":
         """``I/N`` (0 <= I < N <= MOST); ValueError saying what is wrong."""
-        index, sep, count = text.partition("/")
-        if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+        numbers = re.fullmatch(r"\s*(\d{1,3})\s*/\s*(\d{1,3})\s*", text, re.ASCII)
+        if numbers is None:
             raise ValueError(f"{text!r} is not I/N (this relay's shard I of N, e.g. 0/2)")
-        shard = cls(int(index), int(count))
+        shard = cls(int(numbers[1]), int(numbers[2]))
         if not 1 <= shard.count <= cls.MOST or shard.index >= shard.count:
             raise ValueError(f"{text!r}: N from 1 to {cls.MOST} and I from 0 to N-1")
         return shard
 
     def owns(self, partition: int) -> bool:
         return partition % self.count == self.index
+
+    def fits(self, partitions: int) -> bool:
+        """Whether N shards can share this many partitions: N divides it (then partition mod N is the
+        key's hash mod N, the same for any such number)."""
+        return partitions > 0 and partitions % self.count == 0
 
     def tracking_name(self, topic: str) -> str:
         """Its position's row: ``relay:<topic>`` for the one relay of a topic (as before shards),
@@ -128,9 +148,9 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def _topic_positions(cur: Any, topic: str) -> dict[str, int]:
+def topic_positions(cur: Any, topic: str) -> dict[str, int]:
     """Every relay position recorded for ``topic``, of whatever layout: row name -> position."""
-    base = f"{Relay.TRACKING}:{topic}"
+    base = Shard().tracking_name(topic)
     rows = cur.execute("SELECT projection, position FROM caselog_tracking").fetchall()
     return {name: int(position) for name, position in rows if name == base or name.startswith(base + "#")}
 
@@ -139,7 +159,7 @@ def relay_position(db: Database, topic: str) -> int:
     """The position up to which every event of ``topic`` was acknowledged (or parked): the lowest of
     its relays' (one, or each shard's); 0 before any relay ran."""
     with db.read() as cur:  # (the projections' runner made the table)
-        return min(_topic_positions(cur, topic).values(), default=0)
+        return min(topic_positions(cur, topic).values(), default=0)
 
 
 def _identity(n: Any) -> tuple[str, int, str]:
@@ -208,9 +228,11 @@ class Relay:
         self.published = 0
         self.parked = 0
         self.last_error: str | None = None
+        self._failure: RelayStopped | None = None  # found by the recording thread: the loop raises it
         with db.schema() as cur:
             cur.execute(TRACKING)
             cur.execute(PARKED)
+            cur.execute(COUNTED)
 
     # ---- position and lag ------------------------------------------------------------------
 
@@ -222,7 +244,9 @@ class Relay:
             return
         mine = [Shard(i, self.shard.count).tracking_name(self.topic) for i in range(self.shard.count)]
         with self.db.transaction() as cur:
-            recorded = _topic_positions(cur, self.topic)
+            if self.db.dialect == "postgres":  # two layouts starting at once: one after the other (SQLite's
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext('caselog-relay-layout'))")  # write lock does it)
+            recorded = topic_positions(cur, self.topic)
             start = min(recorded.values(), default=0)
             for name in mine:
                 if name not in recorded:
@@ -237,9 +261,16 @@ class Relay:
         self._layout_taken = True
 
     def position(self) -> int:
+        """The position recorded: 0 before the layout is taken; RelayStopped once another layout took it."""
         with self.db.read() as cur:  # polled often: on SQLite, without the write lock
             row = cur.execute("SELECT position FROM caselog_tracking WHERE projection = ?", (self.name,)).fetchone()
+        if row is None and self._layout_taken:
+            raise self._taken_over()
         return int(row[0]) if row else 0
+
+    def _taken_over(self) -> RelayStopped:
+        return RelayStopped(f"relay {self.name}: its position row is gone: a relay of another layout (another"
+                            " --shard N) took the topic over; this relay stops (run one layout at a time)")
 
     def lag(self) -> int:
         return (self.recorder.max_notification_id() or 0) - self.position()
@@ -258,7 +289,10 @@ class Relay:
 
     def _write(self, position: int) -> None:
         with self.db.transaction() as cur:
-            cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ? AND position < ?", (position, self.name, position))
+            moved = cur.execute("UPDATE caselog_tracking SET position = ? WHERE projection = ? AND position < ?",
+                                (position, self.name, position)).rowcount
+            if not moved and cur.execute("SELECT 1 FROM caselog_tracking WHERE projection = ?", (self.name,)).fetchone() is None:
+                raise self._taken_over()
 
     def _write_pending(self) -> None:
         """Write the last position settled and not yet written (the recording thread, and before
@@ -269,20 +303,24 @@ class Relay:
             if position is not None:
                 self._write(position)
 
-    def _record_while(self, stop: threading.Event) -> None:
+    def _record_while(self, stop: threading.Event, recording: threading.Event, ended: threading.Event) -> None:
         """Write the position settled last, at most every RECORD_EVERY: each write takes the store's
         write lock from the writers (more acknowledged events are re-sent after a crash: at most
-        that much more)."""
+        that much more); until ``stop`` (or the loop ``ended``: it raised) and nothing is left."""
         while True:
-            self._recording.wait(0.5)
-            self._recording.clear()
+            recording.wait(0.5)
+            recording.clear()
             try:
                 self._write_pending()
+            except RelayStopped as exc:  # the loop raises it
+                self._failure = exc
+                self._wake.set()
+                return
             except Exception as exc:  # noqa: BLE001 - the store may be busy or closing: written at the next turn
                 log.warning("relay: could not record the position yet (%s)", exc)
-            if stop.is_set() and self._pending is None:
+            if (stop.is_set() or ended.is_set()) and self._pending is None:
                 return
-            stop.wait(self.RECORD_EVERY)
+            ended.wait(self.RECORD_EVERY)
 
     # ---- parked events ---------------------------------------------------------------------
 
@@ -399,11 +437,13 @@ class Relay:
         """The topic's partitions as the producer knows them (read per batch: partitions may be added)."""
         known = self.producer().partitions_for(self.topic)
         partitions = sorted(known) if known else []
-        if partitions != self._all_partitions:
+        if partitions != self._all_partitions:  # (a case's shard stays the same: N divides both numbers)
             self._all_partitions, self._partitions = partitions, {}
-            self._counted = (0, 0)  # a shard's cases are counted again over the partitions it now has
         if self.shard.count > 1 and not partitions:  # which events are this shard's cannot be told
             raise RuntimeError(f"the partitions of topic {self.topic} are not known yet")
+        if self.shard.count > 1 and not self.shard.fits(len(partitions)):
+            raise RelayStopped(f"topic {self.topic} has {len(partitions)} partitions, which {self.shard.count} shards"
+                               f" cannot share (N must divide the number of partitions): shard {self.shard} stops")
 
     def _owns(self, originator_id: Any) -> bool:
         """Whether this relay publishes the case (its partition is this shard's)."""
@@ -506,17 +546,18 @@ class Relay:
 
     # ---- a topic that lost data ------------------------------------------------------------
 
-    def check_topic(self, report: Callable[[str], None] | None = None) -> bool:
+    def check_topic(self, report: Callable[[str], None] | None = None, beat: Callable[[], None] | None = None) -> bool:
         """Compare the topic with what the relay recorded as acknowledged: when it holds fewer
         messages (recreated empty, or it lost data), start again from position 0. Re-published
-        events keep their ids, so a subscriber's dedupe still sees each one once."""
+        events keep their ids, so a subscriber's dedupe still sees each one once. ``beat``: called
+        while a shard counts its events (a first count reads the whole log)."""
         self.take_layout()
         self.settle()  # compare with every acknowledgement recorded, and none recorded after a reset
         self._write_pending()
         position = self.position()
         if position == 0:
             return False
-        acknowledged = self._acknowledged(position)
+        acknowledged = self._acknowledged(position, beat)
         marks = high_water_marks(self.bootstrap, self.topic, security=self.security)
         if marks is None:  # deleted: create it again now rather than wait for the producer to give up
             self.ensure_topic()
@@ -534,20 +575,33 @@ class Relay:
                 self._pending = None
             self._settled = None
             with self.db.transaction() as cur:
-                cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,))
+                if not cur.execute("UPDATE caselog_tracking SET position = 0 WHERE projection = ?", (self.name,)).rowcount:
+                    raise self._taken_over()
+        # Republished by a new producer: the old one's idempotence state (its producer id, each partition's
+        # sequence number) is of the topic that was lost, and a broker that kept that state for the new topic
+        # acknowledges batches it takes for duplicates without storing them (tansu dropped 83 to 121 of 288
+        # events so, in about one run in three; with a new producer none in 8).
+        self._reset_producer()
         return True
 
-    def _acknowledged(self, position: int) -> int:
+    def _acknowledged(self, position: int, beat: Callable[[], None] | None = None) -> int:
         """How many events up to ``position`` this relay had acknowledged: the stored events of its
         partitions, less those parked. A shard counts its own by case, reading only the positions
-        after those it counted before (the first check after a start reads the whole log once)."""
+        after those it counted before, in this process or another (``caselog_relay_counted``: what
+        was counted is a fact of the store, kept across restarts and layouts)."""
         with self.db.read() as cur:
             parked = cur.execute("SELECT case_id FROM caselog_relay_parked WHERE topic = ? AND position <= ?",
                                  (self.topic, position)).fetchall()
         if self.shard.count == 1:
             return stored_event_count(self.db, self.recorder, position) - len(parked)
         self._read_partitions()
+        key = str(self.shard)
+        if self._counted == (0, 0):
+            with self.db.read() as cur:
+                row = cur.execute("SELECT position, events FROM caselog_relay_counted WHERE shard = ?", (key,)).fetchone()
+            self._counted = (int(row[0]), int(row[1])) if row else (0, 0)
         upto, count = self._counted if self._counted[0] <= position else (0, 0)
+        start = upto
         table, column = events_table(self.db, self.recorder)
         while upto < position:
             end = min(upto + 50_000, position)
@@ -556,7 +610,14 @@ class Relay:
                                   (upto, end)).fetchall()
             count += sum(1 for (originator_id,) in ids if self._owns(originator_id))
             upto = end
+            if beat is not None:
+                beat()
         self._counted = (position, count)
+        if position > start:
+            with self.db.transaction() as cur:
+                cur.execute("INSERT INTO caselog_relay_counted (shard, position, events) VALUES (?, ?, ?)"
+                            " ON CONFLICT (shard) DO UPDATE SET position = excluded.position, events = excluded.events",
+                            (key, position, count))
         return count - sum(1 for (case_id,) in parked if self._owns(case_id))
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -600,12 +661,14 @@ class Relay:
             threading.Thread(target=self._listen, args=(stop,), daemon=True, name="relay-listen").start()
         if report is not None:
             threading.Thread(target=self._watch, args=(stop, report), daemon=True, name="relay-lag").start()
-        self._recording = threading.Event()
-        recorder = threading.Thread(target=self._record_while, args=(stop,), daemon=True, name="relay-record")
+        self._recording, ended = threading.Event(), threading.Event()
+        recorder = threading.Thread(target=self._record_while, args=(stop, self._recording, ended), daemon=True,
+                                    name="relay-record")
         recorder.start()
         try:
             self._loop(stop, report, heartbeat)
         finally:
+            ended.set()
             self._recording.set()
             recorder.join(timeout=30)
             self._recording = None
@@ -616,15 +679,18 @@ class Relay:
 
     def _loop(self, stop: threading.Event, report: Callable[[str], None] | None, heartbeat: Heartbeat | None) -> None:
         backoff, topic_ready, checked, idle = 0.5, False, None, self.MIN_POLL
+        beat = heartbeat.beat if heartbeat is not None else None
         while not stop.is_set():
-            if heartbeat is not None:
-                heartbeat.beat()
+            if beat is not None:
+                beat()
+            if self._failure is not None:
+                raise self._failure
             try:
                 if not topic_ready:
                     self.ensure_topic()
                     topic_ready, checked = True, None
                 if checked is None or time.monotonic() - checked >= self.check_seconds:
-                    self.check_topic(report)
+                    self.check_topic(report, beat)
                     checked = time.monotonic()
                 read = self.publish_once()
                 backoff = 0.5
@@ -638,6 +704,9 @@ class Relay:
                 if self._wake.wait(idle):
                     self._wake.clear()
                     stop.wait(self.GATHER)
+            except RelayStopped as exc:
+                log.error("relay: %s", exc)
+                raise
             except Exception as exc:  # noqa: BLE001 - the broker may be down: back off and retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._reset_producer()
