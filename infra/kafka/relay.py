@@ -579,8 +579,8 @@ class Relay:
                     raise self._taken_over()
         # Republished by a new producer: the old one's idempotence state (its producer id, each partition's
         # sequence number) is of the topic that was lost, and a broker that kept that state for the new topic
-        # acknowledges batches it takes for duplicates without storing them (tansu dropped 83 to 121 of 288
-        # events so, in about one run in three; with a new producer none in 8).
+        # acknowledges batches it takes for duplicates without storing them (tansu dropped 83 and 121 of 288
+        # events so, in two runs of seven; with a new producer none in 8).
         self._reset_producer()
         return True
 
