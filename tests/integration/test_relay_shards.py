@@ -5,7 +5,6 @@ against a real Kafka-protocol broker (tansu)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from infra.kafka.message import case_id_text
 from infra.kafka.relay import Relay, RelayStopped, Shard, relay_position, topic_positions
 from infra.kafka.topic import ensure_topic
 from tests.integration.test_kafka import check_topic_equals_store, drain, topic_messages
-from tests.integration.test_relay_robustness import delete_topic, held_on_topic, submit
+from tests.integration.test_relay_robustness import caselog, delete_topic, env_of, held_on_topic, submit
 from tests.support import PROVIDER
 
 
@@ -35,15 +34,6 @@ def positions(system, topic: str) -> dict[str, int]:
     """Every relay position row of ``topic``."""
     with system.db.read() as cur:
         return topic_positions(cur, topic)
-
-
-def cli_env(settings) -> dict[str, str]:
-    env = {**os.environ, "CASELOG_DATA_DIR": str(settings.data_dir), "CASELOG_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "CASELOG_TOPIC": settings.topic, "CASELOG_TOPIC_PARTITIONS": str(settings.topic_partitions)}
-    env.pop("CASELOG_DATABASE_URL", None)
-    if settings.database_url:
-        env["CASELOG_DATABASE_URL"] = settings.database_url
-    return env
 
 
 def shard_events(system, relay: Relay) -> int:
@@ -174,8 +164,7 @@ def test_shards_stop_on_a_topic_whose_partitions_they_cannot_share_and_record_no
         assert stopped and "3 partitions" in stopped[0], "the shard stopped by itself, saying why"
         assert shard.published == 0 and held_on_topic(kafka_store) == 0
         assert positions(system, kafka_store.topic) == {f"relay:{kafka_store.topic}#{i}/2": 0 for i in range(2)}
-        refused = subprocess.run([sys.executable, "-m", "infra.cli", "relay", "--shard", "0/4"], env=cli_env(kafka_store),
-                                 capture_output=True, text=True, timeout=60)
+        refused = caselog(kafka_store, "relay", "--shard", "0/4")
         assert refused.returncode == 2 and "--shard" in refused.stderr and "divide" in refused.stderr, refused.stderr
         assert positions(system, kafka_store.topic) == {f"relay:{kafka_store.topic}#{i}/2": 0 for i in range(2)}
     finally:
@@ -227,7 +216,7 @@ def test_relay_processes_of_two_shards_one_killed_and_restarted_publish_every_ev
     try:
         load(system, 1500)
         total = system.app.max_position()
-        env = cli_env(kafka_store)
+        env = env_of(kafka_store)
 
         def start(shard: str) -> subprocess.Popen:
             return subprocess.Popen([sys.executable, "-m", "infra.cli", "relay", "--shard", shard], env=env,
