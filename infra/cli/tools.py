@@ -119,6 +119,7 @@ BENCHMARKS = {
     "workers": "bench.workers",  # issue 5: faust workers building the read models, against the embedded runner
     "verify": "bench.verify",  # issue 12: verify and verify --seals on ~1M events, sealing them
     "write": "bench.write",  # issue 13: HTTP submissions and determinations, against a bare eventsourcing app
+    "instructions": "bench.instructions",  # issue 13: the same writes' CPU instructions (callgrind), against the bare app
 }
 
 
@@ -126,7 +127,7 @@ BENCHMARKS = {
 @handled
 def bench(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="read-models, scheduler, relay, workers, verify or write"),
+    name: str = typer.Argument(..., help="read-models, scheduler, relay, workers, verify, write or instructions"),
 ) -> None:
     """Run a benchmark from bench/ (a source checkout): it prints its figures and writes them
     under bench/out/; bench/RESULTS.md records them. Extra options go to the benchmark
