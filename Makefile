@@ -26,14 +26,15 @@ test: $(STAMP) browser
 	$(BIN)/pytest -n $(TEST_PROCESSES)
 
 # The dashboard's browser test (tests/e2e/test_dashboard_browser.py) drives Debian's chromium through
-# chromium-driver: installed here when missing (as root, e.g. on CI); otherwise that test fails saying so.
+# chromium-driver, and the instruction-count bench's test (tests/e2e/test_bench_instructions.py) runs
+# valgrind: installed here when missing (as root, e.g. on CI); otherwise those tests fail saying so.
 browser:
-	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! command -v valgrind >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium and chromium-driver for the browser test"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    echo "installing chromium, chromium-driver and valgrind for the browser and instruction-count tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver valgrind >/dev/null; \
 	  else \
-	    echo "chromium and chromium-driver are missing (apt-get install chromium chromium-driver, as root)" >&2; \
+	    echo "chromium, chromium-driver or valgrind is missing (apt-get install chromium chromium-driver valgrind, as root)" >&2; \
 	  fi; \
 	fi
 
