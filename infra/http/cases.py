@@ -15,7 +15,7 @@ from application import bodies, commands
 from application.commands import CaseCommand
 from domain.errors import FieldError, InvalidInput
 from infra.authorization import MEMBER_DATA_READERS, SUBMITTERS
-from infra.http.guard import Guard
+from infra.http.guard import Guard, Writing
 from infra.http.models import CaseView, History, Uploaded
 from infra.http.openapi import answers
 from infra.http.problems import ERRORS
@@ -39,27 +39,27 @@ def router(guard: Guard) -> APIRouter:
 
     @routes.post("/cases", status_code=201, tags=cases, response_model=None,
                  responses={**answers(CaseView, "The case, as submitted", 201), 409: ERRORS[409], 422: ERRORS[422]})
-    def submit_case(body: commands.SubmitCase, who: Principal = Depends(guard.role(*SUBMITTERS)),
-                    key: str | None = Depends(guard.idempotency_key)) -> JSONResponse:
+    def submit_case(body: commands.SubmitCase,
+                    writing: Writing = Depends(guard.writing(*SUBMITTERS, creates=True))) -> JSONResponse:
         """Submit a prior-authorization request for one of the provider's NPIs; the rules may approve it at
         once (never deny). Role: provider."""
-        data = guard.authz.submission(who, body.model_dump(mode="json"))
-        return guard.answer(app.submit(data, actor=who.actor, key=key))
+        data = guard.authz.submission(writing.who, body.model_dump(mode="json"))
+        return guard.answer(app.submit(data, actor=writing.who.actor, key=writing.key))
 
     @routes.post("/drafts", status_code=201, tags=cases, response_model=None,
                  responses={**answers(CaseView, "The draft (status draft)", 201), 409: ERRORS[409]})
-    def start_draft(body: commands.StartDraft, who: Principal = Depends(guard.role(*SUBMITTERS)),
-                    key: str | None = Depends(guard.idempotency_key)) -> JSONResponse:
+    def start_draft(body: commands.StartDraft,
+                    writing: Writing = Depends(guard.writing(*SUBMITTERS, creates=True))) -> JSONResponse:
         """Start a request to finish later (any fields of POST /cases); it expires if not submitted. Role: provider."""
-        return guard.answer(app.start_draft(body.model_dump(mode="json"), actor=who.actor, key=key))
+        return guard.answer(app.start_draft(body.model_dump(mode="json"), actor=writing.who.actor, key=writing.key))
 
     @routes.post("/cases/{case_id}/submit", tags=cases, response_model=None,
                  responses={**answers(CaseView, "The case, as submitted"), 404: ERRORS[404], 409: ERRORS[409]})
-    def submit_draft(case_id: str, body: commands.SubmitCase, who: Principal = Depends(guard.role(*SUBMITTERS)),
-                     key=Depends(guard.idempotency_key), version=Depends(guard.if_match)) -> JSONResponse:
+    def submit_draft(case_id: str, body: commands.SubmitCase,
+                     writing: Writing = Depends(guard.writing(*SUBMITTERS))) -> JSONResponse:
         """Submit a draft as a complete request (the body of POST /cases). Role: provider."""
-        data = guard.authz.draft_submission(who, case_id, body.model_dump(mode="json"))
-        return guard.write(who, key, version, lambda kw: app.submit_draft(case_id, data, **kw))
+        data = guard.authz.draft_submission(writing.who, case_id, body.model_dump(mode="json"))
+        return guard.write(writing, lambda kw: app.submit_draft(case_id, data, **kw))
 
     for command in commands.CASE_COMMANDS:
         _command_route(routes, guard, command)
@@ -95,10 +95,9 @@ def _command_route(routes: APIRouter, guard: Guard, command: CaseCommand) -> Non
     """``POST /cases/{case_id}<path>`` for one command: its body, path parameters and roles from
     the table; visibility, documents and the write headers the same for every command."""
 
-    def handler(case_id: str, who: Principal, key: str | None, version: int | None, body: Any = None,
-                **params: Any) -> JSONResponse:
-        data = guard.authz.command(who, command, case_id, body.model_dump(mode="json") if body is not None else {})
-        return guard.write(who, key, version, lambda kw: command.run(guard.app, case_id, data, params, **kw))
+    def handler(case_id: str, writing: Writing, body: Any = None, **params: Any) -> JSONResponse:
+        data = guard.authz.command(writing.who, command, case_id, body.model_dump(mode="json") if body is not None else {})
+        return guard.write(writing, lambda kw: command.run(guard.app, case_id, data, params, **kw))
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     signature = [inspect.Parameter("case_id", keyword, annotation=str)]
@@ -111,11 +110,7 @@ def _command_route(routes: APIRouter, guard: Guard, command: CaseCommand) -> Non
         examples = {"example": {"summary": command.summary, "value": command.example}} if command.example else None
         signature.append(inspect.Parameter("body", keyword, annotation=command.body,
                                            default=Body(..., openapi_examples=examples)))
-    signature += [
-        inspect.Parameter("who", keyword, annotation=Principal, default=Depends(guard.role(*command.roles))),
-        inspect.Parameter("key", keyword, annotation=str | None, default=Depends(guard.idempotency_key)),
-        inspect.Parameter("version", keyword, annotation=int | None, default=Depends(guard.if_match)),
-    ]
+    signature.append(inspect.Parameter("writing", keyword, annotation=Writing, default=Depends(guard.writing(*command.roles))))
     handler.__signature__ = inspect.Signature(signature, return_annotation=JSONResponse)  # type: ignore[attr-defined]
     handler.__name__ = command.action.replace("-", "_")
     statuses = (200, 201) if command.creates else (200,)

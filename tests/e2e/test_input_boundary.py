@@ -141,6 +141,28 @@ def test_a_command_with_bad_text_is_refused_naming_the_field(api, path, who, bod
     api.system.catch_up()
 
 
+def test_the_write_headers_are_checked_after_the_caller_and_refused_naming_the_header(api):
+    """Idempotency-Key and If-Match come with the caller's token in one dependency: a caller without a
+    token is told so (401), one of another role is refused (403), before the headers are looked at; a
+    header too long is then a 422 naming it beside the body's own errors, a bad If-Match a 400."""
+    cid = held_case(api)
+    long_key = {"Idempotency-Key": "k" * 201}
+    before = recorded(api.system)
+    assert api.client.post(f"/cases/{cid}/clinical", json={"notes": "x"}, headers=long_key).status_code == 401
+    assert api.post(f"/cases/{cid}/determination", {"outcome": "approved"}, who="provider", **long_key).status_code == 403
+    assert api.post("/cases", {}, who="md", **long_key).status_code == 403
+    assert recorded(api.system) == before
+    body = refused_naming(api, lambda: api.post(f"/cases/{cid}/clinical", {"notes": "x" * 20_001}, **long_key), "notes")
+    assert "Idempotency-Key" in [e["field"] for e in body["errors"]], body
+    refused_naming(api, lambda: api.post(f"/cases/{cid}/clinical", {"notes": "x"}, **{"If-Match": "1" * 41}), "If-Match")
+    refused_naming(api, lambda: api.post("/cases", case_request(api), **long_key), "Idempotency-Key")
+    bad = api.post(f"/cases/{cid}/clinical", {"notes": "x"}, **{"If-Match": "three"})
+    assert bad.status_code == 400 and bad.json()["type"].endswith("/invalid-if-match"), bad.text
+    assert recorded(api.system) == before
+    version = answered(api.get(f"/cases/{cid}"))["version"]
+    answered(api.post(f"/cases/{cid}/clinical", {"notes": "the system goes on"}, **{"If-Match": f'W/"{version}"'}))
+
+
 @pytest.mark.parametrize("extra, field", [
     ({"member": {"last_name": "Ada\u0000"}}, "member.last_name"),
     ({"notes\u0000": "x"}, "body"),
