@@ -12,14 +12,18 @@ change can do and compares code paths; the rates themselves stay bench.write's.
 Each figure is one child process run under ``valgrind --tool=callgrind --instr-atstart=no``: it builds the
 app, answers a warm-up, then asks ``callgrind_control`` to count while it sends ``--requests`` requests one
 at a time (one client) through the ASGI app in process, no sockets (so uvicorn's h11 parsing and the kernel
-are left out, for both apps alike). Every thread is counted: the thread pool's, caselog's writer. The stores
-(SQLite) are prepared beforehand, outside valgrind, as bench.write prepares them:
+are left out, for both apps alike). Every thread is counted: the thread pool's, and with them the group
+commit that one of them runs for the others. No access log line is written (logging is not configured, as
+`caselog serve` configures it: about 4% of a served request in a profile), nor anything sent to a broker.
+The stores (SQLite) are prepared beforehand, outside valgrind, as bench.write prepares them; the caselog
+store grows from one child to the next, so compare runs with the same ``--only``:
 
 - ``bare``: bench/bare_app.py, POST /cases and POST /cases/{id}/determination on aggregates with history;
 - ``bare, HTTP layer``: the same routes and bodies, handlers that answer without the application;
-- ``caselog``: `caselog serve`'s app (create_app), the requests of bench.write, each with an Idempotency-Key;
+- ``caselog``: `caselog serve`'s app (create_app, without the background services `caselog serve` starts:
+  the scheduler, a relay), the requests of bench.write, each with an Idempotency-Key;
 - ``caselog, HTTP layer``: the same app, requests and tokens (authentication, validation, authorization,
-  the access log, the answer), the application's command answered by a view made once;
+  the answer), the application's command answered by a view made once;
 - ``in process``: ``CaseLog.submit`` with its read models caught up, against the bare app's ``submit``.
 
 Printed: instructions per request (millions), caselog's over the bare app's, and the bound that ratio sets:
@@ -86,9 +90,13 @@ async def asgi_request(app, method: str, path: str, headers: dict, body) -> int:
 
 
 def counting(on: bool) -> None:
-    """Switch callgrind's count on or off in this process."""
-    subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())], check=True,
-                   capture_output=True)
+    """Switch callgrind's count on or off in this process. callgrind_control exits 0 whatever happened
+    (a process it cannot find included): what it prints tells."""
+    state = "on" if on else "off"
+    switched = subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], capture_output=True, text=True)
+    said = switched.stdout + switched.stderr
+    if f"sending command instrumentation {state}" not in said or "Error" in said:
+        raise RuntimeError(f"callgrind's count could not be switched {state}: {said.strip()}")
 
 
 def child(spec: dict) -> dict:
@@ -203,7 +211,7 @@ def prepare(scratch: Path, n: int, only: list[str]) -> list[dict]:
             if request == "in_process" and floor:
                 continue
             spec = {"who": who, "request": request, "floor": floor, "n": n, "bare_env": bare_env,
-                    "data_dir": str(data), "view_of": levels[0][0]}
+                    "data_dir": str(data), "view_of": levels[2][0]}  # (a case no child determines)
             if request == "determine":
                 ids = (bare_ids[:WARM_UP + n] if floor else bare_ids[WARM_UP + n:]) if who == "bare" else \
                     (levels[2] + levels[3] if floor else levels[0] + levels[1])
@@ -227,14 +235,15 @@ def count(spec: dict, scratch: Path) -> dict:
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={scratch / name}.callgrind",
          f"--log-file={log}", sys.executable, "-m", "bench.instructions", "--child", str(spec_file)],
         cwd=ROOT, env=child_env(PYTHONHASHSEED="0"), capture_output=True, text=True, timeout=1800)
+    said = log.read_text() if log.exists() else ""
     if run.returncode != 0:
-        raise RuntimeError(f"{name}: exit {run.returncode}: {run.stderr[-3000:]}")
+        raise RuntimeError(f"{name}: exit {run.returncode}: {run.stderr[-3000:]}\nvalgrind: {said[-2000:]}")
     statuses = json.loads(run.stdout.strip().splitlines()[-1])
     if set(statuses) - {"200", "201"} or sum(statuses.values()) != spec["n"]:
         raise RuntimeError(f"{name}: answered {statuses}, expected {spec['n']} 2xx")
-    found = COLLECTED.findall(log.read_text())
-    if not found:
-        raise RuntimeError(f"{name}: no count in {log}")
+    found = COLLECTED.findall(said)
+    if not found or not int(found[-1]):
+        raise RuntimeError(f"{name}: no count in valgrind's log: {said[-2000:]}")
     per = int(found[-1]) / spec["n"]
     print(f"  {name:28} {per / 1e6:7.3f} M instructions a request ({spec['n']} requests)", flush=True)
     return {"name": name, "who": spec["who"], "request": spec["request"], "floor": spec["floor"],

@@ -26,6 +26,7 @@ def test_bench_instructions_counts_each_app_and_its_http_layer(tmp_path):
     # each app costs more than its HTTP layer alone: the application's work was counted, and the layer's
     assert counted["bare-determine"] > counted["bare-determine-floor"] > 100_000
     assert counted["caselog-determine"] > counted["caselog-determine-floor"] > 100_000
+    assert counted["caselog-determine-floor"] > counted["bare-determine-floor"]  # a token, authorization: more work
     (row,) = figures["summary"]
     assert row["ratio"] == round(counted["caselog-determine"] / counted["bare-determine"], 2)
     assert row["bound_2"] == round(2 * counted["bare-determine"] / counted["caselog-determine"], 3)

@@ -161,6 +161,11 @@ def test_the_write_headers_are_checked_after_the_caller_and_refused_naming_the_h
     assert recorded(api.system) == before
     version = answered(api.get(f"/cases/{cid}"))["version"]
     answered(api.post(f"/cases/{cid}/clinical", {"notes": "the system goes on"}, **{"If-Match": f'W/"{version}"'}))
+    # a creation takes no If-Match (there is no version yet): not documented, and not read
+    paths = api.client.app.openapi()["paths"]
+    for path in ("/cases", "/drafts"):
+        assert [p["name"] for p in paths[path]["post"]["parameters"] if p["in"] == "header"] == ["Idempotency-Key"]
+    answered(api.post("/cases", case_request(api), **{"If-Match": "three"}), 201)
 
 
 @pytest.mark.parametrize("extra, field", [
