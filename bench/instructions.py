@@ -189,7 +189,8 @@ def prepare(scratch: Path, n: int, only: list[str]) -> list[dict]:
     """The stores (SQLite, prepared natively) and every child's spec."""
     from infra.settings import Settings
 
-    from bench.write import Members, bearer, child_env, determinations, prepare_caselog, submissions, PROVIDER_NPI
+    from bench.write import (Members, bearer, child_env, determinations, prepare_caselog, sqlite_store, submissions,
+                             PROVIDER_NPI)
 
     members = Members()
     data = scratch / "caselog"
@@ -198,8 +199,7 @@ def prepare(scratch: Path, n: int, only: list[str]) -> list[dict]:
     env = child_env(CASELOG_DATA_DIR=str(data))
     provider = bearer(env, "--role", "provider", "--sub", "bench-provider", "--npi", PROVIDER_NPI)
     reviewer = bearer(env, "--role", "reviewer", "--sub", "bench-reviewer", "--credential", "MD")
-    bare_env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(scratch / "bare.db"),
-                "SQLITE_LOCK_TIMEOUT": "30", "CREATE_TABLE": "y"}
+    bare_env = sqlite_store(scratch / "bare")["bare_env"]  # as bench.write configures the bare app
     bare = Bare(env=bare_env)
     try:
         bare_ids = bare.prepare(2 * (WARM_UP + n))
