@@ -120,6 +120,7 @@ BENCHMARKS = {
     "verify": "bench.verify",  # issue 12: verify and verify --seals on ~1M events, sealing them
     "write": "bench.write",  # issue 13: HTTP submissions and determinations, against a bare eventsourcing app
     "instructions": "bench.instructions",  # issue 13: the same writes' CPU instructions (callgrind), against the bare app
+    "replay-bound": "bench.replay_bound",  # issue 13: what a rebuild cannot go below: its reading, final inserts, indexes
 }
 
 
@@ -127,7 +128,7 @@ BENCHMARKS = {
 @handled
 def bench(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="read-models, scheduler, relay, workers, verify, write or instructions"),
+    name: str = typer.Argument(..., help="read-models, scheduler, relay, workers, verify, write, instructions or replay-bound"),
 ) -> None:
     """Run a benchmark from bench/ (a source checkout): it prints its figures and writes them
     under bench/out/; bench/RESULTS.md records them. Extra options go to the benchmark
