@@ -26,7 +26,6 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 from eventsourcing.utils import Environment
 
-from application.case_ids import new_case_id
 from application.deadlines import DEADLINES
 from application.ports import Clock, PublishedSize, Registry
 from domain.case import Case
@@ -270,15 +269,14 @@ class CaseLog(Application):
     def _create(self, name: str, body: dict, actor: dict, key: str | None, build: Callable[[Context, UUID, str], Case]) -> Answer:
         scoped = self._scoped(actor, key)
         digest = digest_of(name, None, body)
-        case_id = new_case_id(self.clock.now())
-        for last in race_attempts():
+        case_id = uuid5(KEY_NAMESPACE, scoped) if scoped else uuid4()
+        for attempt, last in enumerate(race_attempts()):
             if scoped:
-                # the key is recorded in the transaction that records its case, with the case's id: a
-                # request with the key already recorded is answered as it was. Two requests with one key at
-                # once make two ids; the key lets only one of them be recorded, the other finds it next time.
                 known = self._check_key(scoped, digest, None)
-                if known:
-                    earlier = self._earlier_answer(self.load(UUID(known[1])), scoped, digest, created=True)
+                # the key is recorded in the transaction that records the case: no key, no case (but for a
+                # case recorded before keys were, found once a save lost to it: on a later attempt)
+                if (known or attempt) and self.exists(case_id):
+                    earlier = self._earlier_answer(self.load(case_id), scoped, digest, created=True)
                     if earlier:
                         return earlier
             ctx = Context(self.clock.now(), actor, {"key": scoped, "digest": digest} if scoped else None)
@@ -429,7 +427,7 @@ class CaseLog(Application):
             if not case.row.update_is_clinical(kind):
                 case.update_authorization_in_place(ctx, kind, changes)
                 return []
-            successor_id = new_case_id(ctx.now)
+            successor_id = uuid5(KEY_NAMESPACE, f"successor:{ctx.command['key']}") if ctx.command else uuid4()
             request = case.supersede(ctx, kind=kind, changes=changes, successor_case_id=str(successor_id))
             intake(ctx, "0000000000", request, str(case.id))  # validate before taking a case number
             number = self.registry.case_number(str(successor_id))

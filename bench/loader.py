@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from datetime import timedelta
 
-from application.case_ids import new_case_id
 from domain.case import Case
 from domain.context import Context
 from infra.bootstrap import System
@@ -33,9 +33,7 @@ def load(system: System, cases: int, batch: int | None = None, seed: int = 7, pr
     sample = {"authorizations": [], "members": [], "case_numbers": [], "npis": npis}
     while made < cases:
         size = min(batch, cases - made)
-        # each case's id as the application makes it (application/case_ids.py): from the clock's instant
-        # at its submission, which the loop below advances 30 s before each case
-        ids = [new_case_id(clock.now() + timedelta(seconds=30 * (k + 1))) for k in range(size)]
+        ids = [uuid.uuid4() for _ in range(size)]
         numbers = system.registry.case_numbers([str(i) for i in ids])
         aggregates = []
         for case_id in ids:

@@ -11,8 +11,9 @@ On a copy of the store, one after the other:
   made again without their secondary indexes and the rows inserted in their order of insertion (rowid),
   in as many slices as the rebuild has batches, as many slices to a commit as it folds, through the
   store's cursor; then the secondary indexes built.
-Reading, the final inserts and the indexes are work any rebuild of these tables does (it also
-updates and deletes rows, reads rows ahead and folds): their sum bounds its rate from above.
+Reading, the final inserts and the indexes are work any rebuild with today's reader, batching, schema
+and case ids does (it also updates and deletes rows, reads rows ahead and folds): their sum bounds its
+rate from above, for this design.
 Prints each figure in microseconds per event and that bound, and writes bench/out/replay_bound.json.
 """
 

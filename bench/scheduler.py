@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,7 +28,6 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from application.case_ids import new_case_id  # noqa: E402
 from domain.case import Case  # noqa: E402
 from domain.context import Context  # noqa: E402
 from infra.bootstrap import bootstrap  # noqa: E402
@@ -51,7 +51,7 @@ def arm_held_cases(system, cases: int, batch: int = 500) -> None:
     clock = system.clock
     made = 0
     while made < cases:
-        ids = [new_case_id(clock.now()) for _ in range(min(batch, cases - made))]  # as the application makes them
+        ids = [uuid.uuid4() for _ in range(min(batch, cases - made))]
         numbers = system.registry.case_numbers([str(i) for i in ids])
         aggregates = []
         for case_id in ids:

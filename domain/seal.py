@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -50,7 +49,6 @@ FORMAT = "caselog-seal/1"
 BUCKETS = 16**3
 ROOT_PREFIX = b"caselog-heads/1\n"
 EMPTY_BUCKET = hashlib.sha256(b"").digest()
-SEGMENT = 256  # leaves of a bucket between two of its kept hash states (see Heads)
 
 
 class SealInvalid(Exception):
@@ -177,16 +175,6 @@ class Heads:
         self._buckets: list[dict[str, Head]] = [{} for _ in range(BUCKETS)]
         self._digests = [EMPTY_BUCKET] * BUCKETS
         self._dirty: set[int] = set()
-        # A bucket's leaves hash in case id order, and the hash is kept as it stood every SEGMENT leaves:
-        # a digest rehashes a bucket from the segment of its first leaf changed since the last digest
-        # on, not the whole bucket. Time-ordered case ids (application/case_ids.py) put about two years'
-        # cases in one bucket, but a new case sorts last there and the cases that change are mostly
-        # recent ones. 10^6 events of 200,000 cases, a digest every 1,000 (the periodic sealer's
-        # cadence): whole buckets rehashed, 61 s with time-ordered ids (7.0 with random ones); resumed,
-        # 4.1 s (7.3-7.8 with random ids: keeping each bucket's order costs a bisection per event).
-        self._order: list[list[str]] = [[] for _ in range(BUCKETS)]  # each bucket's case ids, sorted
-        self._states: list[list[Any]] = [[hashlib.sha256()] for _ in range(BUCKETS)]  # after 0, SEGMENT, 2 SEGMENT... leaves
-        self._stale: list[int] = [0] * BUCKETS  # the first leaf changed since the bucket's last digest
         self.events = 0
         self.cases = 0
         self.position = 0
@@ -210,7 +198,7 @@ class Heads:
                 position,
             )
             head.line = None
-        self._changed(b, case_id, head is None)
+        self._dirty.add(b)
         self.events += 1
         self.position = position
 
@@ -221,55 +209,27 @@ class Heads:
             head = Head(int(version), str(event_hash), bytes.fromhex(trail), mark)
         except (TypeError, ValueError):
             raise SealInvalid(f"malformed heads entry {entry!r}") from None
-        case_id = str(case_id)
-        b = bucket_of(case_id)
-        new = case_id not in self._buckets[b]
-        if new:
+        b = bucket_of(str(case_id))
+        if str(case_id) not in self._buckets[b]:
             self.cases += 1
-        self._buckets[b][case_id] = head
-        self._changed(b, case_id, new)
-
-    def _changed(self, b: int, case_id: str, new: bool) -> None:
-        """Case ``case_id`` of bucket ``b`` has a new head (``new``: its first): rehash from its leaf on."""
-        order = self._order[b]
-        if new and (not order or order[-1] < case_id):  # a time-ordered id: the last of its bucket
-            at = len(order)
-            order.append(case_id)
-        else:
-            at = bisect_left(order, case_id)
-            if new:
-                order.insert(at, case_id)
-        if at < self._stale[b]:
-            self._stale[b] = at
+        self._buckets[b][str(case_id)] = head
         self._dirty.add(b)
 
     def digest(self) -> str:
         for b in self._dirty:
-            self._digests[b] = self._rehash(b)
+            bucket = self._buckets[b]
+            self._digests[b] = (
+                hashlib.sha256(b"".join(bucket[c].leaf(c) for c in sorted(bucket))).digest()
+                if bucket
+                else EMPTY_BUCKET
+            )
         self._dirty.clear()
         return hashlib.sha256(ROOT_PREFIX + b"".join(self._digests)).hexdigest()
 
     def changed_after(self, position: int) -> list[list]:
         """The ``heads`` list of a seal written after one at ``position``: every case whose head
         moved past it, sorted by case id."""
-        return [bucket[c].entry(c) for bucket, order in zip(self._buckets, self._order) for c in order if bucket[c].mark > position]
-
-    def _rehash(self, b: int) -> bytes:
-        """Bucket ``b``'s digest: SHA-256 over its leaves in case id order, resumed from the hash as it
-        stood at the start of the segment of its first changed leaf (a case inserted before others
-        moves them: they count as changed too)."""
-        order, states, bucket = self._order[b], self._states[b], self._buckets[b]
-        if not order:
-            return EMPTY_BUCKET
-        segment = min(self._stale[b] // SEGMENT, len(states) - 1)
-        del states[segment + 1:]
-        running = states[segment].copy()
-        for start in range(segment * SEGMENT, len(order), SEGMENT):
-            if start // SEGMENT == len(states):
-                states.append(running.copy())
-            running.update(b"".join([bucket[c].leaf(c) for c in order[start:start + SEGMENT]]))
-        self._stale[b] = len(order)
-        return running.digest()
+        return [bucket[c].entry(c) for bucket in self._buckets for c in sorted(bucket) if bucket[c].mark > position]
 
     def differing(self, other: "Heads") -> Iterator[tuple[str, Head | None, Head | None]]:
         """(case id, this head, the other's head) for every case where the two differ."""

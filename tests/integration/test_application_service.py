@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from uuid import UUID
 
 import pytest
 
@@ -53,25 +52,6 @@ def test_a_retried_clinical_update_answers_with_the_same_successor(app):
     again = app.update_authorization(cid, "regimen", {"regimen": "x"}, actor=PROVIDER, key="u")
     assert again.created and again.view["case_id"] == first.view["case_id"]
 
-
-
-def test_new_cases_and_successors_get_ids_in_the_order_they_were_created(app):
-    """Time-ordered ids (application/case_ids.py), with or without an Idempotency-Key: each new case's
-    rows go at the end of every index keyed by case id. A keyed retry still answers with its case."""
-    ids = []
-    for k in range(4):
-        app.clock.advance(timedelta(milliseconds=3))
-        ids.append(submit(app, MEDONC)["case_id"])
-        app.clock.advance(timedelta(milliseconds=3))
-        body = request(DME, date_of_service=later(app.clock.now(), 5))
-        ids.append(app.submit(body, actor=PROVIDER, key=f"ordered-{k}").view["case_id"])
-        app.clock.advance(timedelta(seconds=1))
-        assert app.submit(body, actor=PROVIDER, key=f"ordered-{k}").view["case_id"] == ids[-1]
-    app.determine(ids[0], actor=MD, outcome="approved")
-    app.clock.advance(timedelta(milliseconds=3))
-    ids.append(app.update_authorization(ids[0], "regimen", {"regimen": "x"}, actor=PROVIDER).view["case_id"])
-    assert [UUID(i).version for i in ids] == [7] * len(ids)
-    assert sorted(ids) == ids, ids
 
 def test_if_match_version_conflict_records_nothing(system, app):
     view = submit(app, DME)
