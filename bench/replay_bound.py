@@ -94,6 +94,8 @@ def measure(store: Path) -> dict:
         if db.dialect != "sqlite":
             raise SystemExit("replay_bound measures the embedded SQLite store")
         rebuild, events = timed(runner.rebuild)
+        if not events:
+            raise SystemExit("the store holds no events: nothing to rebuild")
         reading, read = timed(lambda: read_only(runner))
         if read != events:  # another writer on the copy: the figures would not be of one store
             raise SystemExit(f"the rebuild applied {events} events and the log then held {read}")
@@ -120,6 +122,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=2000, help="without --data-dir: load a store of this many cases")
     parser.add_argument("--out", default=str(OUT / "replay_bound.json"))
     args = parser.parse_args()
+    if args.cases < 1:
+        parser.error("--cases: at least 1")
     with tempfile.TemporaryDirectory(prefix="replay-bound-") as scratch:
         copy = Path(scratch) / "store"
         if args.data_dir:

@@ -30,6 +30,8 @@ def test_replay_bound_prints_the_rebuild_its_parts_and_the_bound(tmp_path):
     assert f"| {us['rebuild']} | {us['reading']} |" in row and f"{figures['bound_events_per_second']:,}" in row
 
 
-def test_a_data_dir_without_a_store_is_refused_with_status_2(tmp_path):
+def test_a_data_dir_without_a_store_or_no_cases_is_refused_with_status_2(tmp_path):
     run = bench("--data-dir", str(tmp_path))
     assert run.returncode == 2 and "no caselog.db" in run.stderr
+    run = bench("--cases", "0")
+    assert run.returncode == 2 and "--cases: at least 1" in run.stderr
