@@ -20,23 +20,20 @@ Prints each figure in microseconds per event and that bound, and writes bench/ou
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.loader import load  # noqa: E402
+from bench.read_models import loaded_store  # noqa: E402
 from infra.bootstrap import bootstrap  # noqa: E402
-from infra.clock import ManualClock  # noqa: E402
 from infra.settings import Settings  # noqa: E402
-from infra.store.runner import BATCHES_PER_COMMIT  # noqa: E402
+from infra.store.runner import BATCHES_PER_COMMIT, few_collections  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 
@@ -49,17 +46,11 @@ def timed(call) -> tuple[float, object]:
 
 def read_only(runner) -> int:
     """The rebuild's reading (runner._stored_reader) with the collector set as the rebuild sets it."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 50)
-    try:
+    with few_collections():
         read, events = runner._stored_reader(), 0
         while batch := read(None):
             events += len(batch)
         return events
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 def table_rows(db, runner) -> dict[str, tuple[list[str], list[tuple]]]:
@@ -131,11 +122,7 @@ def main() -> None:
                 parser.error(f"--data-dir: no caselog.db in {args.data_dir}")
             shutil.copytree(args.data_dir, copy)
         else:
-            system = bootstrap(Settings(data_dir=copy), clock=ManualClock(datetime(2026, 3, 10, 14, tzinfo=timezone.utc)))
-            try:
-                load(system, args.cases)
-            finally:
-                system.close()
+            loaded_store(copy, args.cases)
         figures = measure(copy)
     figures["store"] = args.data_dir or f"{args.cases} cases loaded by bench/loader.py"
     OUT.mkdir(exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from contextlib import contextmanager
 from itertools import compress, islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -37,6 +38,21 @@ PARTITION_TRACKING = (
     "CREATE TABLE IF NOT EXISTS caselog_partition_tracking (projection TEXT NOT NULL, topic TEXT NOT NULL,"
     " partition INTEGER NOT NULL, position BIGINT NOT NULL, kafka_offset BIGINT NOT NULL, PRIMARY KEY (projection, topic, partition))"
 )
+
+
+@contextmanager
+def few_collections() -> Iterator[None]:
+    """Around a rebuild: the cyclic collector, run every 700 allocations over every object alive (the
+    modules' too), cost ~10% of a rebuild, which makes few cycles: what is alive now is left out of its
+    walks and it runs every 100,000 allocations instead (process-wide, for the block's duration)."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 50)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def ensure_tracking(cur: Cursor, name: str) -> None:
@@ -276,17 +292,8 @@ class ProjectionRunner:
         # the cases met so far: the only ones the emptied tables can hold rows of (up to MET_CAP of
         # them, ~130 bytes each; past it every batch's cases are read ahead: memory stays bounded)
         met: set[str] = set()
-        # the cyclic collector, run every 700 allocations over every object alive (the modules' too),
-        # cost ~10% of a rebuild, which makes few cycles: what is alive now is left out of its walks
-        # and it runs every 100,000 allocations instead (process-wide, for the rebuild's duration)
-        thresholds = gc.get_threshold()
-        gc.freeze()
-        gc.set_threshold(100_000, 50, 50)
-        try:
+        with few_collections():
             return self._rebuild(chosen, progress, source, met)
-        finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
 
     def _rebuild(self, chosen: list[Projection], progress: Callable[[int], None] | None,
                  source: Iterable[EventRecord] | None, met: set[str] | None) -> int:
